@@ -1,0 +1,243 @@
+"""Command line: `python -m dgnam_engine` or `dgnam`.
+
+Every user mistake ends in one line on stderr and exit code 2, with nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from .errors import RunCancelled, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UserError(f"{message} (see `python -m dgnam_engine {self.prog.split()[-1]} --help`)"
+                        if " " in self.prog else message)
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for r in [header] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def cmd_models(args) -> int:
+    from . import targets as T
+
+    rows = []
+    for name, spec in T.TARGETS.items():
+        rows.append({"name": name, "title": spec.title, "available": T.weights_available(spec),
+                     "weights": spec.weights.filename if spec.weights else None, "source": spec.source,
+                     "input_size": spec.input_size, "output_layer": spec.output_layer,
+                     "fetch": None if T.weights_available(spec) or not spec.weights.fetchable
+                     else f"python -m dgnam_engine fetch {spec.weights.fetch_name}"})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        _print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
+                      for r in rows], ["model", "weights", "description"])
+        print("any other timm model: timm/<name>")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from . import targets as T
+
+    tgt = T.load_target(args.model, "cpu", random_weights=True)  # shapes do not depend on the weights
+    rows = [{"name": li.name, "kind": li.kind, "units": li.units, "shape": list(li.shape), "module": li.module,
+             "output": li.name == tgt.spec.output_layer, "description": li.description}
+            for li in tgt.layers.values()]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        _print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
+                     ["layer", "kind", "units", "shape"])
+    return 0
+
+
+def cmd_priors(args) -> int:
+    from . import priors as P
+
+    default = P.default_prior_name()
+    rows = []
+    for name, spec in P.all_specs().items():
+        avail = P.is_available(spec)
+        rows.append({"name": name, "title": spec.title, "available": avail, "default": name == default,
+                     "kind": spec.kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
+                     "depth": spec.depth, "note": spec.note,
+                     "fetch": None if avail or spec.weights is None else f"python -m dgnam_engine fetch {name}"})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        _print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
+                       "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
+                     ["prior", "present", "code", "inverts", "description"])
+        print("* default. Demo priors are trained on a small photo corpus; the original priors "
+              "(`python -m dgnam_engine fetch fc6`) give paper-quality images.")
+    return 0
+
+
+def _weight_files(name: str):
+    from . import priors as P
+    from . import targets as T
+
+    if name in P.ORIGINAL_PRIORS:
+        return P.ORIGINAL_PRIORS[name].weights
+    spec = T.get_spec(name)
+    if spec.weights is None or not spec.weights.fetchable:
+        return None
+    return spec.weights
+
+
+def cmd_fetch(args) -> int:
+    from . import weights as W
+
+    files = []
+    for name in args.names:
+        wf = _weight_files(name)  # raises UserError for unknown names before anything is downloaded
+        files.append((name, wf))
+    for name, wf in files:
+        if wf is None:
+            print(f"{name}: ships with an installed package, nothing to fetch")
+            continue
+        last = [0.0]
+
+        def progress(got, total, _n=name):
+            now = time.monotonic()
+            if now - last[0] > 0.5 or (total and got == total):
+                last[0] = now
+                pct = f" {100 * got / total:5.1f}%" if total else ""
+                print(f"\r{_n}: {got / 1e6:8.1f} MB{pct}", end="", file=sys.stderr, flush=True)
+
+        path = W.fetch(wf, progress)
+        print(file=sys.stderr)
+        print(f"{name}: {path}")
+    return 0
+
+
+def _parse_units(text: str) -> list[int]:
+    units = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                units.extend(range(int(a), int(b) + 1))
+            else:
+                units.append(int(part))
+        except ValueError:
+            raise UserError(f"bad unit {part!r}: use numbers like 967 or 1,2,3 or 10-20") from None
+    return units
+
+
+def cmd_visualize(args) -> int:
+    from .imaging import save_png
+    from .runner import Settings, visualize
+
+    units = _parse_units(args.unit)
+    if args.prior_file and not Path(args.prior_file).is_file():
+        raise UserError(f"prior file not found: {args.prior_file}")
+    out = Path(args.out)
+    if len(units) > 1 and out.suffix.lower() == ".png":
+        raise UserError("with several units --out must be a folder, not a .png file")
+    position = None
+    if args.xy is not None:
+        position = (args.xy, args.xy)
+    settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
+                        lr_end=args.lr_end, seed=args.seed, position=position)
+
+    def progress(info):
+        if not args.quiet and (info.step % 10 == 0 or info.step == info.n_iters - 1):
+            acts = ", ".join(f"{a:.2f}" for a in info.activations[:4].tolist())
+            print(f"step {info.step + 1}/{info.n_iters}  activation {acts}", file=sys.stderr, flush=True)
+
+    results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
+                        prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
+    # Everything ran; only now is anything written.
+    paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
+                                           for r in results]
+    summaries = []
+    for r, p in zip(results, paths):
+        save_png(r.image, p)
+        d = r.summary()
+        d["image"] = str(p)
+        summaries.append(d)
+        if not args.json:
+            print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
+                  f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
+    if args.json:
+        print(json.dumps(summaries[0] if len(summaries) == 1 else summaries))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dgnam", description="DGN-AM Studio: see what a neuron has learned.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("models", help="list target networks and whether their weights are present")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("layers", help="list the layers of a model")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_layers)
+
+    s = sub.add_parser("priors", help="list the generator priors")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_priors)
+
+    s = sub.add_parser("fetch", help="download weights into the standard caches (needs internet)")
+    s.add_argument("names", nargs="+", metavar="NAME", help="a model (alexnet, ...) or a prior (fc6, ...)")
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
+    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--layer", default=None, help="default: the output layer")
+    s.add_argument("--unit", required=True, help="unit index, or a list: 1,2,3 or 10-20")
+    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
+    s.add_argument("--prior-file", default=None, help="weights file for the prior")
+    s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
+                   help="pixel: the pixel-space baseline, no prior")
+    s.add_argument("--iters", type=int, default=None)
+    s.add_argument("--lr", type=float, default=None, help="start learning rate")
+    s.add_argument("--lr-end", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--xy", type=int, default=None, help="conv units: row and column (default: centre)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    s.add_argument("--weights", default=None, help="weights file for the model")
+    s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
+    s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
+    s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_visualize)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return p
+
+
+# Further subcommands register here: each adds its parser (with set_defaults(func=...)) to `sub`.
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing but `fetch` may wait on the network
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RunCancelled:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,244 @@
+"""Generator priors as data: architecture, weights, code shape, per-unit bounds and the encoder they invert.
+
+Two kinds plug in the same way:
+- the original DeePSiM priors (conv3, pool5, fc6, fc7), weights from the Hugging Face repo
+  binxu/DeePSim_DosovitskiyBrox2016, bounds from the original act_range/3x files in assets/;
+- priors in one safetensors file whose metadata holds a JSON card (architecture, code shape, encoder, ...) and
+  whose tensors hold the generator weights plus `bounds.lower` / `bounds.upper` (see `save_prior_file`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import generators, weights as W
+from .errors import UserError, WeightsCorrupt
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ACT_RANGE = ASSETS / "act_range" / "3x"
+DEMO_PRIORS_DIR = ASSETS / "priors"
+HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
+CARD_KEY = "dgnam_card"
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    name: str
+    title: str
+    arch: str
+    code_shape: tuple[int, ...]
+    encoder: str  # "model:layer" the generator inverts
+    weights: Optional[W.WeightFile] = None  # original priors: where to find the file
+    bounds_file: Optional[str] = None  # original priors: act_range file name
+    file: Optional[str] = None  # file-based priors: the safetensors path
+    arch_kwargs: dict = field(default_factory=dict)
+    kind: str = "original"  # "original" or "trained"
+    note: str = ""
+    depth: str = ""  # which of the paper's layers it plays: conv3 / pool5 / fc6 / fc7
+
+
+@dataclass
+class Prior:
+    """A loaded prior, ready for DGN-AM."""
+
+    spec: PriorSpec
+    generator: torch.nn.Module
+    lower: torch.Tensor  # per-unit bounds, shape = code_shape
+    upper: torch.Tensor
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def lr_scale(self) -> float:
+        """Step-size factor relative to the fc6 prior: codes of other priors live on other scales."""
+        return float((self.upper - self.lower).mean() / fc6_bound_scale())
+
+    def to(self, device) -> "Prior":
+        self.generator.to(device)
+        self.lower, self.upper = self.lower.to(device), self.upper.to(device)
+        return self
+
+
+def _hf(name: str) -> W.WeightFile:
+    f = f"upconvGAN_{name}.pt"
+    return W.WeightFile(f, name, hf_repo=HF_DEEPSIM, hf_filename=f)
+
+
+ORIGINAL_PRIORS = {
+    "conv3": PriorSpec("conv3", "conv3 (original DeePSiM, layer 3)", "upconv_conv34", (384, 13, 13),
+                       "caffenet:conv3", _hf("conv3"), "conv3.txt", depth="conv3"),
+    "pool5": PriorSpec("pool5", "pool5 (original DeePSiM, layer 5)", "upconv_pool5", (256, 6, 6),
+                       "caffenet:pool5", _hf("pool5"), "conv5.txt", depth="pool5"),
+    "fc6": PriorSpec("fc6", "fc6 (original DeePSiM, layer 6, best)", "upconv_fc", (4096,), "caffenet:fc6",
+                     _hf("fc6"), "fc6.txt", depth="fc6"),
+    "fc7": PriorSpec("fc7", "fc7 (original DeePSiM, layer 7)", "upconv_fc", (4096,), "caffenet:fc7",
+                     _hf("fc7"), "fc7.txt", depth="fc7"),
+}
+
+
+def read_bounds(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """One line of integers in C order, reshaped to the code shape (the original loader only handled vectors)."""
+    vals = np.array((ACT_RANGE / name).read_text().split(), dtype=np.float32)
+    if vals.size != int(np.prod(shape)):
+        raise WeightsCorrupt(f"{ACT_RANGE / name} holds {vals.size} bounds, expected {int(np.prod(shape))}")
+    return torch.from_numpy(vals.reshape(shape))
+
+
+@lru_cache(maxsize=1)
+def fc6_bound_scale() -> float:
+    return float(read_bounds("fc6.txt", (4096,)).mean())
+
+
+# ----- prior files (safetensors + card) -----
+
+def read_card(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:
+        raise WeightsCorrupt(f"{path} is not a readable safetensors prior file") from None
+    if CARD_KEY in meta:
+        return json.loads(meta[CARD_KEY])
+    side = path.with_suffix(".json")
+    if side.is_file():
+        return json.loads(side.read_text())
+    raise WeightsCorrupt(f"{path} has no prior card (metadata '{CARD_KEY}' or {side.name})")
+
+
+def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: torch.Tensor,
+                    upper: torch.Tensor, card: dict) -> Path:
+    """Write a prior as one safetensors file; the card goes into its metadata and beside it as JSON."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    tensors["bounds.lower"] = lower.detach().cpu().float().contiguous()
+    tensors["bounds.upper"] = upper.detach().cpu().float().contiguous()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def spec_from_file(path: str | os.PathLike) -> PriorSpec:
+    card = read_card(path)
+    try:
+        return PriorSpec(name=card["name"], title=card.get("title", card["name"]), arch=card["arch"],
+                         code_shape=tuple(card["code_shape"]), encoder=f"{card['encoder']}:{card['layer']}",
+                         file=str(path), arch_kwargs=card.get("arch_kwargs", {}), kind="trained",
+                         note=card.get("note", ""), depth=card.get("depth", ""))
+    except KeyError as exc:
+        raise WeightsCorrupt(f"{path}: prior card lacks {exc}") from None
+
+
+def demo_prior_specs() -> dict[str, PriorSpec]:
+    out = {}
+    if DEMO_PRIORS_DIR.is_dir():
+        for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
+            try:
+                s = spec_from_file(p)
+            except WeightsCorrupt:
+                continue
+            out[s.name] = s
+    return out
+
+
+def all_specs() -> dict[str, PriorSpec]:
+    return {**ORIGINAL_PRIORS, **demo_prior_specs()}
+
+
+def get_spec(name: str) -> PriorSpec:
+    specs = all_specs()
+    if name not in specs:
+        raise UserError(f"unknown prior {name!r}; priors: {', '.join(specs)}")
+    return specs[name]
+
+
+def is_available(spec: PriorSpec) -> bool:
+    if spec.file:
+        return Path(spec.file).is_file()
+    return spec.weights is not None and W.find(spec.weights) is not None
+
+
+def default_prior_name() -> str:
+    """fc6 when its weights are present (the paper's best); else the demo prior that stands in for fc6."""
+    specs = all_specs()
+    if is_available(specs["fc6"]):
+        return "fc6"
+    demos = [s for s in specs.values() if s.kind == "trained" and is_available(s)]
+    for s in demos:
+        if s.depth == "fc6":
+            return s.name
+    return demos[0].name if demos else "fc6"
+
+
+# ----- loading -----
+
+def _load_original(spec: PriorSpec, explicit: Optional[str]) -> Prior:
+    path = W.resolve(spec.weights, f"prior {spec.name}", explicit)
+    if explicit is not None and str(explicit).endswith(".safetensors"):
+        try:
+            card = read_card(path)
+        except WeightsCorrupt:
+            card = None
+        if card is not None:
+            return load_file_prior(path)
+    sd = generators.normalise_keys(W.load_state_dict(path))
+    gen = generators.build(spec.arch, **spec.arch_kwargs)
+    W.load_into(gen, sd, path, f"{spec.name} generator")
+    upper = read_bounds(spec.bounds_file, spec.code_shape)
+    return _finish(Prior(spec, gen, torch.zeros_like(upper), upper, str(path)))
+
+
+def load_file_prior(path: str | os.PathLike) -> Prior:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"prior file not found: {path}")
+    spec = spec_from_file(path)
+    sd = W.load_state_dict(path)
+    try:
+        lower, upper = sd.pop("bounds.lower"), sd.pop("bounds.upper")
+    except KeyError:
+        raise WeightsCorrupt(f"{path} lacks bounds.lower / bounds.upper") from None
+    gen_sd = {k[len("generator."):]: v for k, v in sd.items() if k.startswith("generator.")}
+    try:
+        gen = generators.build(spec.arch, **spec.arch_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise WeightsCorrupt(f"{path}: {exc}") from None
+    W.load_into(gen, gen_sd, path, f"{spec.name} generator")
+    if tuple(upper.shape) != spec.code_shape or tuple(lower.shape) != spec.code_shape:
+        raise WeightsCorrupt(f"{path}: bounds do not have the code shape {spec.code_shape}")
+    return _finish(Prior(spec, gen, lower.float(), upper.float(), str(path)))
+
+
+def _finish(prior: Prior) -> Prior:
+    prior.generator.eval().requires_grad_(False)
+    return prior
+
+
+def load_prior(name: Optional[str] = None, prior_file: Optional[str] = None, device="cpu") -> Prior:
+    """Load a prior by name (weights from the caches) or from an explicit file.
+
+    `prior_file` with a name loads that file as the named prior's weights; a prior file with a card
+    (safetensors) loads on its own.
+    """
+    if name is None and prior_file is not None and str(prior_file).endswith(".safetensors"):
+        return load_file_prior(prior_file).to(device)
+    spec = get_spec(name or default_prior_name())
+    if spec.kind == "trained":
+        return load_file_prior(prior_file or spec.file).to(device)
+    return _load_original(spec, prior_file).to(device)

@@ -1,0 +1,160 @@
+"""One entry point for every front end (command line, dashboard, precompute): validate a request, load (and
+cache) the target and the prior, run DGN-AM or the pixel baseline in one batch, and return plain results."""
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import dgnam, pixel_am
+from . import priors as P
+from . import targets as T
+from .errors import UserError
+
+
+@dataclass
+class Settings:
+    """Everything besides model, layer and unit that determines a result."""
+
+    method: str = "dgnam"  # "dgnam" or "pixel"
+    prior: Optional[str] = None  # None: the default prior
+    n_iters: Optional[int] = None  # None: the model's default (200)
+    lr_start: Optional[float] = None  # None: the model's default, scaled to the prior's code range
+    lr_end: Optional[float] = None
+    decay: float = dgnam.DECAY
+    seed: int = 0
+    position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UnitResult:
+    model: str
+    layer: str
+    unit: int
+    label: str
+    prior: str  # prior name, or "pixel" for the baseline
+    prior_kind: str  # "original", "trained" or "none"
+    seed: int
+    n_iters: int
+    lr_start: float
+    lr_end: float
+    activation_start: float
+    activation_final: float
+    activations: list[float]
+    image: np.ndarray  # HxWx3 uint8 RGB
+    seconds: float
+    device: str
+    weights: Optional[str] = None  # the target's weights file; None = random weights
+    prior_file: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "image"}
+        return d
+
+
+_cache_lock = threading.Lock()
+_targets: dict = {}
+_priors: dict = {}
+
+
+def get_target(model: str, device: str = "cpu", weights: Optional[str] = None,
+               random_weights: bool = False) -> T.Target:
+    """Loaded once per (model, device, weights) and shared: models are read-only during runs."""
+    key = (model, str(T.resolve_device(device)), weights, random_weights)
+    with _cache_lock:
+        if key not in _targets:
+            _targets[key] = T.load_target(model, device, weights, random_weights)
+        return _targets[key]
+
+
+def get_prior(name: Optional[str], prior_file: Optional[str] = None, device: str = "cpu") -> P.Prior:
+    key = (name or P.default_prior_name() if not prior_file else name, prior_file, str(T.resolve_device(device)))
+    with _cache_lock:
+        if key not in _priors:
+            _priors[key] = P.load_prior(name, prior_file, T.resolve_device(device))
+        return _priors[key]
+
+
+def clear_caches() -> None:
+    with _cache_lock:
+        _targets.clear()
+        _priors.clear()
+
+
+def _as_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    return [(im.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8) for im in images]
+
+
+def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, settings: Optional[Settings] = None,
+              *, seeds: Optional[Sequence[int]] = None, device: str = "cpu", model_weights: Optional[str] = None,
+              prior_file: Optional[str] = None, random_weights: bool = False, callback=None,
+              preview_every: int = 0, target: Optional[T.Target] = None,
+              prior: Optional[P.Prior] = None) -> list[UnitResult]:
+    """Render every unit in `units` (one per seed in `seeds` if given, else all with settings.seed) in one batch.
+
+    All input is checked before any work starts; a bad unit, layer, model or prior raises UserError.
+    """
+    s = settings or Settings()
+    if s.method not in ("dgnam", "pixel"):
+        raise UserError(f"unknown method {s.method!r}; use dgnam or pixel")
+    units = [int(u) for u in units]
+    if not units:
+        raise UserError("no unit given")
+    seeds = [int(x) for x in seeds] if seeds is not None else [s.seed] * len(units)
+    if len(seeds) != len(units):
+        raise UserError("give one seed per unit")
+    if s.n_iters is not None and s.n_iters < 1:
+        raise UserError("the number of steps must be at least 1")
+    tgt = target or get_target(model, device, model_weights, random_weights)
+    info = tgt.layer(layer)
+    for u in units:
+        tgt.check_unit(info, u, s.position)
+    n = s.n_iters or tgt.spec.n_iters
+    if s.method == "pixel":
+        lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
+        lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
+        res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
+                           position=s.position, callback=callback, preview_every=preview_every)
+        prior_name, prior_kind, pfile = "pixel", "none", None
+    else:
+        pr = prior or get_prior(s.prior, prior_file, device)
+        if pr.lower.device != tgt.device:
+            pr = pr.to(tgt.device)
+        scale = pr.lr_scale
+        lr0 = s.lr_start if s.lr_start is not None else tgt.spec.lr[0] * scale
+        lr1 = s.lr_end if s.lr_end is not None else tgt.spec.lr[1]
+        res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
+                        lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, callback=callback,
+                        preview_every=preview_every)
+        prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
+    images = _as_uint8(res.images)
+    per_unit = res.seconds / len(units)
+    out = []
+    for j, u in enumerate(units):
+        curve = [float(v) for v in res.activations[:, j]]
+        out.append(UnitResult(
+            model=tgt.name, layer=info.name, unit=u, label=tgt.unit_label(info, u), prior=prior_name,
+            prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
+            activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
+            seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile))
+    return out
+
+
+def top_classes(target: T.Target, image: np.ndarray, k: int = 5) -> list[tuple[int, str, float]]:
+    """The target's top-k ImageNet classes for an RGB uint8 image (only for 1000-class outputs)."""
+    from .imagenet import class_names
+
+    rgb = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+    probs = target.classify(rgb)[0].cpu()
+    if probs.numel() != 1000:
+        return []
+    vals, idx = probs.topk(k)
+    names = class_names()
+    return [(int(i), names[int(i)], float(v)) for v, i in zip(vals, idx)]

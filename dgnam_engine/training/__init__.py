@@ -1,0 +1,1 @@
+"""Training utilities for DGN-AM Studio priors."""
