@@ -1,0 +1,51 @@
+"""Shared fixtures. Every test runs with its own empty caches, offline, so nothing depends on (or pollutes)
+the user's TORCH_HOME / Hugging Face cache / results store."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory):
+    base = tmp_path_factory.mktemp("home")
+    env = {"TORCH_HOME": str(base / "torch"), "HF_HOME": str(base / "hf"), "HF_HUB_OFFLINE": "1",
+           "DGNAM_DATA_DIR": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield base
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def fc6_file(tmp_path_factory) -> Path:
+    """A random, responsive fc6 generator saved in the Hugging Face key format."""
+    from factories import save_fc6_hf_format
+
+    return save_fc6_hf_format(tmp_path_factory.mktemp("weights") / "upconvGAN_fc6.pt")
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The real EfficientNet-Lite0 (ImageNet weights from the pip package), on the CPU."""
+    from dgnam_engine.runner import get_target
+
+    return get_target("efficientnet_lite0", "cpu")
+
+
+@pytest.fixture(scope="session")
+def fc6_prior(fc6_file):
+    from dgnam_engine.runner import get_prior
+
+    return get_prior("fc6", str(fc6_file), "cpu")
