@@ -37,6 +37,8 @@ JPEG_QUALITY = 95
 # Thumbnails this small would only be blown up into blur; no curated photo is
 # below it, so it only guards against a package changing its files.
 MIN_SHORT_SIDE = 160
+# Hamming distance (of 256 bits) under which two photos count as copies.
+DUP_BITS = 12
 
 
 class SourceUnavailable(Exception):
@@ -202,21 +204,24 @@ def iter_matplotlib() -> Iterator[Photo]:
     )
 
 
-def _sklearn_readme(path: Path) -> dict[str, str]:
-    """Map image name -> 'licence URL; attribution' from the README."""
-    out: dict[str, str] = {}
+def _sklearn_readme(path: Path) -> dict[str, tuple[str, dict]]:
+    """Map image name -> (licence statement, extra fields) from the README."""
+    out: dict[str, tuple[str, dict]] = {}
     for block in re.split(r"\n\s*\n(?=Image:)", path.read_text(encoding="utf-8")):
         m = re.search(r"Image:\s*(\S+)", block)
-        if not m:
+        lic = re.search(r"(Released under [^.\n]*)", block)
+        if not m or not lic:
             continue
         refs = dict(re.findall(r"\[(\d)\]\s*(\S+)", block))
-        attr = re.search(r"Attribution:\s*(.+)", block)
-        lic = "Released under a creative commons license"
-        if "1" in refs:
-            lic += f" ({refs['1']})"
-        if attr:
-            lic += f"; Attribution: {attr.group(1).strip()}"
-        out[m.group(1)] = lic
+        attr = re.search(r"Attribution:\s*(.+?)\s*(\[\d\])?\s*$", block, re.M)
+        # the README's [1] reference is the licence deed; keep it next to
+        # the wording so the exact licence is unambiguous
+        text = lic.group(1).strip() + (f" [1] {refs['1']}" if "1" in refs else "")
+        out[m.group(1)] = (text, {
+            "attribution": attr.group(1) if attr else "",
+            "author_page": refs.get("2", ""),
+            "url": refs.get("3", ""),
+        })
     return out
 
 
@@ -230,7 +235,7 @@ def iter_sklearn() -> Iterator[Photo]:
         if p.is_file() and fname in lic:
             yield Photo(
                 "sklearn", p.stem, "scikit-learn", "pypi", version, str(p),
-                lic[fname], str(readme), _open_file(p),
+                lic[fname][0], str(readme), _open_file(p), lic[fname][1],
             )
 
 
@@ -454,7 +459,8 @@ def iter_gcompris() -> Iterator[Photo]:
         raise SourceUnavailable(f"{pkg}: none of the expected .rcc files in {root}")
 
 
-# Order matters only for the output listing.
+# Keys double as the file-name prefix (each iterator uses its key as
+# Photo.source); order matters only for the output listing.
 SOURCES: dict[str, Callable[[], Iterator[Photo]]] = {
     "skimage": iter_skimage,
     "matplotlib": iter_matplotlib,
@@ -491,13 +497,14 @@ def _resize_short_side(im: Image.Image, size: int) -> Image.Image:
     return im.resize((nw, nh), Image.Resampling.LANCZOS)
 
 
-def _dhash(im: Image.Image) -> int:
-    g = im.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
-    px = list(g.getdata())
+def _dhash(im: Image.Image, n: int = 16) -> int:
+    # 16x16 gradient hash: copies re-encoded at another size differ by a few
+    # bits, distinct photos here by 36+ (an 8x8 hash confused dark scenes)
+    g = im.convert("L").resize((n + 1, n), Image.Resampling.BILINEAR).tobytes()
     bits = 0
-    for r in range(8):
-        for c in range(8):
-            bits = (bits << 1) | (px[r * 9 + c] > px[r * 9 + c + 1])
+    for r in range(n):
+        for c in range(n):
+            bits = (bits << 1) | (g[r * (n + 1) + c] > g[r * (n + 1) + c + 1])
     return bits
 
 
@@ -541,6 +548,12 @@ def build_corpus(
     if unknown:
         raise ValueError(f"unknown sources {unknown}; known: {list(SOURCES)}")
 
+    # A rebuild (other size, other sources) must not leave photos behind that
+    # SOURCES.json no longer lists; only files named like ours are removed.
+    for old in out_dir.glob("*__*.jpg"):
+        if old.name.split("__", 1)[0] in SOURCES:
+            old.unlink()
+
     written: list[Path] = []
     records: list[dict] = []
     skipped: dict[str, str] = {}
@@ -559,7 +572,7 @@ def build_corpus(
                     continue
                 if dedupe:
                     h = _dhash(im)
-                    dup = next((f for hh, f in hashes if bin(hh ^ h).count("1") <= 4), None)
+                    dup = next((f for hh, f in hashes if bin(hh ^ h).count("1") <= DUP_BITS), None)
                     if dup:
                         print(f"[corpus] {sid}: {photo.name} is a near-copy of {dup}; skipped")
                         continue
