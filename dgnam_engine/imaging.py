@@ -19,6 +19,9 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(png_bytes(image))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(png_bytes(image))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no partial file behind
     return path

@@ -179,7 +179,9 @@ class Target:
 
     def unit_activations(self, x_gen: torch.Tensor, layer: LayerInfo, units: torch.Tensor,
                          position: Optional[tuple[int, int]] = None) -> torch.Tensor:
-        """Activation of units[b] for each image b: raw (pre-softmax, pre-ReLU) values, shape (B,)."""
+        """Activation of units[b] for each image b, shape (B,): the layer module's own output, pre-softmax, and
+        pre-ReLU where the ReLU is a separate module (CaffeNet, AlexNet); block outputs of GoogLeNet and the
+        ResNets already include their ReLU, so a unit dead at the start stops at once."""
         out = self.forward_to(self.preprocess(x_gen), layer)
         idx = torch.arange(out.shape[0], device=out.device)
         if layer.kind == "fc":
@@ -228,10 +230,14 @@ def _alexnet_family_layers(names: list[tuple[str, str]]) -> Callable[[nn.Module]
     return lambda model: [LayerSpec(n, m) for n, m in names]
 
 
-def _tv_weights(enum_name: str, fetch_name: str) -> W.WeightFile:
-    import torchvision.models as tvm
+# torchvision's IMAGENET1K_V1 addresses, written out so that importing the registry (every CLI call) does not
+# import torchvision (seconds); tests/test_targets.py checks them against torchvision's metadata.
+TV_URLS = {"alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+           "googlenet": "https://download.pytorch.org/models/googlenet-1378be20.pth"}
 
-    url = getattr(tvm, enum_name).IMAGENET1K_V1.url
+
+def _tv_weights(fetch_name: str) -> W.WeightFile:
+    url = TV_URLS[fetch_name]
     return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url)
 
 
@@ -300,12 +306,12 @@ def _registry() -> dict[str, TargetSpec]:
             lr=(8.0, 1e-10), source=f"Hugging Face {HF_DEEPSIM}/caffenet.pt"),
         "alexnet": TargetSpec(
             name="alexnet", title="AlexNet (torchvision)", family="alexnet", build=_build_alexnet,
-            weights=_tv_weights("AlexNet_Weights", "alexnet"), input_size=224, colour="rgb",
+            weights=_tv_weights("alexnet"), input_size=224, colour="rgb",
             layers=_alexnet_family_layers(_ALEXNET), output_layer="fc8", lr=(8.0, 1e-10),
             source="torchvision AlexNet_Weights.IMAGENET1K_V1"),
         "googlenet": TargetSpec(
             name="googlenet", title="GoogLeNet (torchvision)", family="googlenet", build=_build_googlenet,
-            weights=_tv_weights("GoogLeNet_Weights", "googlenet"), input_size=224, colour="rgb",
+            weights=_tv_weights("googlenet"), input_size=224, colour="rgb",
             layers=_alexnet_family_layers(_GOOGLENET), output_layer="fc", lr=(2.0, 1e-10),
             remap=_googlenet_remap, source="torchvision GoogLeNet_Weights.IMAGENET1K_V1"),
         "resnet50": TargetSpec(
@@ -344,7 +350,8 @@ def _timm_spec(model_name: str) -> TargetSpec:
     size = (getattr(cfg, "input_size", None) or (3, 224, 224))[-1]
     return TargetSpec(
         name=f"timm/{model_name}", title=f"{model_name} (timm)", family="timm", build=_timm_builder(model_name),
-        weights=W.WeightFile(f"timm--{hub.replace('/', '--')}.safetensors", f"timm/{model_name}", hf_repo=hub,
+        # named like the registry's resnet50 file, so `resnet50` and `timm/resnet50` share one download
+        weights=W.WeightFile(f"{hub.replace('/', '--')}.safetensors", f"timm/{model_name}", hf_repo=hub,
                              hf_filename="model.safetensors"),
         input_size=size, colour="rgb", mean=tuple(getattr(cfg, "mean", IMAGENET_MEAN)),
         std=tuple(getattr(cfg, "std", IMAGENET_STD)), layers=_timm_layers,
@@ -381,10 +388,10 @@ def load_target(name: str, device: Optional[str] = "cpu", weights: Optional[str]
     path = None
     if not random_weights and spec.weights is not None:
         path = W.resolve(spec.weights, f"model {spec.name}", weights)
+    sd = W.load_state_dict(path) if path is not None else None  # a bad file fails before the slow build
     model = spec.build()
-    if path is not None:
-        sd = spec.remap(W.load_state_dict(path), model)
-        W.load_into(model, sd, path, spec.name)
+    if sd is not None:
+        W.load_into(model, spec.remap(sd, model), path, spec.name)
     for m in model.modules():
         if getattr(m, "inplace", False):
             m.inplace = False  # hooks must see the values they stored, not a later in-place ReLU's

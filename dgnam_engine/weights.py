@@ -154,6 +154,8 @@ def download(url: str, dest: Path, sha256: Optional[str] = None,
                     got += len(chunk)
                     if progress:
                         progress(got, total)
+        except urllib.error.HTTPError as exc:  # its reason alone ("Not Found") hides the status code
+            raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}") from None
         except Exception as exc:  # http.client.IncompleteRead and other protocol errors

@@ -8,24 +8,30 @@ from pathlib import Path
 
 import pytest
 
+import shutil
+import tempfile
+
+# Set before anything imports huggingface_hub or torch.hub, which read these once at import time.
+_BASE = Path(tempfile.mkdtemp(prefix="dgnam-tests-"))
+_ENV = {"TORCH_HOME": str(_BASE / "torch"), "HF_HOME": str(_BASE / "hf"), "HF_HUB_OFFLINE": "1",
+        "DGNAM_DATA_DIR": str(_BASE / "data"), "XDG_CACHE_HOME": str(_BASE / "cache")}
+_OLD_ENV = {k: os.environ.get(k) for k in _ENV}
+os.environ.update(_ENV)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_caches(tmp_path_factory):
-    base = tmp_path_factory.mktemp("home")
-    env = {"TORCH_HOME": str(base / "torch"), "HF_HOME": str(base / "hf"), "HF_HUB_OFFLINE": "1",
-           "DGNAM_DATA_DIR": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield base
-    for k, v in old.items():
+def _isolated_caches():
+    yield _BASE
+    for k, v in _OLD_ENV.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+    shutil.rmtree(_BASE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,245 @@
+"""Weight files: where they are found, how they are loaded, and how they are downloaded (against a real local
+HTTP server)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgnam_engine import generators, priors, weights as W
+from dgnam_engine.errors import UserError, WeightsCorrupt, WeightsMissing
+from httpserver import FileServer
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
+
+
+@pytest.fixture()
+def torch_home(tmp_path, monkeypatch) -> Path:
+    """An empty TORCH_HOME of this test's own (torch.hub reads the variable on every call)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FileServer() as s:
+        yield s
+
+
+def _one_line(msg: str) -> None:
+    assert msg and "\n" not in msg and "Traceback" not in msg
+
+
+# ----- finding -----
+
+def test_checkpoints_dir_follows_torch_home(torch_home):
+    assert W.checkpoints_dir() == torch_home
+
+
+def test_explicit_file_wins_and_missing_one_is_named(tmp_path, torch_home):
+    wf = W.WeightFile("thing.pt", "thing", url="https://download.pytorch.org/models/thing.pt")
+    f = tmp_path / "mine.pt"
+    f.write_bytes(b"x")
+    torch_home.mkdir(parents=True)
+    (torch_home / "thing.pt").write_bytes(b"y")
+    assert W.resolve(wf, "model thing", str(f)) == f
+    with pytest.raises(WeightsMissing) as e:
+        W.resolve(wf, "model thing", str(tmp_path / "nope.pt"))
+    assert "nope.pt" in str(e.value)
+    _one_line(str(e.value))
+
+
+def test_found_in_torch_hub_checkpoints(torch_home):
+    wf = W.WeightFile("thing.pt", "thing", url="https://download.pytorch.org/models/thing.pt")
+    assert W.find(wf) is None
+    with pytest.raises(WeightsMissing) as e:
+        W.resolve(wf, "model thing")
+    msg = str(e.value)
+    _one_line(msg)
+    assert "thing.pt" in msg and str(torch_home) in msg and "fetch thing" in msg
+    torch_home.mkdir(parents=True)
+    (torch_home / "thing.pt").write_bytes(b"y")
+    assert W.find(wf) == torch_home / "thing.pt"
+    assert W.resolve(wf, "model thing") == torch_home / "thing.pt"
+
+
+def _hf_cache(root: Path, repo: str, filename: str, source: Path, rev: str = "0123456789abcdef") -> Path:
+    """The layout huggingface_hub writes: blobs/<etag>, snapshots/<rev>/<file> -> blob (symlink), refs/main."""
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
+    (repo_dir / "blobs").mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "snapshots" / rev).mkdir(parents=True)
+    blob = repo_dir / "blobs" / "e3b0c44298fc1c149afbf4c8996fb924"
+    os.link(source, blob)  # same bytes without copying 224 MB
+    (repo_dir / "snapshots" / rev / filename).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (repo_dir / "refs" / "main").write_text(rev)  # no newline, like huggingface_hub
+    return repo_dir / "snapshots" / rev / filename
+
+
+def test_original_prior_found_in_hugging_face_cache(tmp_path, torch_home, monkeypatch, fc6_file):
+    import huggingface_hub.constants as hfc
+
+    # huggingface_hub fixes its cache folder when first imported, so point it at this test's folder directly.
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(cache))
+    spec = priors.ORIGINAL_PRIORS["fc6"]
+    assert not priors.is_available(spec)
+    snap = _hf_cache(cache, priors.HF_DEEPSIM, "upconvGAN_fc6.pt", fc6_file)
+    assert priors.is_available(spec)
+    assert W.find(spec.weights) == snap
+    assert priors.default_prior_name() == "fc6"
+    pr = priors.load_prior("fc6")
+    assert pr.path == str(snap)
+    saved = torch.load(fc6_file, weights_only=True)
+    assert torch.equal(pr.generator.state_dict()["defc7.weight"], saved["defc7.weight"])
+    assert pr.upper.shape == (4096,) and float(pr.lower.abs().max()) == 0.0
+
+
+# ----- loading -----
+
+def _small_state_dict() -> dict:
+    torch.manual_seed(0)
+    return {"a.weight": torch.randn(4, 3), "a.bias": torch.randn(4)}
+
+
+def test_load_state_dict_pt_safetensors_and_wrapped(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = _small_state_dict()
+    torch.save(sd, tmp_path / "w.pt")
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "wrapped.pth")
+    for name in ("w.pt", "w.safetensors", "wrapped.pth"):
+        got = W.load_state_dict(tmp_path / name)
+        assert set(got) == set(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
+
+
+class _Payload:
+    """Unpickling this would create a file: loading must never get that far."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _corrupt_files(tmp_path: Path) -> dict[str, Path]:
+    torch.save(_small_state_dict(), tmp_path / "good.pt")
+    good = (tmp_path / "good.pt").read_bytes()
+    files = {
+        "random.pt": os.urandom(4096),
+        "truncated.pt": good[:len(good) // 2],
+        "empty.pth": b"",
+        "random.safetensors": os.urandom(4096),
+    }
+    out = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        out[name] = tmp_path / name
+    torch.save({"w": _Payload(str(tmp_path / "pwned"))}, tmp_path / "code.pt")
+    out["code.pt"] = tmp_path / "code.pt"
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    out["tensor.pt"] = tmp_path / "tensor.pt"
+    return out
+
+
+def test_bad_files_give_one_line_and_run_no_code(tmp_path):
+    for name, path in _corrupt_files(tmp_path).items():
+        with pytest.raises(WeightsCorrupt) as e:
+            W.load_state_dict(path)
+        _one_line(str(e.value))
+        assert name in str(e.value), name
+    assert not (tmp_path / "pwned").exists()
+
+
+def _respell(sd: dict, how: str) -> dict:
+    if how == "plain":
+        return dict(sd)
+    if how == "G.":
+        return {"G." + k: v for k, v in sd.items()}
+    layer, _, param = zip(*(k.rpartition(".") for k in sd))
+    return {f"{lay}.1.{p}": v for lay, p, v in zip(layer, param, sd.values())}  # e.g. Rconv6.1.weight
+
+
+@pytest.fixture(scope="module")
+def conv3_state_dict() -> dict:
+    torch.manual_seed(1)
+    return generators.upconv_conv34().state_dict()
+
+
+@pytest.mark.parametrize("how", ["plain", "G.", ".1."])
+def test_generator_key_spellings_load(tmp_path, conv3_state_dict, how):
+    f = tmp_path / f"upconvGAN_conv3_{how.strip('.')}.pt"
+    torch.save(_respell(conv3_state_dict, how), f)
+    pr = priors.load_prior("conv3", str(f))
+    got = pr.generator.state_dict()
+    assert set(got) == set(conv3_state_dict)
+    assert all(torch.equal(got[k], conv3_state_dict[k]) for k in got)
+    assert pr.upper.shape == (384, 13, 13) and pr.path == str(f)
+
+
+def test_wrong_architecture_is_one_line(tmp_path, conv3_state_dict):
+    f = tmp_path / "conv3_as_fc7.pt"
+    torch.save(conv3_state_dict, f)
+    with pytest.raises(WeightsCorrupt) as e:
+        priors.load_prior("fc7", str(f))
+    _one_line(str(e.value))
+    assert "conv3_as_fc7.pt" in str(e.value)
+
+
+# ----- downloading -----
+
+def test_download_urls_follow_the_mirrors(monkeypatch):
+    hf = priors.ORIGINAL_PRIORS["fc6"].weights
+    tv = W.WeightFile("alexnet-owt-7be5be79.pth", "alexnet",
+                      url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("DGNAM_TORCH_MIRROR", raising=False)
+    assert hf.download_url() == ("https://huggingface.co/binxu/DeePSim_DosovitskiyBrox2016/resolve/main/"
+                                 "upconvGAN_fc6.pt")
+    assert tv.download_url() == tv.url
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
+    monkeypatch.setenv("DGNAM_TORCH_MIRROR", "http://127.0.0.1:9/mirror/")
+    assert hf.download_url() == "http://127.0.0.1:9/binxu/DeePSim_DosovitskiyBrox2016/resolve/main/upconvGAN_fc6.pt"
+    assert tv.download_url() == "http://127.0.0.1:9/mirror/models/alexnet-owt-7be5be79.pth"
+
+
+def test_download_writes_exact_bytes(server, tmp_path):
+    url = server.serve("/ok/file.bin", PAYLOAD)
+    seen = []
+    dest = W.download(url, tmp_path / "dl" / "file.bin", hashlib.sha256(PAYLOAD).hexdigest(),
+                      progress=lambda got, total: seen.append((got, total)))
+    assert dest.read_bytes() == PAYLOAD
+    assert os.listdir(tmp_path / "dl") == ["file.bin"]
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+
+
+@pytest.mark.parametrize("case", ["truncated", "404", "checksum"])
+def test_failed_download_leaves_nothing(server, tmp_path, case):
+    url = {"truncated": server.serve("/bad/trunc.bin", PAYLOAD, truncated=True),
+           "404": server.url + "/bad/missing.bin",
+           "checksum": server.serve("/bad/sum.bin", PAYLOAD)}[case]
+    folder = tmp_path / "dl"
+    with pytest.raises(UserError) as e:
+        W.download(url, folder / "file.bin", sha256="0" * 64 if case == "checksum" else None)
+    msg = str(e.value)
+    _one_line(msg)
+    assert url in msg
+    assert {"truncated": "bytes", "404": "404", "checksum": "checksum"}[case] in msg.lower()
+    assert os.listdir(folder) == []
+
+
+def test_fetch_places_file_where_find_looks(server, torch_home, monkeypatch):
+    monkeypatch.setenv("DGNAM_TORCH_MIRROR", server.url)
+    wf = W.WeightFile("thing-1234.pth", "thing", url="https://download.pytorch.org/models/thing-1234.pth")
+    server.serve("/models/thing-1234.pth", PAYLOAD)
+    path = W.fetch(wf)
+    assert path == torch_home / "thing-1234.pth" and path.read_bytes() == PAYLOAD
+    assert W.find(wf) == path
+    n = len(server.requests)
+    assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
