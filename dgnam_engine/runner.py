@@ -3,12 +3,13 @@ cache) the target and the prior, run DGN-AM or the pixel baseline in one batch, 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from . import accel as _accel
 from . import dgnam, pixel_am
 from . import priors as P
 from . import targets as T
@@ -27,9 +28,16 @@ class Settings:
     decay: float = dgnam.DECAY
     seed: int = 0
     position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
+    accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def as_preview(self) -> "Settings":
+        """The quick preview of these settings for live views: accel.PREVIEW_ITERS steps (the same schedule,
+        compressed), the fast path. A few seconds on a laptop CPU; see docs/performance.md."""
+        return replace(self, n_iters=min(self.n_iters or _accel.PREVIEW_ITERS, _accel.PREVIEW_ITERS),
+                       accel="auto")
 
 
 @dataclass
@@ -104,6 +112,8 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     s = settings or Settings()
     if s.method not in ("dgnam", "pixel"):
         raise UserError(f"unknown method {s.method!r}; use dgnam or pixel")
+    if s.accel not in ("auto", "plain"):
+        raise UserError(f"unknown accel setting {s.accel!r}; use auto or plain")
     units = [int(u) for u in units]
     if not units:
         raise UserError("no unit given")
@@ -132,7 +142,7 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
         lr1 = s.lr_end if s.lr_end is not None else tgt.spec.lr[1]
         res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, callback=callback,
-                        preview_every=preview_every)
+                        preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device))
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
     images = _as_uint8(res.images)
     per_unit = res.seconds / len(units)

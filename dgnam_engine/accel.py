@@ -1,0 +1,363 @@
+"""Faster ways to run the same DGN-AM loop: reduced precision, channels-last, fast linear backward, torch.compile,
+CUDA graphs and batch sizing from free memory.
+
+The plain fp32 eager loop (dgnam.run with accel=None) stays the reference. `Accel` only changes how the forward
+and backward passes are computed; the update rule, per-sample normalisation and stopping rule are the same code.
+Working copies of the generator and the target are made once per (model, settings) and cached, so the caller's
+fp32 modules are never touched.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+import warnings
+import weakref
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .targets import RGB_MEAN, Target
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PREVIEW_ITERS = 40  # see docs/performance.md: enough for the image to settle on CPU in a few seconds
+
+
+@dataclass(frozen=True)
+class Accel:
+    """How to compute the passes. Build one with `for_device` unless you measure something else."""
+
+    dtype: str = "float32"  # weights and activations inside the generator and the target
+    channels_last: bool = False  # NHWC convolutions (oneDNN on CPU, tensor cores on GPU)
+    fast_linear: bool = False  # linear layers keep a transposed weight so the backward is a fast GEMV
+    int8_linear: bool = False  # linear layers with int8 weights (per-row scale): half the bytes of bf16 (CPU);
+    # layers whose sizes the int8 kernel cannot take stay fast_linear
+    compile: bool = False  # torch.compile the generator and the target (slow first call)
+    cuda_graph: bool = False  # capture one whole step and replay it (GPU, no callback)
+    check_every: int = 1  # steps between host checks for "all samples stopped" (a GPU sync each)
+    tune_threads: bool = False  # CPU: time a step at each thread count and run with the fastest (see pick_threads)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Native bf16 dot products (AVX512-BF16 or AMX): only then is bf16 faster than fp32 on a CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def for_device(device: torch.device | str) -> Accel:
+    """The settings measured fastest (docs/performance.md) that keep activations within bf16 rounding of fp32."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return Accel(dtype="bfloat16" if bf16 else "float32", channels_last=True, cuda_graph=True,
+                     check_every=25)
+    if cpu_has_fast_bf16():
+        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True, int8_linear=True, tune_threads=True)
+    return Accel(channels_last=True, tune_threads=True)
+
+
+def resolve(accel: "Accel | str | None", device: torch.device | str) -> Optional[Accel]:
+    """None / 'plain' -> the reference path; 'auto' -> `for_device`; an Accel is used as it is."""
+    if accel is None or accel == "plain":
+        return None
+    if accel == "auto":
+        return for_device(device)
+    if isinstance(accel, Accel):
+        return accel
+    raise ValueError(f"unknown accel setting {accel!r}")
+
+
+# ----- module conversion -----------------------------------------------------------------------------------------
+
+class _LinearT(torch.autograd.Function):
+    """y = x W^T + b whose backward reads a stored W^T, so both directions are the GEMV layout CPUs do fastest
+    (the bf16 kernel for x @ W is several times slower than for x @ W^T). Frozen weights: input gradient only."""
+
+    @staticmethod
+    def forward(ctx, x, weight, weight_t, bias):
+        ctx.save_for_backward(weight_t)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight_t,) = ctx.saved_tensors
+        return F.linear(grad, weight_t), None, None, None
+
+
+class FastLinear(nn.Module):
+    def __init__(self, lin: nn.Linear):
+        super().__init__()
+        self.weight = nn.Parameter(lin.weight.detach().clone(), requires_grad=False)
+        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
+        self.register_buffer("weight_t", lin.weight.detach().t().contiguous())
+
+    def forward(self, x):
+        return _LinearT.apply(x, self.weight, self.weight_t, self.bias)
+
+
+class _Int8LinearFn(torch.autograd.Function):
+    """y = x (q * s)^T + b with int8 q and per-output-row scales s; dx = (g * s) q, from a stored q^T so that
+    both directions use the int8 weight-only GEMV kernel (memory bound at batch 1: a quarter of fp32's bytes)."""
+
+    @staticmethod
+    def forward(ctx, x, q, q_t, scale, ones, bias):
+        ctx.save_for_backward(q_t, scale, ones)
+        y = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), q, scale.to(x.dtype))
+        y = y.reshape(*x.shape[:-1], q.shape[0])
+        return y if bias is None else y + bias.to(y.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        q_t, scale, ones = ctx.saved_tensors
+        g = (grad * scale.to(grad.dtype)).reshape(-1, grad.shape[-1]).contiguous()
+        dx = torch._weight_int8pack_mm(g, q_t, ones.to(grad.dtype))
+        return dx.reshape(*grad.shape[:-1], q_t.shape[0]), None, None, None, None, None
+
+
+class Int8Linear(nn.Module):
+    """A frozen linear layer with symmetric per-row int8 weights (about 1% relative error per layer, measured in
+    docs/performance.md)."""
+
+    def __init__(self, lin: nn.Linear):
+        super().__init__()
+        w = lin.weight.detach().float()
+        scale = w.abs().amax(1).clamp_min(1e-12) / 127.0
+        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("q", q)
+        self.register_buffer("q_t", q.t().contiguous())
+        self.register_buffer("scale", scale)
+        self.register_buffer("ones", torch.ones(w.shape[1]))
+        self.bias = None if lin.bias is None else nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x):
+        return _Int8LinearFn.apply(x, self.q, self.q_t, self.scale, self.ones, self.bias)
+
+
+INT8_BLOCK = 64  # the int8 kernel returns garbage unless the reduced dimension is a multiple of its block
+
+
+def _int8_ok(lin: nn.Linear) -> bool:
+    return lin.in_features % INT8_BLOCK == 0 and lin.out_features % INT8_BLOCK == 0  # K of forward and backward
+
+
+def _swap_linears(module: nn.Module, int8: bool) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear):
+            setattr(module, name, Int8Linear(child) if int8 and _int8_ok(child) else FastLinear(child))
+        else:
+            _swap_linears(child, int8)
+
+
+def _cast_input(dtype: torch.dtype, channels_last: bool):
+    def hook(_m, args):
+        x = args[0].to(dtype)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (x,) + tuple(args[1:])
+    return hook
+
+
+def convert(module: nn.Module, accel: Accel) -> nn.Module:
+    """A frozen copy of `module` computing in accel's dtype and layout; it takes inputs of any dtype."""
+    m = copy.deepcopy(module)
+    if accel.int8_linear or accel.fast_linear:
+        _swap_linears(m, accel.int8_linear)
+    m.to(accel.torch_dtype)
+    if accel.channels_last:
+        m.to(memory_format=torch.channels_last)
+    m.eval().requires_grad_(False)
+    m.register_forward_pre_hook(_cast_input(accel.torch_dtype, accel.channels_last))
+    return m
+
+
+class FastTarget(Target):
+    """The same target on a converted model. Preprocessing uses constants made once (a CUDA graph cannot
+    capture the host-to-device copies that building them on every call needs); tests/test_accel.py checks that it
+    matches Target.preprocess."""
+
+    def __init__(self, base: Target, model: nn.Module):
+        super().__init__(base.spec, model, base.device, base.weights_path)
+        self._layers = base.layers
+        dev = base.device
+        self._mean_rgb = torch.tensor(RGB_MEAN, device=dev).view(1, 3, 1, 1)
+        self._m = torch.tensor(base.spec.mean, device=dev).view(1, 3, 1, 1)
+        self._s = torch.tensor(base.spec.std, device=dev).view(1, 3, 1, 1)
+        names = [n for n, _ in model.named_modules()]
+        self._last_module = names[-1] if names else ""
+
+    def preprocess(self, x_gen: torch.Tensor) -> torch.Tensor:
+        x = self.crop(x_gen)
+        if self.spec.colour == "caffe":
+            return x
+        rgb = (x.flip(1) + self._mean_rgb) / 255.0
+        return (rgb - self._m) / self._s
+
+    def forward_to(self, x_model: torch.Tensor, layer) -> torch.Tensor:
+        """The output layer straight from the model: no hook and no exception, so torch.compile sees one graph."""
+        if layer.name == self.spec.output_layer and layer.module == self._last_module:
+            return self.model(x_model)
+        return super().forward_to(x_model, layer)
+
+
+_converted: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _cached(module: nn.Module, accel: Accel, make):
+    """One converted copy per (module, settings that change the copy), shared by every run and thread."""
+    key = replace(accel, check_every=1, cuda_graph=False, tune_threads=False)
+    with _lock:
+        per = _converted.setdefault(module, {})
+        if key not in per:
+            per[key] = make()
+        return per[key]
+
+
+def prepare(generator: nn.Module, target: Target, accel: Accel) -> tuple[nn.Module, Target]:
+    """Converted (and cached) generator and target for `accel`."""
+    gen = _cached(generator, accel, lambda: _maybe_compile(convert(generator, accel), accel))
+    model = _cached(target.model, accel, lambda: _maybe_compile(convert(target.model, accel), accel))
+    tgt = FastTarget(target, model)
+    if target.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+    return gen, tgt
+
+
+def _maybe_compile(module: nn.Module, accel: Accel) -> nn.Module:
+    if not accel.compile:
+        return module
+    module.compile(dynamic=False)  # in place: module names stay the same for the layer hooks
+    return module
+
+
+# ----- CPU threads -----------------------------------------------------------------------------------------------
+
+RETUNE_SECONDS = 20.0  # the load from other processes changes; a new pick costs about four steps
+_threads_pick: dict = {}
+
+
+def pick_threads(step, h: torch.Tensor, active: torch.Tensor, lr) -> int:
+    """The fastest intra-op thread count for this step, from the process's count, half of it and 1, each timed on
+    two real steps (their results are discarded: `step` only reads its inputs). On a CPU shared with other busy
+    processes every parallel op waits for a descheduled thread at its barrier, and one thread can be many times
+    faster than two (docs/performance.md); on an idle CPU all threads win. Cached for RETUNE_SECONDS per shape."""
+    base = _threads_pick.get("base") or torch.get_num_threads()
+    _threads_pick["base"] = base
+    key = tuple(h.shape)
+    hit = _threads_pick.get(key)
+    if hit is not None and time.monotonic() - hit[1] < RETUNE_SECONDS:
+        return hit[0]
+    candidates = sorted({base, max(1, base // 2), 1}, reverse=True)
+    best, best_t = base, float("inf")
+    if len(candidates) > 1:
+        with cpu_threads(base):
+            step(h, active, lr)  # warm-up: first-call kernel set-up is not what we are timing
+        for n in candidates:
+            with cpu_threads(n):
+                for _ in range(2):
+                    t = time.perf_counter()
+                    step(h, active, lr)
+                    dt = time.perf_counter() - t
+                    if dt < best_t:
+                        best, best_t = n, dt
+    _threads_pick[key] = (best, time.monotonic())
+    return best
+
+
+class cpu_threads:
+    """Run a block with `n` intra-op threads, then restore the previous count."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        if self.n != self.prev:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.prev:
+            torch.set_num_threads(self.prev)
+
+
+# ----- CUDA graphs -----------------------------------------------------------------------------------------------
+
+def graph_step(step, h: torch.Tensor, active: torch.Tensor, lrs: list[float]):
+    """Capture `step` (forward, backward and update of the whole batch) once as a CUDA graph; the returned step
+    copies its inputs into the graph's static tensors and replays it, so a step costs one launch. The learning
+    rates go to the device once. Falls back to the eager step if capture fails (an op that syncs the host)."""
+    dev = h.device
+    lr_dev = torch.tensor(lrs, dtype=torch.float32, device=dev)
+    s_h, s_active, s_lr = h.clone(), active.clone(), lr_dev[0].clone()
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    try:
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up: cuDNN autotuning and lazy inits must not happen during capture
+                step(s_h, s_active, s_lr)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out = step(s_h, s_active, s_lr)
+    except RuntimeError as exc:
+        torch.cuda.synchronize(dev)
+        warnings.warn(f"CUDA graph capture failed, running eagerly: {exc}".splitlines()[0])
+        return step, lrs
+
+    def replay(h_in, active_in, lr_in):
+        s_h.copy_(h_in)
+        s_active.copy_(active_in)
+        s_lr.copy_(lr_in)
+        graph.replay()
+        return out
+
+    return replay, lr_dev
+
+
+# ----- batch sizing ----------------------------------------------------------------------------------------------
+
+CPU_BATCH = 16  # measured: larger batches gain nothing more on a few cores (docs/performance.md)
+
+
+def auto_batch_size(n_units: int, device: torch.device | str, probe=None, *, fraction: float = 0.6,
+                    cap: int = 1024) -> int:
+    """Units per batch: on a GPU as many as `fraction` of the free memory holds, from the memory one probe step
+    with 2 samples takes (`probe(batch)` runs one step); on a CPU a fixed size."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or probe is None:
+        return max(1, min(n_units, CPU_BATCH if dev.type != "cuda" else cap))
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    free, _total = torch.cuda.mem_get_info(dev)
+    base = torch.cuda.memory_allocated(dev)
+    per = []
+    for b in (2, 4):
+        torch.cuda.reset_peak_memory_stats(dev)
+        probe(b)
+        torch.cuda.synchronize(dev)
+        per.append(torch.cuda.max_memory_allocated(dev) - base)
+    per_sample = max(1, (per[1] - per[0]) // 2)
+    fixed = max(0, per[0] - 2 * per_sample)
+    fit = int((free * fraction - fixed) // per_sample)
+    return max(1, min(n_units, cap, fit))
+
+
+def threads_for_cpu() -> int:
+    """All cores this process may use (the default already; named so callers can set it explicitly)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

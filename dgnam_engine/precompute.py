@@ -1,0 +1,235 @@
+"""`python -m dgnam_engine precompute`: render many units in large batches into the results store.
+
+Units already in the store are skipped, and each batch is stored as soon as it is done, so a run that was killed
+resumes where it stopped. With `--ray ADDRESS` the batches become Ray tasks (one per GPU, or per CPU worker);
+their results come back to this process, which alone writes the store, and a failed task's units are retried.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Optional
+
+from . import accel as A
+from . import cli
+from . import runner
+from . import targets as T
+from .errors import UserError
+from .store import Identity, ResultsStore, identify
+
+RETRIES = 2  # further tries of a failed batch before its units are reported as failed
+RAY_GPU_BATCH = 256  # units per Ray task on a GPU: fits any GPU with 8 GB for the largest priors and targets
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a worker needs to render a list of units (plain data: it travels to Ray workers)."""
+
+    model: str
+    layer: Optional[str]
+    settings: dict  # runner.Settings as a dict
+    model_weights: Optional[str] = None
+    prior_file: Optional[str] = None
+    random_weights: bool = False
+    device: str = "auto"
+
+    def identity(self, unit: int) -> Identity:
+        return identify(self.model, unit, self.layer, runner.Settings(**self.settings), None,
+                        model_weights=self.model_weights, prior_file=self.prior_file,
+                        random_weights=self.random_weights)
+
+
+def render(request: Request, units: list[int], device: Optional[str] = None) -> list[runner.UnitResult]:
+    """One batch, in one runner.visualize call."""
+    return runner.visualize(request.model, units, request.layer, runner.Settings(**request.settings),
+                            device=device or request.device, model_weights=request.model_weights,
+                            prior_file=request.prior_file, random_weights=request.random_weights)
+
+
+def store_results(store: ResultsStore, request: Request, results: Iterable[runner.UnitResult]) -> int:
+    n = 0
+    for res in results:
+        ident = request.identity(res.unit)
+        settings = {**ident.settings, "n_iters": res.n_iters, "lr_start": res.lr_start, "lr_end": res.lr_end}
+        store.put(res, ident.key, settings, ident.weights_id)
+        n += 1
+    return n
+
+
+def auto_batch(request: Request, n_units: int, unit: int) -> int:
+    """Units per batch for this device: what fits in free GPU memory, or accel.CPU_BATCH on a CPU."""
+    dev = T.resolve_device(request.device)
+    probe_settings = {**request.settings, "n_iters": 1}
+
+    def probe(k: int) -> None:
+        render(Request(**{**asdict(request), "settings": probe_settings}), [unit] * k)
+    return A.auto_batch_size(n_units, dev, probe if dev.type == "cuda" else None)
+
+
+class Progress:
+    """A one-line progress bar on stderr (a line per update when stderr is not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.quiet:
+            return
+        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        filled = int(30 * self.done / max(self.total, 1))
+        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} units  "
+                f"{rate:.2f} units/s  ETA {eta:.0f} s")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print(file=sys.stderr)
+
+
+def chunks(units: list[int], size: int) -> list[list[int]]:
+    return [units[i:i + size] for i in range(0, len(units), size)]
+
+
+def run_local(request: Request, batches: list[list[int]], store: ResultsStore, progress: Progress) -> None:
+    for batch in batches:
+        progress.add(store_results(store, request, render(request, batch)))
+
+
+def _ray_task(request: Request, units: list[int]) -> list[runner.UnitResult]:
+    """On a Ray worker: the GPU Ray gave this task, else the CPU."""
+    import ray
+
+    return render(request, units, "cuda" if ray.get_gpu_ids() else "cpu")
+
+
+def run_ray(request: Request, units: list[int], batch: Optional[int], store: ResultsStore, progress: Progress,
+            address: str, workers: Optional[int], task: Callable = _ray_task) -> list[int]:
+    """Batches of `units` as Ray tasks (batch None: RAY_GPU_BATCH on GPU clusters, accel.CPU_BATCH on CPU ones);
+    results are stored here as they arrive. Returns the units that failed even after RETRIES more tries.
+    `address` 'local' starts a private instance with `workers` CPU workers."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs the ray package: pip install 'ray==2.60.0'") from None
+    started = False
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(num_cpus=workers or A.threads_for_cpu(), include_dashboard=False, log_to_driver=False)
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise UserError(f"cannot join the Ray cluster at {address}: "
+                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+        started = True
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        # One task per GPU, or per CPU worker. Retries are ours (below), for crashes and errors alike.
+        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=0)(task)
+        req = Request(**{**asdict(request), "device": "auto"})
+        size = batch or (RAY_GPU_BATCH if gpus else A.CPU_BATCH)
+        pending = {remote.remote(req, b): (b, 0) for b in chunks(units, size)}
+        failed: list[int] = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            batch, tries = pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError:
+                if tries < RETRIES:
+                    pending[remote.remote(req, batch)] = (batch, tries + 1)
+                else:
+                    failed.extend(batch)
+                continue
+            progress.add(store_results(store, request, results))
+        return failed
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def parse_units(text: str, n_units: int) -> list[int]:
+    if text == "all":
+        return list(range(n_units))
+    units = cli._parse_units(text)
+    bad = [u for u in units if not 0 <= u < n_units]
+    if bad:
+        raise UserError(f"unit {bad[0]} is out of range (0-{n_units - 1})")
+    return list(dict.fromkeys(units))  # each unit once, in the order given
+
+
+def cmd_precompute(args) -> int:
+    if args.batch != "auto" and (not args.batch.isdigit() or int(args.batch) < 1):
+        raise UserError(f"bad --batch {args.batch!r}: use auto or a positive number")
+    settings = runner.Settings(prior=args.prior, n_iters=args.iters, seed=args.seed,
+                               accel="plain" if args.plain else "auto")
+    if settings.n_iters is not None and settings.n_iters < 1:
+        raise UserError("the number of steps must be at least 1")
+    shapes = T.load_target(args.model, "cpu", random_weights=True)  # unit counts do not depend on the weights
+    layer = shapes.layer(args.layer)
+    request = Request(args.model, layer.name, settings.to_dict(), args.weights, args.prior_file,
+                      args.random_weights, args.device)
+    units = parse_units(args.units, layer.units)
+    store = ResultsStore(args.store)
+    todo = [u for u in units if not store.has(request.identity(u).key)]
+    skipped = len(units) - len(todo)
+    t0 = time.perf_counter()
+    failed: list[int] = []
+    progress = Progress(len(todo), args.quiet)
+    if todo:
+        batch = int(args.batch) if args.batch != "auto" else None
+        if args.ray:
+            failed = run_ray(request, todo, batch, store, progress, args.ray, args.workers)
+        else:
+            size = batch or auto_batch(request, len(todo), todo[0])
+            run_local(request, chunks(todo, size), store, progress)
+    progress.close()
+    seconds = time.perf_counter() - t0
+    rendered = progress.done
+    summary = {"model": args.model, "layer": layer.name, "units": len(units), "rendered": rendered,
+               "already_stored": skipped, "failed": failed, "seconds": seconds,
+               "units_per_second": rendered / seconds if rendered and seconds > 0 else 0.0,
+               "store": str(store.root), "ray": args.ray}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"precompute {args.model} {layer.name}: {rendered} rendered, {skipped} already stored, "
+              f"{len(failed)} failed, in {seconds:.1f} s ({summary['units_per_second']:.2f} units/s) -> "
+              f"{store.root}")
+    if failed:
+        raise UserError(f"{len(failed)} units failed after {RETRIES + 1} tries: "
+                        f"{','.join(map(str, failed[:20]))}; run the same command again to retry them")
+    return 0
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("precompute", help="render many units into the results store (resumable)")
+    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--layer", default=None, help="default: the output layer")
+    s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
+    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
+    s.add_argument("--prior-file", default=None)
+    s.add_argument("--iters", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", default="auto", help="units per batch: auto (from free GPU memory) or a number")
+    s.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    s.add_argument("--weights", default=None, help="weights file for the model")
+    s.add_argument("--random-weights", action="store_true")
+    s.add_argument("--plain", action="store_true", help="the fp32 eager reference path instead of the fast one")
+    s.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="spread batches over a Ray cluster: an address, auto, or local (a private instance)")
+    s.add_argument("--workers", type=int, default=None, help="with --ray local: CPU workers (default: cores)")
+    s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_precompute)
+
+
+cli._EXTRA_COMMANDS.append(add_parser)
