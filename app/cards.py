@@ -1,0 +1,102 @@
+"""How results look: captions, the activation chart, the result card and thumbnail grids."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from dgnam_engine import runner
+from dgnam_engine.store import StoredResult
+
+from . import catalog
+
+CHART_CONFIG = {"displayModeBar": False}
+
+
+def unit_caption(r: StoredResult) -> str:
+    if r.layer == catalog.output_layer(r.model) and r.label and not r.label.startswith(r.layer):
+        return f"{r.label} ({r.unit})"
+    return f"{r.layer} · unit {r.unit}"
+
+
+def short_prior(name: str) -> str:
+    return "pixel baseline" if name == catalog.PIXEL else f"{name} prior"
+
+
+def caption(r: StoredResult, with_model: bool = False) -> str:
+    head = f"{r.model} · " if with_model else ""
+    return (f"{head}{unit_caption(r)} · {short_prior(r.prior)} · seed {r.seed} · "
+            f"activation {r.activation_start:.1f} → {r.activation_final:.1f}")
+
+
+def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activation over the steps") -> go.Figure:
+    fig = go.Figure()
+    for name, ys in curves.items():
+        fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="activation", height=320,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def final_bar_chart(values: dict[str, float], title: str = "Final activation") -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[f"{v:.1f}" for v in values.values()],
+                           textposition="auto"))
+    fig.update_layout(title=title, yaxis_title="activation", height=320, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def top5(model: str, key: str, path: str) -> list[tuple[int, str, float]]:
+    """What the network itself sees in the picture (cached per result)."""
+    import numpy as np
+
+    image = np.array(Image.open(path).convert("RGB"))
+    return runner.top_classes(catalog.target(model), image, 5)
+
+
+def _settings_rows(r: StoredResult) -> list[dict]:
+    s = r.settings
+    rows = [("network", r.model), ("layer", r.layer), ("unit", unit_caption(r)),
+            ("prior", catalog.prior_title(r.prior)), ("seed", r.seed), ("steps", s.get("n_iters")),
+            ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
+            ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
+            ("time", f"{r.seconds:.1f} s on {r.device}")]
+    return [{"setting": k, "value": str(v)} for k, v in rows]
+
+
+def result_card(r: StoredResult, key: str) -> None:
+    """The full view of one result: picture, activation curve, top-5 classes, settings, download."""
+    with st.container(border=True):
+        st.subheader(unit_caption(r))
+        left, right = st.columns([1, 1.4])
+        left.image(str(r.image_path), caption=caption(r), width="stretch")
+        left.download_button("Download PNG", r.png(), file_name=f"{r.model}_{r.layer}_{r.unit}_{r.prior}.png",
+                             mime="image/png", key=f"{key}_dl", icon=":material/download:")
+        right.plotly_chart(activation_chart({short_prior(r.prior): r.activations}), width="stretch",
+                           config=CHART_CONFIG, key=f"{key}_chart")
+        if r.prior_kind == "trained":
+            st.caption("Made with a demo prior. " + catalog.DEMO_CAVEAT)
+        c1, c2 = st.columns(2)
+        with c1:
+            st.markdown("**What the network sees in this picture**")
+            classes = top5(r.model, r.key, str(r.image_path))
+            if classes:
+                st.dataframe([{"class": f"{n} ({i})", "probability": f"{p:.1%}"} for i, n, p in classes],
+                             hide_index=True, width="stretch")
+            else:
+                st.caption("This network has no ImageNet classes to show.")
+        with c2:
+            st.markdown("**Settings used**")
+            st.dataframe(_settings_rows(r), hide_index=True, width="stretch")
+
+
+def thumbnail_grid(results: Sequence[StoredResult], key: str, on_open: Callable[[StoredResult], None],
+                   columns: int = 6) -> None:
+    """Small pictures with a button each, named after the unit; `on_open(result)` runs as its callback."""
+    cols = st.columns(columns)
+    for i, r in enumerate(results):
+        with cols[i % columns]:
+            st.image(str(r.image_path), width="stretch")
+            st.button(unit_caption(r), key=f"{key}_{r.key}", on_click=on_open, args=(r,), width="stretch")

@@ -1,0 +1,138 @@
+"""What can be picked: models with their weights present, their layers and units, priors, and readable names."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import streamlit as st
+
+from dgnam_engine import priors as P
+from dgnam_engine import runner
+from dgnam_engine import targets as T
+from dgnam_engine.imagenet import class_names
+
+from . import state
+
+DEFAULT_MODEL = T.DEFAULT_TARGET
+DEFAULT_UNIT = 309  # "bee": a class whose picture reads well with the offline default
+DEPTHS = ("conv3", "pool5", "fc6", "fc7")
+PIXEL = "pixel"
+
+
+def fetch_command(name: str) -> str:
+    return f"python -m dgnam_engine fetch {name}"
+
+
+def model_names() -> list[str]:
+    return list(T.TARGETS)
+
+
+def model_available(name: str) -> bool:
+    return T.weights_available(T.get_spec(name))
+
+
+def available_models() -> list[str]:
+    return [m for m in model_names() if model_available(m)]
+
+
+def model_short(name: str) -> str:
+    """'EfficientNet-Lite0' from 'EfficientNet-Lite0 (ships with pip, no download)'."""
+    return T.get_spec(name).title.split(" (")[0]
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _target(model: str, device: str) -> T.Target:
+    return runner.get_target(model, device)
+
+
+def target(model: str) -> T.Target:
+    """The loaded model (shared with the worker's runs through runner's cache)."""
+    return _target(model, state.device())
+
+
+def layers(model: str) -> dict[str, T.LayerInfo]:
+    return target(model).layers
+
+
+def output_layer(model: str) -> str:
+    return T.get_spec(model).output_layer
+
+
+def is_class_layer(model: str, layer: str) -> bool:
+    info = layers(model)[layer]
+    return layer == output_layer(model) and info.units == 1000
+
+
+def layer_caption(info: T.LayerInfo) -> str:
+    return f"{info.name} · {info.units} units"
+
+
+def unit_name(model: str, layer: str, unit: int) -> str:
+    """'espresso (967)' for classes, 'unit 12' otherwise."""
+    if is_class_layer(model, layer):
+        return f"{class_names()[unit]} ({unit})"
+    return f"unit {unit}"
+
+
+def class_label(i: int) -> str:
+    return f"{class_names()[i]} ({i})"
+
+
+# ----- priors -----
+
+@dataclass(frozen=True)
+class PriorChoice:
+    name: str  # prior name, or "pixel"
+    title: str
+    available: bool
+    kind: str  # original / trained / none
+    depth: str
+    fetch: Optional[str] = None
+
+
+def prior_choices() -> list[PriorChoice]:
+    out = []
+    for name, spec in P.all_specs().items():
+        avail = P.is_available(spec)
+        out.append(PriorChoice(name, spec.title, avail, spec.kind, spec.depth,
+                               None if avail or spec.kind != "original" else fetch_command(name)))
+    return out
+
+
+def available_priors() -> list[str]:
+    return [c.name for c in prior_choices() if c.available]
+
+
+def default_prior() -> str:
+    """The engine's default prior when it is present; else the pixel baseline."""
+    name = P.default_prior_name()
+    return name if name in available_priors() else PIXEL
+
+
+def prior_title(name: str) -> str:
+    if name == PIXEL:
+        return "no prior (pixel-space baseline)"
+    spec = P.all_specs().get(name)
+    if spec is None:
+        return name
+    return f"{spec.title} · demo prior" if spec.kind == "trained" else spec.title
+
+
+def depth_lineup() -> list[tuple[str, Optional[PriorChoice]]]:
+    """For each of the paper's depths the prior that plays it: the original when present, else a demo prior
+    trained for that depth, else None."""
+    choices = prior_choices()
+    out = []
+    for d in DEPTHS:
+        cands = [c for c in choices if c.depth == d and c.available]
+        cands.sort(key=lambda c: c.kind != "original")
+        out.append((d, cands[0] if cands else None))
+    return out
+
+
+DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "
+               "The original priors of the paper give paper-quality images: run "
+               "`python -m dgnam_engine fetch fc6` (needs internet once).")
+NO_PRIOR = ("No generator prior is installed, so DGN-AM cannot run yet. Fetch the paper's best prior with "
+            "`python -m dgnam_engine fetch fc6` (needs internet once) and reload this page. Until then you can "
+            "try the pixel-space baseline below.")

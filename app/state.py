@@ -1,0 +1,37 @@
+"""Process-wide resources shared by every browser session, and the settings that come from the environment."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import streamlit as st
+
+from dgnam_engine.store import ResultsStore, default_root
+from dgnam_engine.targets import resolve_device
+from dgnam_engine.worker import Worker, get_worker
+
+ENV_DEVICE = "DGNAM_DEVICE"  # cpu, cuda or auto (default): where the dashboard runs DGN-AM
+ENV_STEPS = "DGNAM_UI_STEPS"  # default number of steps in the widgets (tests and quick demos use a few)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(root: str) -> ResultsStore:
+    return ResultsStore(root)
+
+
+def store() -> ResultsStore:
+    return _store(str(default_root()))
+
+
+def device() -> str:
+    return str(resolve_device(os.environ.get(ENV_DEVICE, "auto")))
+
+
+def worker() -> Worker:
+    return get_worker(device())
+
+
+def default_steps() -> Optional[int]:
+    """Steps preset in the widgets: $DGNAM_UI_STEPS, else None (the model's own default, 200)."""
+    v = os.environ.get(ENV_STEPS, "").strip()
+    return int(v) if v.isdigit() and int(v) > 0 else None

@@ -1,0 +1,199 @@
+"""Pickers shared by the pages: model -> layer -> unit(s) (linked to the URL), prior, advanced settings.
+
+The current choice lives in `st.session_state["selection"]` so it follows the user from page to page; each page's
+widgets start from it. `?model=...&layer=...&unit=...` in the URL selects a unit directly (links from slides).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import streamlit as st
+
+from dgnam_engine import targets as T
+
+from . import catalog, state
+
+MAX_UNITS = 8  # units per run: one batch that still shows progress quickly on a CPU
+
+
+@dataclass
+class Selection:
+    model: str
+    layer: str
+    units: list[int]
+
+    @property
+    def unit(self) -> int:
+        return self.units[0]
+
+
+def _shared() -> dict:
+    return st.session_state.setdefault(
+        "selection", {"model": catalog.DEFAULT_MODEL, "layer": None, "units": [catalog.DEFAULT_UNIT]})
+
+
+def _query_error(qp: dict) -> Optional[str]:
+    """Check ?model/layer/unit and copy them into the shared selection; a message for anything bad."""
+    model = qp.get("model", catalog.DEFAULT_MODEL)
+    if model not in catalog.model_names():
+        return f"The link names a model “{model}” that does not exist. Pick a model below."
+    if not catalog.model_available(model):
+        return (f"The weights of {model} are not on this machine: run `{catalog.fetch_command(model)}` "
+                "and reload, or pick another model below.")
+    layers = catalog.layers(model)
+    layer = qp.get("layer", catalog.output_layer(model))
+    if layer not in layers:
+        return f"{model} has no layer “{layer}”. Pick one of: {', '.join(layers)}."
+    units = [catalog.DEFAULT_UNIT if layer == catalog.output_layer(model) else 0]
+    if "unit" in qp:
+        try:
+            units = [int(u) for u in str(qp["unit"]).split(",")]
+        except ValueError:
+            return f"The link's unit “{qp['unit']}” is not a number. Pick a unit below."
+        bad = [u for u in units if not 0 <= u < layers[layer].units]
+        if bad:
+            return f"Unit {bad[0]} does not exist in {layer} of {model} (units 0–{layers[layer].units - 1})."
+    st.session_state["selection"] = {"model": model, "layer": layer, "units": units[:MAX_UNITS]}
+    return None
+
+
+def _apply_query_params(prefix: str) -> None:
+    qp = {k: st.query_params[k] for k in ("model", "layer", "unit") if k in st.query_params}
+    sig = tuple(sorted(qp.items()))
+    if not qp or st.session_state.get("_qp_seen") == sig:
+        return
+    st.session_state["_qp_seen"] = sig
+    err = _query_error(qp)
+    if err:
+        st.session_state[f"{prefix}_qp_error"] = err
+        return
+    for k in [k for k in st.session_state if str(k).startswith(prefix + "_u")] + [f"{prefix}_model",
+                                                                                 f"{prefix}_layer"]:
+        st.session_state.pop(k, None)  # the widgets start again from the link's selection
+
+
+def _ensure(key: str, options: list, default) -> None:
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
+def _parse_units(text: str, n_units: int) -> list[int]:
+    units: list[int] = []
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())):
+            raise ValueError(f"“{part}” is not a unit number. Write numbers like 3, 17, 42 or a range like 10-15.")
+        units.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    if not units:
+        raise ValueError("Enter at least one unit number, e.g. 12.")
+    bad = [u for u in units if u >= n_units]
+    if bad:
+        raise ValueError(f"Unit {bad[0]} does not exist in this layer: it has units 0–{n_units - 1}.")
+    if len(units) > MAX_UNITS:
+        raise ValueError(f"Pick at most {MAX_UNITS} units per run.")
+    return list(dict.fromkeys(units))
+
+
+def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[Selection]:
+    """Model, layer and unit pickers. Returns None (after showing a message) when the input is unusable."""
+    models = catalog.available_models()
+    if not models:
+        st.error("No model weights are on this machine. Reinstall with `bash run.sh`, which installs the "
+                 "offline default model (efficientnet_lite0).")
+        return None
+    if link:
+        _apply_query_params(prefix)
+        err = st.session_state.pop(f"{prefix}_qp_error", None)
+        if err:
+            st.error(err)
+    shared = _shared()
+    c1, c2, c3 = st.columns([1.2, 1.2, 2])
+    mkey = f"{prefix}_model"
+    _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
+    model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,
+                         help="Networks whose weights are on this machine (see Setup for more).")
+    layers = catalog.layers(model)
+    lkey = f"{prefix}_layer"
+    layer_default = shared["layer"] if shared["model"] == model and shared["layer"] in layers \
+        else catalog.output_layer(model)
+    _ensure(lkey, list(layers), layer_default)
+    layer = c2.selectbox("Layer", list(layers), key=lkey, format_func=lambda n: catalog.layer_caption(layers[n]),
+                         help="The last layer's units are the ImageNet classes; earlier layers hold features.")
+    n_units = layers[layer].units
+    same = shared["model"] == model and shared["layer"] == layer
+    prev = [u for u in shared["units"] if 0 <= u < n_units] if same else []
+    if catalog.is_class_layer(model, layer):
+        prev = prev or [catalog.DEFAULT_UNIT]
+        if multi:
+            ukey = f"{prefix}_ucls_multi"
+            if ukey not in st.session_state:
+                st.session_state[ukey] = prev
+            units = c3.multiselect("Classes (type to search)", range(n_units), key=ukey,
+                                   format_func=catalog.class_label, max_selections=MAX_UNITS)
+            if not units:
+                st.info("Pick at least one class to render.")
+                return None
+        else:
+            ukey = f"{prefix}_ucls"
+            _ensure(ukey, list(range(n_units)), prev[0])
+            units = [c3.selectbox("Class (type to search)", range(n_units), key=ukey,
+                                  format_func=catalog.class_label)]
+    elif multi:
+        ukey = f"{prefix}_utext_{layer}"
+        if ukey not in st.session_state:
+            st.session_state[ukey] = ", ".join(map(str, prev or [0]))
+        text = c3.text_input(f"Units (0–{n_units - 1}, e.g. 3, 17, 42)", key=ukey)
+        try:
+            units = _parse_units(text, n_units)
+        except ValueError as exc:
+            st.error(str(exc))
+            return None
+    else:
+        ukey = f"{prefix}_unum_{layer}"
+        if ukey not in st.session_state:
+            st.session_state[ukey] = prev[0] if prev else 0
+        units = [int(c3.number_input(f"Unit (0–{n_units - 1})", 0, n_units - 1, key=ukey, step=1))]
+    st.session_state["selection"] = {"model": model, "layer": layer, "units": units}
+    if link:
+        qp = {"model": model, "layer": layer, "unit": ",".join(map(str, units))}
+        st.query_params.from_dict(qp)
+        st.session_state["_qp_seen"] = tuple(sorted(qp.items()))
+    return Selection(model, layer, units)
+
+
+def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
+    """A present prior, or the pixel baseline; says plainly when no prior is installed."""
+    names = catalog.available_priors()
+    if not names:
+        st.warning(catalog.NO_PRIOR)
+    options = names + [catalog.PIXEL]
+    key = f"{prefix}_prior"
+    _ensure(key, options, catalog.default_prior())
+    return st.selectbox(label, options, key=key, format_func=catalog.prior_title,
+                        help="The generator that turns codes into images. 'No prior' optimises the pixels "
+                             "directly, the baseline the paper improves on.")
+
+
+@dataclass
+class Advanced:
+    steps: int
+    lr: Optional[float]
+    seed: int
+    n_seeds: int
+
+
+def advanced(prefix: str, model: str, seeds_side_by_side: bool = True) -> Advanced:
+    default_steps = state.default_steps() or T.get_spec(model).n_iters
+    with st.expander("Advanced settings"):
+        c1, c2, c3, c4 = st.columns(4)
+        steps = c1.number_input("Steps", 1, 2000, default_steps, key=f"{prefix}_steps",
+                                help="More steps: a stronger activation, a slower run.")
+        lr = c2.number_input("Learning rate", min_value=0.0, value=None, key=f"{prefix}_lr",
+                             placeholder="model default", help="Start of the step-size schedule.")
+        seed = c3.number_input("Seed", 0, 2 ** 31 - 1, 0, key=f"{prefix}_seed",
+                               help="The random starting code; the same seed gives the same picture.")
+        n = c4.number_input("Seeds side by side", 1, 4, 1, key=f"{prefix}_nseeds",
+                            help="Several starting codes show how much the picture varies.") \
+            if seeds_side_by_side else 1
+    return Advanced(int(steps), float(lr) if lr else None, int(seed), int(n))

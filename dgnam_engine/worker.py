@@ -1,0 +1,198 @@
+"""One worker thread per device: runs from every front-end session queue (first in, first out) instead of
+fighting over the GPU or the CPU cores.
+
+A job is one `runner.visualize` call. Pollers read its state, queue position, step, activations so far and a
+preview image; `cancel()` stops it at the next step (the progress callback returns False). Results go into the
+results store only when the run finished and was not cancelled, so a stopped or failed run stores nothing.
+Models and priors come from runner's shared caches, so each is loaded once for all sessions.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import runner
+from .errors import RunCancelled, UserError
+from .store import Identity, ResultsStore, StoredResult, identify
+from .targets import resolve_device
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINAL = (DONE, FAILED, CANCELLED)
+
+
+@dataclass
+class Request:
+    """The arguments of one runner.visualize call."""
+
+    model: str
+    units: list[int]
+    layer: Optional[str] = None
+    settings: runner.Settings = field(default_factory=runner.Settings)
+    seeds: Optional[list[int]] = None  # one per unit; None: settings.seed for all
+    model_weights: Optional[str] = None
+    prior_file: Optional[str] = None
+    random_weights: bool = False
+
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [self.settings.seed] * len(self.units)
+
+    def identities(self) -> list[Identity]:
+        """One store identity per (unit, seed), in the order visualize returns its results."""
+        return [identify(self.model, u, self.layer, self.settings, s, model_weights=self.model_weights,
+                         prior_file=self.prior_file, random_weights=self.random_weights)
+                for u, s in zip(self.units, self.seed_list())]
+
+
+_ids = itertools.count(1)
+
+
+class Job:
+    def __init__(self, request: Request, store: Optional[ResultsStore], preview_every: int):
+        self.id = next(_ids)
+        self.request = request
+        self.store = store
+        self.preview_every = preview_every
+        self.state = QUEUED
+        self.step = 0  # steps done
+        self.n_iters: Optional[int] = None
+        self.curves: list[list[float]] = []  # activation per step, one list per (unit, seed)
+        self.preview: Optional[list[np.ndarray]] = None  # latest preview images, HxWx3 uint8
+        self.results: list[runner.UnitResult] = []
+        self.stored: list[StoredResult] = []
+        self.error: Optional[str] = None
+        self.submitted = time.time()
+        self.started: Optional[float] = None
+        self.finished: Optional[float] = None
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _finish(self, state: str, error: Optional[str] = None) -> None:
+        self.error = error
+        self.finished = time.time()
+        self.state = state
+        self._done.set()
+
+    def _on_step(self, info) -> bool:
+        if self._cancel.is_set():
+            return False
+        self.n_iters = info.n_iters
+        acts = [float(a) for a in info.activations]
+        if not self.curves:
+            self.curves = [[] for _ in acts]
+        for c, a in zip(self.curves, acts):
+            c.append(a)
+        if info.images is not None:
+            self.preview = [(im.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+                            for im in info.images]
+        self.step = info.step + 1
+        return True
+
+
+class Worker:
+    """Runs the jobs of one device one after another on a daemon thread."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._queue: deque[Job] = deque()
+        self._cv = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+        self.current: Optional[Job] = None
+
+    def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5) -> Job:
+        job = Job(request, store, preview_every)
+        with self._cv:
+            self._queue.append(job)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=f"dgnam-worker-{self.device}",
+                                                daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return job
+
+    def position(self, job: Job) -> Optional[int]:
+        """How many runs are ahead of a queued job (0: it is next); None once it runs or ended."""
+        with self._cv:
+            ahead = 0 if self.current is None else 1
+            for j in self._queue:
+                if j is job:
+                    return ahead
+                if not j.cancel_requested:
+                    ahead += 1
+        return None
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue:
+                    self._cv.wait()
+                job = self._queue.popleft()
+                self.current = job
+            try:
+                self._run(job)
+            finally:
+                with self._cv:
+                    self.current = None
+
+    def _run(self, job: Job) -> None:
+        if job.cancel_requested:
+            job._finish(CANCELLED)
+            return
+        job.state, job.started = RUNNING, time.time()
+        r = job.request
+        try:
+            ids = r.identities() if job.store is not None else []
+            results = runner.visualize(
+                r.model, r.units, r.layer, r.settings, seeds=r.seed_list(), device=self.device,
+                model_weights=r.model_weights, prior_file=r.prior_file, random_weights=r.random_weights,
+                callback=job._on_step, preview_every=job.preview_every)
+            if job.cancel_requested:
+                raise RunCancelled("run cancelled")
+            job.results = results
+            for res, ident in zip(results, ids):
+                job.stored.append(job.store.put(res, ident.key, ident.settings, ident.weights_id))
+        except RunCancelled:
+            job._finish(CANCELLED)
+        except UserError as exc:
+            job._finish(FAILED, str(exc))
+        except Exception as exc:  # keep the worker alive; the page shows one line, the log the details
+            log.exception("run %s failed", job.id)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            job._finish(FAILED, f"the run failed unexpectedly ({type(exc).__name__}: {first})")
+        else:
+            job._finish(DONE)
+
+
+_workers: dict[str, Worker] = {}
+_workers_lock = threading.Lock()
+
+
+def get_worker(device: str = "auto") -> Worker:
+    """The one worker of a device ("auto": the GPU when there is one), shared by every caller in the process."""
+    dev = str(resolve_device(device))
+    with _workers_lock:
+        if dev not in _workers:
+            _workers[dev] = Worker(dev)
+        return _workers[dev]

@@ -1,0 +1,64 @@
+"""Browse neurons: pick model -> layer -> unit; see the units already rendered; open a unit's result card.
+Each unit has its own link: ?model=...&layer=...&unit=... opens it directly."""
+import streamlit as st
+
+from app import cards, catalog, layout, runs, state, widgets
+from dgnam_engine.runner import Settings
+from dgnam_engine.worker import Request
+
+GRID_MAX = 24
+
+layout.page_header("Browse neurons", "Pick a unit, or open one of the pictures already rendered. "
+                   "Copy the page address to link straight to a unit.")
+
+
+def open_result(r) -> None:
+    st.session_state["selection"] = {"model": r.model, "layer": r.layer, "units": [r.unit]}
+    for k in [k for k in st.session_state if str(k).startswith("browse_u")]:
+        del st.session_state[k]
+    st.session_state["browse_version"] = r.key
+
+
+sel = widgets.pick_unit("browse")
+if sel is not None:
+    store = state.store()
+    # the version shown first: a prior over the pixel baseline, then the longest run, then the newest
+    here = sorted(store.query(model=sel.model, layer=sel.layer, unit=sel.unit),
+                  key=lambda r: (r.prior == catalog.PIXEL, -(r.settings.get("n_iters") or 0), -r.created))
+    if here:
+        options = [r.key for r in here]
+        chosen = st.session_state.get("browse_version")
+        if chosen not in options:
+            st.session_state["browse_version"] = options[0]
+        if len(here) > 1:
+            by_key = {r.key: r for r in here}
+            st.selectbox(f"{len(here)} versions of this unit", options, key="browse_version",
+                         format_func=lambda k: f"{cards.short_prior(by_key[k].prior)} · seed {by_key[k].seed} · "
+                                               f"{by_key[k].settings.get('n_iters')} steps")
+        r = next(r for r in here if r.key == st.session_state["browse_version"])
+        cards.result_card(r, "browse_card")
+    else:
+        st.info(f"{catalog.unit_name(sel.model, sel.layer, sel.unit)} has not been rendered yet.")
+        prior = catalog.default_prior()
+        settings = Settings(method="pixel" if prior == catalog.PIXEL else "dgnam",
+                            prior=None if prior == catalog.PIXEL else prior, n_iters=state.default_steps())
+        go = st.button("Render it now", type="primary", key="browse_go", icon=":material/play_arrow:",
+                       help=f"Default settings with the {catalog.prior_title(prior)}.")
+        runs.stopped_notice("browse")
+        if go:
+            [[r]] = runs.render([("render", Request(sel.model, [sel.unit], sel.layer, settings))], "browse", True)
+            if r is not None:
+                st.rerun()  # show it as a stored result, with its card
+
+    st.subheader(f"Rendered in {sel.layer}")
+    seen, grid = set(), []
+    for r in store.query(model=sel.model, layer=sel.layer):
+        if r.unit not in seen:
+            seen.add(r.unit)
+            grid.append(r)
+    if grid:
+        cards.thumbnail_grid(grid[:GRID_MAX], "browse_thumb", on_open=open_result)
+        if len(grid) > GRID_MAX:
+            st.caption(f"{len(grid) - GRID_MAX} more in the Gallery.")
+    else:
+        st.caption("Nothing rendered in this layer yet. Use **Run** or the button above.")

@@ -1,0 +1,57 @@
+"""Compare models: one ImageNet class rendered for every network whose weights are present, side by side."""
+import streamlit as st
+
+from app import cards, catalog, layout, runs, widgets
+from dgnam_engine.runner import Settings
+from dgnam_engine.worker import Request
+
+layout.page_header("Compare models", "How different networks picture the same ImageNet class, with the same "
+                   "prior and seed.")
+
+shared = st.session_state.get("selection", {})
+cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("layer") == \
+    catalog.output_layer(shared.get("model", catalog.DEFAULT_MODEL)) else catalog.DEFAULT_UNIT
+link = st.query_params.get("class")
+if link is not None and st.session_state.get("cmpm_link") != link:  # ?class=967 opens a class directly
+    st.session_state["cmpm_link"] = link
+    if link.isdigit() and int(link) < 1000:
+        st.session_state["cmpm_class"] = int(link)
+    else:
+        st.error(f"The link's class “{link}” is not an ImageNet class number (0–999). Pick a class below.")
+if st.session_state.get("cmpm_class") not in range(1000):
+    st.session_state["cmpm_class"] = cls_default
+cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
+st.query_params["class"] = str(cls)
+st.session_state["cmpm_link"] = str(cls)
+prior = widgets.pick_prior("cmpm")
+models = catalog.available_models()
+adv = widgets.advanced("cmpm", models[0] if models else catalog.DEFAULT_MODEL, seeds_side_by_side=False)
+method = "pixel" if prior == catalog.PIXEL else "dgnam"
+requests = []
+for m in models:
+    s = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps, lr_start=adv.lr,
+                 seed=adv.seed)
+    requests.append((m, Request(m, [cls], catalog.output_layer(m), s)))
+missing = [m for m in catalog.model_names() if m not in models]
+go = st.button("Render for every network", type="primary", key="cmpm_go", icon=":material/play_arrow:",
+               disabled=not requests)
+runs.stopped_notice("cmpm")
+results = runs.render(requests, "cmpm", run=go)
+slots = [(m, res[0]) for (m, _), res in zip(requests, results)] + [(m, None) for m in missing]
+cols = st.columns(min(len(slots), 5))
+for i, (m, r) in enumerate(slots):
+    with cols[i % len(cols)]:
+        st.markdown(f"**{catalog.model_short(m)}**")
+        if m in missing:
+            st.caption(f"Weights not on this machine: `{catalog.fetch_command(m)}`")
+        elif r is None:
+            st.caption("Not rendered yet.")
+        else:
+            st.image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+done = {m: r for m, r in slots if r is not None}
+if len(done) > 1:
+    st.plotly_chart(cards.final_bar_chart({m: r.activation_final for m, r in done.items()}), width="stretch",
+                    config=cards.CHART_CONFIG)
+if len(models) == 1:
+    st.info("Only one network is on this machine. Fetch more to compare, e.g. `python -m dgnam_engine fetch "
+            "alexnet googlenet resnet50` (needs internet once).")

@@ -1,0 +1,44 @@
+"""Run: one button renders the chosen unit(s), with live progress, a preview and a Stop button."""
+import streamlit as st
+
+from app import cards, catalog, layout, runs, widgets
+from dgnam_engine.runner import Settings
+from dgnam_engine.worker import Request
+
+layout.page_header("Render a neuron", "Pick a network and a unit, then press **Render**. The picture shows what "
+                   "that unit responds to most.")
+
+sel = widgets.pick_unit("run", multi=True)
+if sel is not None:
+    prior = widgets.pick_prior("run")
+    adv = widgets.advanced("run", sel.model)
+    units = [u for u in sel.units for _ in range(adv.n_seeds)]
+    seeds = [adv.seed + k for _ in sel.units for k in range(adv.n_seeds)]
+    method = "pixel" if prior == catalog.PIXEL else "dgnam"
+    settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
+                        lr_start=adv.lr, seed=adv.seed)
+    req = Request(sel.model, units, sel.layer, settings, seeds)
+    go = st.button("Render", type="primary", key="run_go", icon=":material/play_arrow:")
+    runs.stopped_notice("run")
+    [results] = runs.render([("render", req)], "run", run=go)
+    done = [r for r in results if r is not None]
+    if done:
+        if len(done) < len(results):
+            st.caption(f"{len(done)} of {len(results)} pictures are ready; press Render for the rest.")
+        elif not go:
+            st.caption("Rendered before with these settings: shown from the library.")
+        chart = cards.activation_chart({f"{cards.unit_caption(r)} · seed {r.seed}": r.activations for r in done})
+        if len(done) <= 2:  # pictures and their curves side by side
+            *pic_cols, chart_col = st.columns([1, 1, 2] if len(done) == 2 else [1, 2])
+        else:
+            pic_cols, chart_col = st.columns(4), None
+        for i, r in enumerate(done):
+            pic_cols[i % len(pic_cols)].image(str(r.image_path), caption=cards.caption(r), width="stretch")
+        (chart_col or st).plotly_chart(chart, width="stretch", config=cards.CHART_CONFIG)
+        if any(r.prior_kind == "trained" for r in done):
+            st.caption(catalog.DEMO_CAVEAT)
+        with st.expander("Details of each picture"):
+            for r in done:
+                cards.result_card(r, f"run_card_{r.key}")
+    elif not go:
+        st.caption("Not rendered yet with these settings.")

@@ -1,0 +1,226 @@
+"""Every dashboard page through Streamlit's AppTest: it renders, its main action works on a tiny setting (real
+EfficientNet-Lite0, a random but responsive fc6 prior in the weights cache, 3 steps), and bad input gets a message.
+
+The module gets its own weights cache, results folder and demo-prior folder (a tiny trained "pool5" prior), so the
+other test files keep the session's empty caches.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgnam_engine import generators, priors, runner
+from dgnam_engine.store import ResultsStore
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, fc6_file):
+    """fc6 "present" through the real cache (TORCH_HOME/hub/checkpoints), a demo pool5 prior, 3-step defaults."""
+    from factories import responsive
+
+    base = tmp_path_factory.mktemp("app")
+    ckpt = base / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    shutil.copy(fc6_file, ckpt / "upconvGAN_fc6.pt")
+    demo = base / "demo_priors"
+    demo.mkdir()
+    torch.manual_seed(0)
+    gen = responsive(generators.compact((64,), width=8, out_size=64, fc_width=64), (64,))
+    card = {"name": "tiny_pool5", "title": "tiny test prior", "arch": "compact",
+            "arch_kwargs": {"code_shape": [64], "width": 8, "out_size": 64, "fc_width": 64}, "code_shape": [64],
+            "encoder": "efficientnet_lite0", "layer": "pooled", "depth": "pool5", "note": "test"}
+    priors.save_prior_file(demo / "tiny_pool5.safetensors", gen, torch.zeros(64), torch.full((64,), 3.0), card)
+    new = {"TORCH_HOME": str(base / "torch"), "DGNAM_DATA_DIR": str(base / "data"), "DGNAM_UI_STEPS": "3",
+           "DGNAM_DEVICE": "cpu"}
+    old = {k: os.environ.get(k) for k in new}
+    old_demo = priors.DEMO_PRIORS_DIR
+    os.environ.update(new)
+    priors.DEMO_PRIORS_DIR = demo
+    runner.clear_caches()
+    yield base
+    priors.DEMO_PRIORS_DIR = old_demo
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    runner.clear_caches()  # later tests must not see this module's fc6 in the cache
+
+
+def app(page: str | None = None, **query):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def store() -> ResultsStore:
+    return ResultsStore()
+
+
+def test_run_page_renders_a_unit_and_reuses_it(env):
+    at = app("pages/run.py")
+    assert at.selectbox(key="run_prior").value == "fc6"  # the default prior when fc6 is present
+    assert at.multiselect(key="run_ucls_multi").value == [309]
+    at.button(key="run_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.status[0].state == "complete" and at.progress[0].value == 100
+    [r] = store().query(model="efficientnet_lite0", unit=309)
+    assert r.prior == "fc6" and r.settings["n_iters"] == 3 and r.activation_final > r.activation_start
+    assert r.image_path.is_file() and r.label == "bee" and len(at.image) >= 1
+    again = app("pages/run.py")  # a new session finds it at once, without pressing Render
+    assert any("shown from the library" in c.value for c in again.caption) and len(again.image) >= 1
+    assert len(store()) == 1
+
+
+def test_run_page_bad_units_and_broken_prior_give_messages(env):
+    at = app("pages/run.py")
+    at.selectbox(key="run_layer").select("blocks.6").run()
+    at.text_input(key="run_utext_blocks.6").input("12, abc").run()
+    assert "is not a unit number" in texts(at.error) and not at.button  # no Render button for bad input
+    at.text_input(key="run_utext_blocks.6").input("5000").run()
+    assert "does not exist in this layer" in texts(at.error)
+    # a damaged weights file: one friendly line, nothing stored
+    ckpt = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "upconvGAN_fc7.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    try:
+        before = len(store())
+        at = app("pages/run.py")
+        at.selectbox(key="run_prior").select("fc7").run()
+        at.button(key="run_go").click().run()
+        assert not at.exception and "not a readable weights file" in texts(at.error)
+        assert at.status[0].state == "error" and len(store()) == before
+    finally:
+        ckpt.unlink()
+
+
+def test_run_page_without_any_prior_offers_the_pixel_baseline(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(priors, "DEMO_PRIORS_DIR", tmp_path / "none")
+    at = app("pages/run.py")
+    assert "python -m dgnam_engine fetch fc6" in texts(at.warning)
+    assert at.selectbox(key="run_prior").value == "pixel"
+    at.button(key="run_go").click().run()
+    assert not at.error and at.status[0].state == "complete"
+    assert [r.prior for r in store().query(unit=309, prior="pixel")] == ["pixel"]
+
+
+def test_browse_link_opens_unit_and_renders_it(env):
+    at = app(model="efficientnet_lite0", layer="classifier", unit="1")
+    assert at.selectbox(key="browse_ucls").value == 1
+    assert "goldfish (1) has not been rendered yet" in texts(at.info)
+    at.button(key="browse_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert [s.value for s in at.subheader][0] == "goldfish (1)"  # the result card
+    assert at.query_params["unit"] == "1"
+    assert len(at.get("plotly_chart")) == 1 and at.dataframe  # activation chart, top-5 and settings tables
+    top5 = at.dataframe[0].value
+    assert len(top5) == 5 and "%" in top5["probability"][0]
+    # the grid lists it; opening another rendered unit from the grid switches the card
+    thumbs = [b for b in at.button if b.key and b.key.startswith("browse_thumb_")]
+    assert any(b.label == "goldfish (1)" for b in thumbs)
+    other = next(b for b in thumbs if b.label != "goldfish (1)")
+    other.click().run()
+    assert [s.value for s in at.subheader][0] == other.label
+
+
+def test_browse_bad_links_give_messages(env):
+    at = app(model="efficientnet_lite0", layer="classifier", unit="5000")
+    assert "Unit 5000 does not exist" in texts(at.error)
+    at = app(model="no_such_net")
+    assert "does not exist" in texts(at.error) and at.selectbox(key="browse_model").value == "efficientnet_lite0"
+    at = app(model="efficientnet_lite0", layer="fc99")
+    assert "has no layer" in texts(at.error)
+
+
+def test_compare_priors_side_by_side(env):
+    at = app("pages/priors.py")
+    at.button(key="cmpp_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    heads = [m.value for m in at.markdown]
+    assert "**fc6 · original**" in heads and "**pool5 · demo prior tiny_pool5**" in heads
+    assert "**no prior (pixel baseline)**" in heads
+    assert "python -m dgnam_engine fetch conv3" in texts(at.caption)
+    assert len(at.image) == 3 and len(at.get("plotly_chart")) == 2
+    bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert len(bars["x"]) == 3 and all(isinstance(v, float) for v in bars["y"])
+    seeds = {r.prior: r.seed for r in store().query(unit=309, layer="classifier")}
+    assert {"fc6", "tiny_pool5", "pixel"} <= set(seeds) and len(set(seeds.values())) == 1
+
+
+def test_compare_priors_bad_link(env):
+    at = app("pages/priors.py")
+    at.query_params["unit"] = "abc"
+    at.run()
+    assert "is not a number" in texts(at.error)
+
+
+def test_compare_models(env):
+    at = app("pages/models.py")
+    at.selectbox(key="cmpm_class").select(967).run()
+    at.button(key="cmpm_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert len(at.image) == 1 and "fetch alexnet" in texts(at.caption)
+    assert store().query(model="efficientnet_lite0", unit=967)[0].label == "espresso"
+    at.query_params["class"] = "1234"
+    at.run()
+    assert "not an ImageNet class number" in texts(at.error)
+
+
+def test_gallery_filters_and_zip(env):
+    from app.export import zip_of
+
+    at = app("pages/gallery.py")
+    n = len(store())
+    assert n >= 3 and f"{n} pictures" in texts(at.caption)
+    at.multiselect(key="gal_priors").select("pixel").run()
+    assert len(at.image) == len(store().query(prior="pixel")) >= 1
+    at.checkbox(key="gal_all").check().run()
+    assert not at.exception
+    zip_button = at.get("download_button")[-1]
+    assert "Download ZIP of" in zip_button.proto.label and not zip_button.proto.disabled
+    picked = store().query(prior="pixel")
+    with zipfile.ZipFile(io.BytesIO(zip_of(picked))) as z:
+        meta = json.loads(z.read("results.json"))
+        assert len(meta) == len(picked) and all(m["prior"] == "pixel" for m in meta)
+        assert z.read(meta[0]["image"])[:8] == b"\x89PNG\r\n\x1a\n" and meta[0]["activations"]
+
+
+def test_gallery_empty_store_says_what_to_do(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "fresh"))
+    at = app("pages/gallery.py")
+    assert "Render a neuron on the **Run** page" in texts(at.info)
+
+
+def test_setup_lists_weights_and_fetch_commands(env):
+    at = app("pages/setup.py")
+    models, prs = at.dataframe[0].value, at.dataframe[1].value
+    lite0 = models[models["network"] == "efficientnet_lite0"].iloc[0]
+    alex = models[models["network"] == "alexnet"].iloc[0]
+    assert lite0["weights"] == "present" and alex["weights"] == "missing"
+    assert alex["get it with"] == "python -m dgnam_engine fetch alexnet" and "checkpoints" in alex["file"]
+    fc6 = prs[prs["prior"] == "fc6"].iloc[0]
+    assert fc6["weights"] == "present" and prs[prs["prior"] == "fc7"].iloc[0]["weights"] == "missing"
+    assert "fetch conv3 pool5 fc7" in texts(at.code)
+    assert "Demo priors" in texts(at.info)

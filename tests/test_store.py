@@ -1,0 +1,120 @@
+"""The results store: keys, reuse, atomic writes and concurrent writers, on real SQLite files and PNGs."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dgnam_engine.store import ResultsStore, default_root, file_identity, identify, key_for
+
+
+def fake_result(unit: int, seed: int = 0, prior: str = "fc6", value: float = 1.0):
+    """A result with the fields of runner.UnitResult; the image encodes the unit so mix-ups are visible."""
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[..., 0] = unit % 256
+    img[..., 1] = seed % 256
+    return types.SimpleNamespace(model="efficientnet_lite0", layer="classifier", unit=unit, label=f"class {unit}",
+                                 prior=prior, prior_kind="original", seed=seed, activation_start=0.0,
+                                 activation_final=value, activations=[0.0, value / 2, value], image=img,
+                                 seconds=0.1, device="cpu", weights="/x/lite0.pth")
+
+
+BASE = dict(model="efficientnet_lite0", weights_id="w:1", layer="classifier", unit=967, prior_id="fc6@f:2",
+            settings={"n_iters": 200, "lr_start": None}, seed=0)
+
+
+def test_key_is_stable_and_depends_on_every_part():
+    k = key_for(**BASE)
+    assert k == key_for(**{**BASE, "settings": {"lr_start": None, "n_iters": 200}})  # order does not matter
+    changed = [dict(model="alexnet"), dict(weights_id="w:2"), dict(layer="pooled"), dict(unit=968),
+               dict(prior_id="fc7@f:2"), dict(settings={"n_iters": 201, "lr_start": None}), dict(seed=1)]
+    keys = {key_for(**{**BASE, **c}) for c in changed}
+    assert len(keys) == len(changed) and k not in keys
+
+
+def test_default_root_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "d"))
+    assert default_root() == tmp_path / "d"
+    monkeypatch.delenv("DGNAM_DATA_DIR")
+    assert default_root().name == "dgnam-studio"
+
+
+def test_put_get_query_and_reuse(tmp_path):
+    store = ResultsStore(tmp_path)
+    assert store.get("nope") is None and not store.has("nope")
+    key = key_for(**BASE)
+    saved = store.put(fake_result(967, value=3.5), key, {"n_iters": 3}, "w:1")
+    assert store.has(key) and saved.activation_final == 3.5 and saved.settings == {"n_iters": 3}
+    img = np.asarray(Image.open(saved.image_path))
+    assert img.shape == (16, 16, 3) and img[0, 0, 0] == 967 % 256
+    # a new store object on the same folder (another session, another process) finds it again
+    again = ResultsStore(tmp_path).get(key)
+    assert again is not None and again.activations == [0.0, 1.75, 3.5] and again.weights_id == "w:1"
+    store.put(fake_result(5, prior="pixel"), key_for(**{**BASE, "unit": 5}))
+    assert [r.unit for r in store.query(prior="pixel")] == [5]
+    assert {r.unit for r in store.query(model="efficientnet_lite0", layer="classifier")} == {5, 967}
+    assert store.distinct("prior") == ["fc6", "pixel"]
+    assert len(store) == 2
+    assert not list(store.images.glob("*.part")) and not list(store.images.glob(".*"))
+
+
+def test_missing_png_means_not_stored(tmp_path):
+    store = ResultsStore(tmp_path)
+    key = key_for(**BASE)
+    store.put(fake_result(1), key).image_path.unlink()
+    assert store.get(key) is None and store.query() == []
+
+
+def test_bad_image_stores_nothing(tmp_path):
+    store = ResultsStore(tmp_path)
+    bad = fake_result(1)
+    bad.image = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError):
+        store.put(bad, "k")
+    assert len(store) == 0 and not any(store.images.iterdir())
+
+
+def test_identify_resolves_defaults_without_loading(fc6_file):
+    from dgnam_engine.runner import Settings
+
+    a = identify("efficientnet_lite0", 967, None, Settings(prior="fc6", n_iters=None), 0, prior_file=str(fc6_file))
+    b = identify("efficientnet_lite0", 967, "classifier", Settings(prior="fc6", n_iters=200), 0,
+                 prior_file=str(fc6_file))
+    assert a.key == b.key and a.settings["n_iters"] == 200
+    assert a.prior_id == f"fc6@{file_identity(fc6_file)}"
+    assert a.weights_id.startswith("efficientnet-lite0-57934424.pth:")
+    pixel = identify("efficientnet_lite0", 967, settings=Settings(method="pixel"))
+    assert pixel.prior_id == "pixel" and pixel.key != a.key
+    assert identify("efficientnet_lite0", 967, settings=Settings(method="pixel"), seed=1).key != pixel.key
+
+
+def _writer(root: str, worker: int, n: int) -> None:
+    store = ResultsStore(root)
+    for i in range(n):
+        unit = worker * 1000 + i
+        store.put(fake_result(unit, seed=worker), key_for(**{**BASE, "unit": unit}))
+        store.put(fake_result(7, seed=0), key_for(**{**BASE, "unit": 7}))  # both write the same key too
+
+
+def test_two_concurrent_writer_processes(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 25)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = ResultsStore(tmp_path)
+    units = sorted(r.unit for r in store.query())
+    assert units == [7] + list(range(1000, 1025)) + list(range(2000, 2025))
+    for r in store.query():
+        assert np.asarray(Image.open(r.image_path))[0, 0, 0] == r.unit % 256
+    con = sqlite3.connect(Path(tmp_path) / "results.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert not list(store.images.glob(".*.part"))

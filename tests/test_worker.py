@@ -1,0 +1,98 @@
+"""The per-device worker: real DGN-AM runs of EfficientNet-Lite0 queue, report progress, cancel and store."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dgnam_engine.runner import Settings
+from dgnam_engine.store import ResultsStore
+from dgnam_engine.worker import CANCELLED, DONE, FAILED, Request, Worker, get_worker
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ResultsStore(tmp_path / "store")
+
+
+def req(fc6_file, units=(967,), n_iters=4, seed=0, **kw):
+    return Request("efficientnet_lite0", list(units), "classifier", Settings(prior="fc6", n_iters=n_iters, seed=seed),
+                   prior_file=str(fc6_file), **kw)
+
+
+def wait_until(cond, timeout=60.0):
+    end = time.time() + timeout
+    while not cond():
+        assert time.time() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_run_reports_progress_and_stores_on_success(lite0, fc6_file, store):
+    w = Worker("cpu")
+    job = w.submit(req(fc6_file, units=(967, 1), n_iters=5), store, preview_every=2)
+    assert job.wait(120) and job.state == DONE, job.error
+    assert job.step == 5 and len(job.curves) == 2 and all(len(c) == 5 for c in job.curves)
+    assert job.preview is not None and job.preview[0].shape == (224, 224, 3)
+    r = job.results[0]
+    assert r.activation_final > r.activation_start  # the optimisation really drove the unit up
+    keys = [i.key for i in job.request.identities()]
+    assert [s.key for s in job.stored] == keys and all(store.has(k) for k in keys)
+    got = store.get(keys[0])
+    assert got.unit == 967 and got.label == "espresso" and got.settings["n_iters"] == 5
+    assert got.activations == pytest.approx(r.activations)
+
+
+def test_sessions_queue_one_run_at_a_time(lite0, fc6_file, store):
+    w = Worker("cpu")
+    jobs = {}
+
+    def session(name, seed):
+        jobs[name] = w.submit(req(fc6_file, n_iters=12, seed=seed), store)
+
+    t1 = threading.Thread(target=session, args=("a", 1))
+    t1.start()
+    t1.join()
+    wait_until(lambda: jobs["a"].state == "running")
+    t2 = threading.Thread(target=session, args=("b", 2))
+    t2.start()
+    t2.join()
+    assert jobs["b"].state == "queued" and w.position(jobs["b"]) == 1  # one run ahead of it
+    for j in jobs.values():
+        assert j.wait(120) and j.state == DONE, j.error
+    a, b = jobs["a"], jobs["b"]
+    assert a.finished <= b.started  # never two runs at once on the device
+    assert len(store) == 2 and {s.seed for s in store.query()} == {1, 2}
+
+
+def test_cancel_mid_run_stores_nothing(lite0, fc6_file, store):
+    w = Worker("cpu")
+    job = w.submit(req(fc6_file, n_iters=200), store)
+    wait_until(lambda: job.step >= 2)
+    job.cancel()
+    assert job.wait(60) and job.state == CANCELLED
+    assert job.step < 200 and job.results == [] and len(store) == 0
+    assert not any(store.images.iterdir())
+
+
+def test_cancel_while_queued_never_runs(lite0, fc6_file, store):
+    w = Worker("cpu")
+    first = w.submit(req(fc6_file, n_iters=8), store)
+    queued = w.submit(req(fc6_file, n_iters=8, seed=5), store)
+    queued.cancel()
+    assert queued.wait(120) and queued.state == CANCELLED and queued.started is None
+    assert first.wait(120) and first.state == DONE
+    assert [s.seed for s in store.query()] == [0]
+
+
+def test_bad_input_fails_with_a_message_and_stores_nothing(lite0, fc6_file, store):
+    w = Worker("cpu")
+    job = w.submit(req(fc6_file, units=(5000,)), store)
+    assert job.wait(60) and job.state == FAILED
+    assert "out of range" in job.error and len(store) == 0
+    ok = w.submit(req(fc6_file, n_iters=2), store)  # the worker survives a failed run
+    assert ok.wait(60) and ok.state == DONE
+
+
+def test_one_worker_per_device():
+    assert get_worker("cpu") is get_worker("cpu")
