@@ -115,8 +115,13 @@ def cmd_fetch(args) -> int:
                 pct = f" {100 * got / total:5.1f}%" if total else ""
                 print(f"\r{_n}: {got / 1e6:8.1f} MB{pct}", end="", file=sys.stderr, flush=True)
 
-        path = W.fetch(wf, progress)
-        print(file=sys.stderr)
+        # A progress line redrawn with \r only makes sense on a terminal; in logs it would swallow the error line.
+        show = sys.stderr.isatty()
+        try:
+            path = W.fetch(wf, progress if show else None)
+        finally:
+            if show and last[0]:
+                print(file=sys.stderr)  # end the progress line, so an error gets a line of its own
         print(f"{name}: {path}")
     return 0
 
@@ -146,6 +151,8 @@ def cmd_visualize(args) -> int:
     out = Path(args.out)
     if len(units) > 1 and out.suffix.lower() == ".png":
         raise UserError("with several units --out must be a folder, not a .png file")
+    if len(units) == 1 and out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a .png file for one unit")
     position = None
     if args.xy is not None:
         position = (args.xy, args.xy)
@@ -164,7 +171,10 @@ def cmd_visualize(args) -> int:
                                            for r in results]
     summaries = []
     for r, p in zip(results, paths):
-        save_png(r.image, p)
+        try:
+            save_png(r.image, p)
+        except OSError as exc:
+            raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
         d = r.summary()
         d["image"] = str(p)
         summaries.append(d)
@@ -241,3 +251,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
+
+
+# Subcommands defined next to the code they drive; importing them registers them.
+from . import precompute  # noqa: E402,F401
+from .training import cli_train  # noqa: E402,F401
