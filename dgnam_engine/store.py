@@ -118,10 +118,11 @@ def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any =
         d["prior"], prior_id = None, "pixel"
     else:
         if s.prior is None and prior_file is not None and str(prior_file).endswith(".safetensors"):
-            name = P.read_card(prior_file)["name"]
+            pspec = P.spec_from_file(prior_file)  # a prior file need not be one of the registered priors
+            name = pspec.name
         else:
             name = s.prior or P.default_prior_name()
-        pspec = P.get_spec(name)
+            pspec = P.get_spec(name)
         path = prior_file or pspec.file or (W.find(pspec.weights) if pspec.weights else None)
         d["prior"], prior_id = name, f"{name}@{file_identity(path)}"
     the_layer = layer or spec.output_layer
