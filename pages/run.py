@@ -17,6 +17,9 @@ if sel is not None:
     method = "pixel" if prior == catalog.PIXEL else "dgnam"
     settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
                         lr_start=adv.lr, seed=adv.seed)
+    if st.toggle("Quick preview", key="run_quick",
+                 help="A first look in seconds: fewer steps on the fastest path. Turn off for the full run."):
+        settings = settings.as_preview()
     req = Request(sel.model, units, sel.layer, settings, seeds)
     go = st.button("Render", type="primary", key="run_go", icon=":material/play_arrow:")
     runs.stopped_notice("run")

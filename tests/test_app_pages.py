@@ -94,6 +94,18 @@ def test_run_page_renders_a_unit_and_reuses_it(env):
     assert len(store()) == 1
 
 
+def test_run_page_quick_preview_runs_the_engine_preview(env, monkeypatch):
+    from dgnam_engine import accel
+
+    monkeypatch.setattr(accel, "PREVIEW_ITERS", 2)  # the preview's step count, shrunk for the test
+    at = app("pages/run.py")
+    at.toggle(key="run_quick").set_value(True).run()
+    at.button(key="run_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    [r] = [x for x in store().query(model="efficientnet_lite0", unit=309) if x.settings["n_iters"] == 2]
+    assert r.activations and len(r.activations) == 2 and r.image_path.is_file()
+
+
 def test_run_page_bad_units_and_broken_prior_give_messages(env):
     at = app("pages/run.py")
     at.selectbox(key="run_layer").select("blocks.6").run()
