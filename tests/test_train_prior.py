@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,16 @@ def test_spatial_layer_in_process(photos, tmp_path):
     assert bool((prior.lower < 0).any())  # block outputs (BatchNorm, no activation) go negative
     x = prior.generator(prior.upper.unsqueeze(0))
     assert x.shape == (1, 3, 32, 32) and float(x.abs().max()) <= 255.0
+
+    # --bound-std on a finished run: no more training, the same G, a box a third as wide around the same means.
+    logs.clear()
+    card = train(replace(cfg, bound_std=1.0), logs.append)
+    assert not any(ln.startswith("step ") for ln in logs) and card["bounds"].startswith("per unit mean -/+ 1 std")
+    tight = load_prior(prior_file=cfg.out)
+    signed = prior.lower < 0  # never clamped at 0, so the box is symmetric about the mean
+    torch.testing.assert_close((tight.upper - tight.lower)[signed], (prior.upper - prior.lower)[signed] / 3)
+    torch.testing.assert_close((tight.upper + tight.lower)[signed], (prior.upper + prior.lower)[signed])
+    assert torch.equal(tight.generator(prior.upper.unsqueeze(0)), x)
 
 
 def test_user_errors_write_nothing(photos, tmp_path, capsys):

@@ -15,6 +15,7 @@ def cmd_train_prior(args) -> int:
         title=args.title, depth=args.depth, size=args.size, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, width=args.width, fc_width=args.fc_width, comparator_layer=args.comparator_layer,
         w_image=args.w_image, w_feature=args.w_feature, w_adv=args.w_adv, crops_per_image=args.crops_per_image,
+        bound_std=args.bound_std,
         heldout_fraction=args.heldout, seed=args.seed, device=args.device, threads=args.threads,
         work_dir=args.work_dir, ckpt_every=args.ckpt_every, log_every=args.log_every, restart=args.restart,
         extra={"command": "python -m dgnam_engine " + shlex.join(sys.argv[1:])} if sys.argv[1:] else {})
@@ -42,6 +43,8 @@ def register(sub) -> None:
     s.add_argument("--w-feature", type=float, default=1.0)
     s.add_argument("--w-adv", type=float, default=0.02)
     s.add_argument("--crops-per-image", type=int, default=8)
+    s.add_argument("--bound-std", type=float, default=3.0,
+                   help="code bounds: per-unit mean -/+ this many std of the training codes (original: 3)")
     s.add_argument("--heldout", type=float, default=0.1, help="fraction of photos held out for evaluation")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu", help="cpu, cuda or auto")

@@ -53,6 +53,9 @@ class TrainConfig:
     w_feature: float = 1.0
     w_adv: float = 0.02
     crops_per_image: int = 8
+    # Code bounds: mean -/+ bound_std std per unit. 3 is the original's act_range/3x; for signed spatial codes a
+    # tighter box keeps DGN-AM nearer the codes G was trained on (assets/priors/README.md measures it).
+    bound_std: float = 3.0
     heldout_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
@@ -90,6 +93,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise UserError("--out must be a .safetensors file")
     if not 0 <= cfg.heldout_fraction < 1:
         raise UserError("--heldout must be in [0, 1)")
+    if not cfg.bound_std > 0:
+        raise UserError("--bound-std must be positive")
 
 
 def _work_dir(cfg: TrainConfig) -> Path:
@@ -253,7 +258,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             signal.signal(sig, h)
 
     gen.eval()
-    lower, upper = compute_bounds(ds.codes)
+    lower, upper = compute_bounds(ds.codes, cfg.bound_std)
     held = heldout_error(gen.cpu(), ds)
     last = state["history"][-5:]
     final = {k: round(sum(h[k] for h in last) / len(last), 5) for k in ("image", "feature", "adv", "d")} \
@@ -266,7 +271,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "encoder": cfg.encoder, "layer": layer.name, "depth": cfg.depth,
         "note": cfg.note or (f"Trained on a small corpus of {len(ds.train_files)} photos; the original priors give "
                              f"paper-quality images (python -m dgnam_engine fetch fc6)."),
-        "bounds": "per unit mean -/+ 3 std of the training codes; lower clamped at 0 for never-negative units",
+        "bounds": f"per unit mean -/+ {cfg.bound_std:g} std of the training codes; lower clamped at 0 for "
+                  f"never-negative units",
         "training": {
             "images": Path(cfg.images).name, "photos": len(ds.train_files), "crops": len(ds.crops),
             "heldout_photos": len(ds.heldout_files), "heldout_files": ds.heldout_files, "steps": state["step"],
