@@ -14,6 +14,7 @@ from . import dgnam, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
+from .imaging import to_uint8
 
 
 @dataclass
@@ -96,10 +97,6 @@ def clear_caches() -> None:
         _priors.clear()
 
 
-def _as_uint8(images: torch.Tensor) -> list[np.ndarray]:
-    return [(im.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8) for im in images]
-
-
 def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, settings: Optional[Settings] = None,
               *, seeds: Optional[Sequence[int]] = None, device: str = "cpu", model_weights: Optional[str] = None,
               prior_file: Optional[str] = None, random_weights: bool = False, callback=None,
@@ -144,7 +141,7 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, callback=callback,
                         preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device))
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
-    images = _as_uint8(res.images)
+    images = to_uint8(res.images)
     per_unit = res.seconds / len(units)
     out = []
     for j, u in enumerate(units):

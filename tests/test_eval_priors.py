@@ -47,3 +47,11 @@ def test_bad_methods_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("error: --methods takes") and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
 
+
+def test_missing_prior_file_is_one_line_error(tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    assert E.main(["--methods", "dgnam", "--prior-file", str(missing), "--classes", "2", "--out",
+                   str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -129,6 +129,10 @@ def test_user_errors_write_nothing(photos, tmp_path, capsys):
     assert main(["train-prior", "--layer", "fc99", "--images", str(photos), "--out", str(out), "--work-dir",
                  str(tmp_path / "w")]) == 2
     assert "has no layer 'fc99'" in capsys.readouterr().err and not out.exists()
+    assert main(["train-prior", "--layer", "pooled", "--images", str(photos), "--out", str(out), "--work-dir",
+                 str(tmp_path / "w2"), "--bound-std", "0"]) == 2
+    assert capsys.readouterr().err == "error: --bound-std must be positive\n"
+    assert not out.exists() and not (tmp_path / "w2").exists()
 
 
 def test_cli_registers_train_prior():

@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -27,7 +26,7 @@ from .. import pixel_am
 from .. import weights as W
 from ..errors import UserError
 from ..imagenet import class_names
-from ..imaging import save_png
+from ..imaging import save_png, to_uint8
 from ..runner import Settings, get_prior, get_target, visualize
 from ..targets import Target, TargetSpec, _lite0_layers, _positional_remap, _timm_builder
 
@@ -79,18 +78,16 @@ METHODS = {"dgnam": "DGN-AM with a prior", "pixel": "pixel-space AM with jitter 
 
 
 def _render(method: str, prior: Optional[str], classes: Sequence[int], target: Target, seed: int,
-            prior_file: Optional[str] = None) -> list:
-    if method == "pixel-plain":
-        t0 = time.perf_counter()
+            prior_file: Optional[str] = None) -> tuple[str, list[np.ndarray], list[float], list[float]]:
+    """(label, images, first and last activations) of one method on every class, in one batch."""
+    if method == "pixel-plain":  # the engine's pixel baseline with its regularisers switched off
         res = pixel_am.run(target, target.layer("classifier"), classes, seeds=[seed] * len(classes),
                            n_iters=target.spec.n_iters, jitter=0, blur_every=0)
-        acts = res.activations
-        images = [(im.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8) for im in res.images]
-        return [SimpleNamespace(unit=c, image=images[j], activation_start=float(acts[0, j]),
-                                activation_final=float(acts[-1, j]), prior="none",
-                                seconds=(time.perf_counter() - t0) / len(classes)) for j, c in enumerate(classes)]
+        return method, to_uint8(res.images), res.activations[0].tolist(), res.activations[-1].tolist()
     settings = Settings(method=method, prior=prior, seed=seed, accel=ACCEL)
-    return visualize("efficientnet_lite0", classes, "classifier", settings, target=target, prior_file=prior_file)
+    results = visualize("efficientnet_lite0", classes, "classifier", settings, target=target, prior_file=prior_file)
+    return (results[0].prior, [r.image for r in results], [r.activation_start for r in results],
+            [r.activation_final for r in results])
 
 
 def recognition(method: str, prior: Optional[str], classes: Sequence[int], judge: Target, seed: int = 0,
@@ -98,24 +95,21 @@ def recognition(method: str, prior: Optional[str], classes: Sequence[int], judge
     """Run one method on every class (one batch, default settings) and score the images with the judge."""
     target = get_target("efficientnet_lite0")
     t0 = time.perf_counter()
-    results = _render(method, prior, classes, target, seed, prior_file)
+    label, images, starts, finals = _render(method, prior, classes, target, seed, prior_file)
     seconds = time.perf_counter() - t0
-    images = [r.image for r in results]
     ranks = judge_ranks(judge, images, classes)
     own = judge_ranks(target, images, classes)  # the optimised network itself, for reference
-    label = results[0].prior if method == "dgnam" else method
     if out_dir is not None:
-        for r in results:
-            save_png(r.image, out_dir / f"{label}_{r.unit:04d}.png")
+        for c, image in zip(classes, images):
+            save_png(image, out_dir / f"{label}_{c:04d}.png")
     names = class_names()
     return {
-        "method": method, "prior": results[0].prior, "classes": len(classes), "seconds": round(seconds, 1),
+        "method": method, "prior": label, "classes": len(classes), "seconds": round(seconds, 1),
         "judge_top1": sum(r == 0 for r in ranks) / len(ranks), "judge_top5": sum(r < 5 for r in ranks) / len(ranks),
         "lite0_top1": sum(r == 0 for r in own) / len(own),
         "per_class": [{"unit": c, "name": names[c], "judge_rank": rk, "lite0_rank": ow,
-                       "activation_start": round(r.activation_start, 3),
-                       "activation_final": round(r.activation_final, 3)}
-                      for c, rk, ow, r in zip(classes, ranks, own, results)],
+                       "activation_start": round(a0, 3), "activation_final": round(a1, 3)}
+                      for c, rk, ow, a0, a1 in zip(classes, ranks, own, starts, finals)],
     }
 
 
