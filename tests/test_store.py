@@ -107,8 +107,8 @@ def test_two_concurrent_writer_processes(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        p.join(180)  # spawned writers import torch first: slow on two busy cores
+        assert p.exitcode == 0, f"writer exit code {p.exitcode} (None: still running)"
     store = ResultsStore(tmp_path)
     units = sorted(r.unit for r in store.query())
     assert units == [7] + list(range(1000, 1025)) + list(range(2000, 2025))
