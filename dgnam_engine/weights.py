@@ -11,6 +11,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -100,19 +101,32 @@ def resolve(wf: WeightFile, what: str, explicit: Optional[str | os.PathLike] = N
     return found
 
 
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """A reason a user can act on; torch's own messages run to paragraphs about pickle options."""
+    msg = str(exc)
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if "Unsupported global" in msg or "GLOBAL" in msg:
+        return "it stores Python objects, not only tensors, and weights are never loaded by running code from a file"
+    kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch (.pt/.pth)"
+    return f"not a {kind} checkpoint, or the file is damaged or cut short"
+
+
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state dict without running any code from the file; a bad file gives a WeightsCorrupt."""
     path = Path(path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        # torch warns on stderr about odd pickle headers before failing; the one-line error says it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
 
-            sd = load_file(str(path), device="cpu")
-        else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+                sd = load_file(str(path), device="cpu")
+            else:
+                sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # any parse failure means the file is unusable
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise WeightsCorrupt(f"{path} is not a readable weights file ({reason})") from None
+        raise WeightsCorrupt(f"{path} is not a readable weights file: {_why_unreadable(path, exc)}") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

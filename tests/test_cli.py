@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -190,7 +191,7 @@ def test_404_is_one_clear_line(fetched):
 
 def _bad_files(d: Path) -> dict[str, Path]:
     d.mkdir(parents=True, exist_ok=True)
-    (d / "random.pth").write_bytes(os.urandom(50_000))
+    (d / "random.pth").write_bytes(b"\x80\x9a" + random.Random(3).randbytes(50_000))  # a pickle header torch warns about
     torch.save({f"w{i}": torch.randn(64, 64) for i in range(4)}, d / "good.pt")
     good = (d / "good.pt").read_bytes()
     (d / "truncated.pt").write_bytes(good[:len(good) // 2])
