@@ -3,8 +3,8 @@
 # per depth of efficientnet_lite0, one after the other. Each run checkpoints to data/train/<name>/ and resumes
 # when the script is started again. Logs: data/train_logs/<name>.log.
 #
-#   bash scripts/train_demo_priors.sh                  # CPU, 2 threads: 4 x 96,000 images, about 1.5 h on a free
-#                                                      # 2-core machine (see assets/priors/README.md)
+#   bash scripts/train_demo_priors.sh                  # CPU, 2 threads: 4 x 96,000 images, 59 min measured on a
+#                                                      # free 2-core machine (see assets/priors/README.md)
 #   DEVICE=cuda bash scripts/train_demo_priors.sh      # GPU
 #   STEPS=300 BATCH=16 bash scripts/train_demo_priors.sh   # a 10-minute smoke run (much worse images)
 #   ONLY=lite0-pooled bash scripts/train_demo_priors.sh     # one prior
