@@ -129,7 +129,7 @@ def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: 
     tensors["bounds.upper"] = upper.detach().cpu().float().contiguous()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
-    os.replace(tmp, path)
+    W.publish(tmp, path)
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return path
 

@@ -144,6 +144,25 @@ def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], path, what: 
         raise WeightsCorrupt(f"{path} does not match the {what} architecture: {detail}") from None
 
 
+def publish(tmp: Path, dest: Path) -> None:
+    """Move a finished file into place with the usual permissions: mkstemp and safetensors create files only
+    their owner can read, which would hide shared caches and priors from other users of the machine."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, dest)
+
+
+def _umask() -> int:
+    try:  # Linux reports it without changing it; os.umask() sets it, racing other threads for a moment
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def download(url: str, dest: Path, sha256: Optional[str] = None,
              progress: Optional[Callable[[int, Optional[int]], None]] = None, timeout: float = 30.0) -> Path:
     """Download `url` to `dest` atomically: the file appears only when complete and verified."""
@@ -180,7 +199,7 @@ def download(url: str, dest: Path, sha256: Optional[str] = None,
             raise UserError(f"download of {url} failed: empty file")
         if sha256 and digest.hexdigest() != sha256:
             raise UserError(f"download of {url} failed: checksum mismatch")
-        os.replace(tmp, dest)
+        publish(tmp, dest)
         return dest
     finally:
         if tmp.exists():

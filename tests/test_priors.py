@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -39,6 +40,11 @@ def test_round_trip_keeps_weights_bounds_and_card(prior_file):
     assert not any(p.requires_grad for p in pr.generator.parameters()) and not pr.generator.training
     # the code range decides the step size relative to fc6's
     assert pr.lr_scale == pytest.approx(2.5 / priors.fc6_bound_scale())
+
+
+def test_saved_prior_is_readable_by_others(prior_file):
+    # safetensors writes owner-only files; a trained prior is meant to be shared
+    assert prior_file.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
 def test_card_lives_in_the_file_itself(prior_file):
@@ -100,3 +106,9 @@ def test_original_bounds_are_the_shipped_act_ranges():
     ub = priors.read_bounds("conv3.txt", (384, 13, 13))
     assert ub[0, 0, :3].tolist() == [float(v) for v in raw[:3]]
     assert ub[1, 0, 0].item() == float(raw[169])
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -223,6 +223,19 @@ def test_download_writes_exact_bytes(server, tmp_path):
     assert dest.read_bytes() == PAYLOAD
     assert os.listdir(tmp_path / "dl") == ["file.bin"]
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable by the machine's other users, as the umask says
+
+
+def test_published_files_follow_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        tmp = tmp_path / "x.part"
+        tmp.write_bytes(b"w")
+        os.chmod(tmp, 0o600)
+        W.publish(tmp, tmp_path / "x.bin")
+        assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o600 and not tmp.exists()
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize("case", ["truncated", "404", "checksum"])
@@ -249,3 +262,9 @@ def test_fetch_places_file_where_find_looks(server, torch_home, monkeypatch):
     assert W.find(wf) == path
     n = len(server.requests)
     assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
