@@ -170,9 +170,26 @@ class ResultsStore:
         self.images = self.root / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "results.sqlite"
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
-            con.executescript(_SCHEMA)
+        self._create()
+
+    def _create(self, wait_s: float = 30.0) -> None:
+        """WAL mode (persistent: readers never block the writer) and the table. Switching to WAL takes an
+        exclusive lock without waiting on the busy timeout, so two processes opening a new store at once
+        (the dashboard and a worker, say) would see "database is locked": retry instead."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            con = self._connect()
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            finally:
+                con.close()
+            time.sleep(0.02)
 
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per call: safe across threads and processes.

@@ -118,3 +118,35 @@ def test_two_concurrent_writer_processes(tmp_path):
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert not list(store.images.glob(".*.part"))
+
+
+def _opener(roots: list, barrier, errors) -> None:
+    for root in roots:
+        barrier.wait()  # every process opens the same new store at the same moment
+        try:
+            ResultsStore(root)
+        except Exception as exc:
+            errors.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_at_once(tmp_path):
+    # switching a new database to WAL locks it outright; without retrying, about one round in five failed here
+    ctx = mp.get_context("spawn")
+    roots = [str(tmp_path / f"r{i}") for i in range(25)]
+    barrier, errors = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_opener, args=(roots, barrier, errors)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+        assert p.exitcode == 0, f"opener exit code {p.exitcode} (None: still running)"
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert failures == []
+    for root in roots:
+        con = sqlite3.connect(Path(root) / "results.sqlite")
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+        con.close()
+
