@@ -103,10 +103,11 @@ def resolve(wf: WeightFile, what: str, explicit: Optional[str | os.PathLike] = N
 
 def _why_unreadable(path: Path, exc: Exception) -> str:
     """A reason a user can act on; torch's own messages run to paragraphs about pickle options."""
-    msg = str(exc)
+    if not path.is_file():
+        return "no such file"
     if path.stat().st_size == 0:
         return "the file is empty"
-    if "Unsupported global" in msg or "GLOBAL" in msg:
+    if "Unsupported global" in str(exc):  # weights_only refused to build an object
         return "it stores Python objects, not only tensors, and weights are never loaded by running code from a file"
     kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch (.pt/.pth)"
     return f"not a {kind} checkpoint, or the file is damaged or cut short"

@@ -1,6 +1,7 @@
 """Small real weight files for tests: generators and models with random but well-scaled weights."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -34,3 +35,10 @@ def save_fc6_hf_format(path: Path, seed: int = 0) -> Path:
     gen = responsive(generators.upconv_fc(4096), (4096,), seed=seed)
     torch.save(gen.state_dict(), path)
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from dgnam_engine import generators, priors
 from dgnam_engine.errors import UserError, WeightsCorrupt
+from factories import current_umask
 
 CARD = {"name": "tiny_fc6", "title": "tiny test prior", "arch": "compact",
         "arch_kwargs": {"code_shape": [32], "width": 8, "out_size": 32}, "code_shape": [32],
@@ -44,7 +44,7 @@ def test_round_trip_keeps_weights_bounds_and_card(prior_file):
 
 def test_saved_prior_is_readable_by_others(prior_file):
     # safetensors writes owner-only files; a trained prior is meant to be shared
-    assert prior_file.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert prior_file.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_card_lives_in_the_file_itself(prior_file):
@@ -106,9 +106,3 @@ def test_original_bounds_are_the_shipped_act_ranges():
     ub = priors.read_bounds("conv3.txt", (384, 13, 13))
     assert ub[0, 0, :3].tolist() == [float(v) for v in raw[:3]]
     assert ub[1, 0, 0].item() == float(raw[169])
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

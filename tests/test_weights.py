@@ -13,6 +13,7 @@ import torch
 
 from dgnam_engine import generators, priors, weights as W
 from dgnam_engine.errors import UserError, WeightsCorrupt, WeightsMissing
+from factories import current_umask
 from httpserver import FileServer
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
@@ -153,6 +154,7 @@ def _corrupt_files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_bad_files_give_one_line_and_run_no_code(tmp_path):
+    reasons = {}
     for name, path in _corrupt_files(tmp_path).items():
         with pytest.raises(WeightsCorrupt) as e, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -160,7 +162,21 @@ def test_bad_files_give_one_line_and_run_no_code(tmp_path):
         assert not caught, (name, [str(w.message) for w in caught])
         _one_line(str(e.value))
         assert name in str(e.value), name
+        reasons[name] = str(e.value).partition(" is not a readable weights file: ")[2]
     assert not (tmp_path / "pwned").exists()
+    # the reason in words a user can act on, not torch's paragraph about pickle options
+    assert reasons["empty.pth"] == "the file is empty"
+    assert reasons["code.pt"].startswith("it stores Python objects, not only tensors")
+    for name in ("random.pt", "pickle-header.pth", "truncated.pt"):
+        assert reasons[name] == "not a PyTorch (.pt/.pth) checkpoint, or the file is damaged or cut short", name
+    assert reasons["random.safetensors"].startswith("not a safetensors checkpoint")
+    assert reasons["tensor.pt"] == ""  # it parses: the next check says it "does not hold a state dict of tensors"
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(WeightsCorrupt) as e:
+        W.load_state_dict(tmp_path / "gone.pth")
+    assert str(e.value) == f"{tmp_path / 'gone.pth'} is not a readable weights file: no such file"
 
 
 def _respell(sd: dict, how: str) -> dict:
@@ -223,7 +239,7 @@ def test_download_writes_exact_bytes(server, tmp_path):
     assert dest.read_bytes() == PAYLOAD
     assert os.listdir(tmp_path / "dl") == ["file.bin"]
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable by the machine's other users, as the umask says
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by the machine's other users, as the umask says
 
 
 def test_published_files_follow_the_umask(tmp_path):
@@ -262,9 +278,3 @@ def test_fetch_places_file_where_find_looks(server, torch_home, monkeypatch):
     assert W.find(wf) == path
     n = len(server.requests)
     assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
