@@ -58,12 +58,32 @@ def _query_error(qp: dict) -> Optional[str]:
     return None
 
 
+def _link_key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def is_new_link(params: dict) -> bool:
+    """True once for an address this session has neither opened nor written. Every rerun carries the browser's
+    address, which lags behind the one the last run wrote when the user clicks quickly; such a stale address must
+    not undo the user's newer pick."""
+    known = st.session_state.setdefault("_links_known", set())
+    key = _link_key(params)
+    if key in known:
+        return False
+    known.add(key)
+    return True
+
+
+def wrote_link(params: dict) -> None:
+    """Make the page's address the selection (a link to copy) and remember it as this session's own."""
+    st.query_params.from_dict({k: str(v) for k, v in params.items()})
+    st.session_state.setdefault("_links_known", set()).add(_link_key(params))
+
+
 def _apply_query_params(prefix: str) -> None:
     qp = {k: st.query_params[k] for k in ("model", "layer", "unit") if k in st.query_params}
-    sig = tuple(sorted(qp.items()))
-    if not qp or st.session_state.get("_qp_seen") == sig:
+    if not qp or not is_new_link(qp):
         return
-    st.session_state["_qp_seen"] = sig
     err = _query_error(qp)
     if err:
         st.session_state[f"{prefix}_qp_error"] = err
@@ -157,8 +177,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
     st.session_state["selection"] = {"model": model, "layer": layer, "units": units}
     if link:
         qp = {"model": model, "layer": layer, "unit": ",".join(map(str, units))}
-        st.query_params.from_dict(qp)
-        st.session_state["_qp_seen"] = tuple(sorted(qp.items()))
+        wrote_link(qp)
     return Selection(model, layer, units)
 
 

@@ -12,8 +12,7 @@ shared = st.session_state.get("selection", {})
 cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("layer") == \
     catalog.output_layer(shared.get("model", catalog.DEFAULT_MODEL)) else catalog.DEFAULT_UNIT
 link = st.query_params.get("class")
-if link is not None and st.session_state.get("cmpm_link") != link:  # ?class=967 opens a class directly
-    st.session_state["cmpm_link"] = link
+if link is not None and widgets.is_new_link({"class": link}):  # ?class=967 opens a class directly
     if link.isdigit() and int(link) < 1000:
         st.session_state["cmpm_class"] = int(link)
     else:
@@ -21,8 +20,7 @@ if link is not None and st.session_state.get("cmpm_link") != link:  # ?class=967
 if st.session_state.get("cmpm_class") not in range(1000):
     st.session_state["cmpm_class"] = cls_default
 cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
-st.query_params["class"] = str(cls)
-st.session_state["cmpm_link"] = str(cls)
+widgets.wrote_link({"class": cls})
 prior = widgets.pick_prior("cmpm")
 models = catalog.available_models()
 adv = widgets.advanced("cmpm", models[0] if models else catalog.DEFAULT_MODEL, seeds_side_by_side=False)

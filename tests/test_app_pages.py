@@ -106,6 +106,26 @@ def test_run_page_quick_preview_runs_the_engine_preview(env, monkeypatch):
     assert r.activations and len(r.activations) == 2 and r.image_path.is_file()
 
 
+def test_a_rerun_with_the_previous_address_keeps_the_new_pick(env):
+    """The browser sends its address with every rerun. A click that comes before the browser has taken in the
+    address the last run wrote carries the old one; that must not undo the user's pick (it did: the old unit came
+    back and was rendered instead)."""
+    at = app("pages/run.py")
+    assert at.query_params["unit"] == "309"
+    at.multiselect(key="run_ucls_multi").set_value([1]).run()
+    assert at.query_params["unit"] == "1"
+    at.query_params["unit"] = "309"  # the stale address of a quick click
+    at.run()
+    assert at.multiselect(key="run_ucls_multi").value == [1] and at.query_params["unit"] == "1"
+    fresh = app("pages/run.py", model="efficientnet_lite0", layer="classifier", unit="2")  # a real link still opens
+    assert fresh.multiselect(key="run_ucls_multi").value == [2]
+    models = app("pages/models.py")  # the same on Compare models, whose address holds the class
+    models.selectbox(key="cmpm_class").select(967).run()
+    models.query_params["class"] = "309"
+    models.run()
+    assert models.selectbox(key="cmpm_class").value == 967 and models.query_params["class"] == "967"
+
+
 def test_run_page_bad_units_and_broken_prior_give_messages(env):
     at = app("pages/run.py")
     at.selectbox(key="run_layer").select("blocks.6").run()
