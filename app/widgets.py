@@ -58,6 +58,10 @@ def _query_error(qp: dict) -> Optional[str]:
     return None
 
 
+def _known_links() -> set:
+    return st.session_state.setdefault("_links_known", set())
+
+
 def _link_key(params: dict) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in params.items()))
 
@@ -66,8 +70,7 @@ def is_new_link(params: dict) -> bool:
     """True once for an address this session has neither opened nor written. Every rerun carries the browser's
     address, which lags behind the one the last run wrote when the user clicks quickly; such a stale address must
     not undo the user's newer pick."""
-    known = st.session_state.setdefault("_links_known", set())
-    key = _link_key(params)
+    known, key = _known_links(), _link_key(params)
     if key in known:
         return False
     known.add(key)
@@ -77,7 +80,7 @@ def is_new_link(params: dict) -> bool:
 def wrote_link(params: dict) -> None:
     """Make the page's address the selection (a link to copy) and remember it as this session's own."""
     st.query_params.from_dict({k: str(v) for k, v in params.items()})
-    st.session_state.setdefault("_links_known", set()).add(_link_key(params))
+    _known_links().add(_link_key(params))
 
 
 def _apply_query_params(prefix: str) -> None:

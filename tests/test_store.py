@@ -149,4 +149,3 @@ def test_processes_opening_a_new_store_at_once(tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
         con.close()
-
