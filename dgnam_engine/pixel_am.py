@@ -43,11 +43,12 @@ def run(target: Target, layer: LayerInfo, units: Sequence[int], *, seeds: Sequen
     lo, hi = -mean_bgr, 255.0 - mean_bgr
     unit_t = torch.as_tensor(list(units), device=dev)
     acts = torch.empty(n_iters, len(units))
-    rng = np.random.RandomState(seeds[0] if len(seeds) else 0)
+    # One jitter sequence per sample, from its own seed: a (unit, seed) pair gets the same picture in any batch.
+    rngs = [np.random.RandomState(s) for s in seeds]
     for i in range(n_iters):
-        dy, dx = (rng.randint(-jitter, jitter + 1, size=2) if jitter else (0, 0))
+        shifts = [tuple(int(v) for v in r.randint(-jitter, jitter + 1, size=2)) if jitter else (0, 0) for r in rngs]
         x.requires_grad_(True)
-        shifted = torch.roll(x, shifts=(int(dy), int(dx)), dims=(2, 3))
+        shifted = torch.stack([torch.roll(x[b], shifts=shifts[b], dims=(1, 2)) for b in range(len(shifts))])
         a = target.unit_activations(shifted, layer, unit_t, position)
         (g,) = torch.autograd.grad(a.sum(), x)
         with torch.no_grad():
