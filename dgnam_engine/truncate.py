@@ -39,13 +39,16 @@ _PLANS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Fn(nn.Module):
-    def __init__(self, fn: Callable):
+class _Method(nn.Module):
+    """A method of the model as a step (GoogLeNet's input transform), holding the model weakly."""
+
+    def __init__(self, owner: nn.Module, name: str):
         super().__init__()
-        self.fn = fn
+        self.__dict__["_owner"] = weakref.ref(owner)
+        self.name = name
 
     def forward(self, x):
-        return self.fn(x)
+        return getattr(self._owner(), self.name)(x)
 
 
 class Truncated(nn.Module):
@@ -55,14 +58,15 @@ class Truncated(nn.Module):
 
     def __init__(self, root: nn.Module, steps: Sequence[nn.Module]):
         super().__init__()
-        self.__dict__["_root"] = root  # not registered: the root is not a child of its own truncation
+        # held weakly and not registered: the cache below is keyed weakly by the root, and must not keep it alive
+        self.__dict__["_root"] = weakref.ref(root)
         self.pre_hooks = list(root._forward_pre_hooks.values())
         self.steps = nn.ModuleList(steps)
 
     def forward(self, x):
         args = (x,)
         for hook in self.pre_hooks:
-            out = hook(self._root, args)
+            out = hook(self._root(), args)
             if out is not None:
                 args = out if isinstance(out, tuple) else (out,)
         x = args[0]
@@ -119,7 +123,7 @@ def _step(model: nn.Module, name: str) -> nn.Module:
     if name == FLATTEN:
         return nn.Flatten(1)
     if name == TRANSFORM_INPUT:
-        return _Fn(model._transform_input)
+        return _Method(model, "_transform_input")
     return getattr(model, name)
 
 

@@ -3,7 +3,9 @@
 hook. Checked on every registered target and on the real EfficientNet-Lite0 from two threads at once."""
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 
 import pytest
 import torch
@@ -117,3 +119,13 @@ def test_no_hook_is_left_on_shared_models_after_concurrent_runs_and_a_classify(l
         for copy in per.values():
             assert hooks_on(copy) == ["<root>: _forward_pre_hooks"]
             assert len(copy._forward_pre_hooks) == 1
+
+
+def test_truncations_do_not_keep_a_discarded_model_alive():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    torch.testing.assert_close(truncate.layer_model(model, "1", lambda: x)(x), torch.relu(model[0](x)))
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
