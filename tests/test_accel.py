@@ -3,6 +3,7 @@ reduced-precision rounding, a real rise of a Lite0 class logit, and the quick pr
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections import OrderedDict
 
@@ -193,6 +194,18 @@ def test_batch_size_fits_the_measured_memory_and_backs_off_on_out_of_memory(capl
     assert _fit(FakeGpuMemory(fixed=8_000, per=1_000, fails_above=2)) == 2
     with pytest.raises(torch.OutOfMemoryError, match="not even one unit"):
         _fit(FakeGpuMemory(fixed=8_000, per=1_000, fails_above=0))
+
+
+def test_precompute_summary_records_the_batch_size(tmp_path, fc6_file, lite0, capsys):
+    from dgnam_engine import cli, precompute  # noqa: F401 - precompute registers its subcommand with the CLI
+
+    args = ["precompute", "--model", "efficientnet_lite0", "--units", "3,4", "--plain", "--prior", "fc6", "--prior-file",
+            str(fc6_file), "--iters", "1", "--device", "cpu", "--store", str(tmp_path), "--json", "--quiet"]
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rendered"] == 2 and summary["batch_size"] == 2  # auto on a CPU: both in one batch
+    assert cli.main(args + ["--batch", "1"]) == 0  # a given size is recorded as given
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["batch_size"] == 1
 
 
 def test_a_failed_graph_capture_is_an_error_unless_eager_fallback_is_allowed(monkeypatch, caplog):
