@@ -197,10 +197,12 @@ def test_batch_size_fits_the_measured_memory_and_backs_off_on_out_of_memory(capl
 
 
 def test_precompute_summary_records_the_batch_size(tmp_path, fc6_file, lite0, capsys):
+    """(lite0: the runner's cached model, so the command does not load it again)"""
     from dgnam_engine import cli, precompute  # noqa: F401 - precompute registers its subcommand with the CLI
 
-    args = ["precompute", "--model", "efficientnet_lite0", "--units", "3,4", "--plain", "--prior", "fc6", "--prior-file",
-            str(fc6_file), "--iters", "1", "--device", "cpu", "--store", str(tmp_path), "--json", "--quiet"]
+    args = ["precompute", "--model", "efficientnet_lite0", "--units", "3,4", "--plain", "--prior", "fc6",
+            "--prior-file", str(fc6_file), "--iters", "1", "--device", "cpu", "--store", str(tmp_path), "--json",
+            "--quiet"]
     assert cli.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["rendered"] == 2 and summary["batch_size"] == 2  # auto on a CPU: both in one batch
