@@ -29,12 +29,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 
 from dgnam_engine import accel as A  # noqa: E402
-from dgnam_engine import dgnam, generators  # noqa: E402
+from dgnam_engine import dgnam, generators, worker  # noqa: E402
 from dgnam_engine import priors as P  # noqa: E402
 from dgnam_engine import targets as T  # noqa: E402
 from dgnam_engine.errors import UserError  # noqa: E402
 
 UNIT_STEPS = 200  # the figures are per unit at 200 steps, the paper's setting
+PREVIEW_EVERY = 5  # the dashboard worker's preview interval (worker.Worker.submit)
 
 
 def load_prior(name: str, device: torch.device):
@@ -63,10 +64,11 @@ class Bench:
         self.lr = (self.target.spec.lr[0] * float((self.upper - self.lower).mean() / P.fc6_bound_scale()),
                    self.target.spec.lr[1])
 
-    def run(self, units, n_iters, accel, seeds=None):
+    def run(self, units, n_iters, accel, seeds=None, callback=None, preview_every=0):
         seeds = seeds if seeds is not None else list(range(len(units)))
         res = dgnam.run(self.gen, self.target, self.layer, units, lower=self.lower, upper=self.upper, seeds=seeds,
-                        n_iters=n_iters, lr_start=self.lr[0], lr_end=self.lr[1], accel=accel)
+                        n_iters=n_iters, lr_start=self.lr[0], lr_end=self.lr[1], accel=accel, callback=callback,
+                        preview_every=preview_every)
         return res
 
     def timed(self, units, n_iters, accel):
@@ -233,15 +235,44 @@ def bench_factors(b: Bench, acc: A.Accel, steps: int, log) -> list[dict]:
              "speedup": base / statistics.median(r.wall)} for k, r in runs.items()]
 
 
-def bench_batches(b: Bench, acc: A.Accel, sizes: list, steps: int, log) -> list[dict]:
+def bench_live(b: Bench, acc: A.Accel, steps: int, repeats: int, log) -> dict:
+    """One unit as the dashboard runs it: the optimised path with the worker's own progress callback
+    (worker.Job._on_step: activations every step, a preview picture every PREVIEW_EVERY steps). Whole runs of
+    `steps` steps (after a warm-up), the median scaled to 200 steps; on a CPU one run."""
+    unit = min(1, b.layer.units - 1)
+
+    def live(n: int):
+        job = worker.Job(worker.Request(model=b.target.name, units=[unit]), None, PREVIEW_EVERY)
+        sync(b.dev)
+        t = time.perf_counter()
+        res = b.run([unit], n, acc, callback=job._on_step, preview_every=PREVIEW_EVERY)
+        sync(b.dev)
+        sec = time.perf_counter() - t
+        assert job.step == n and job.preview is not None, "the callback did not see every step and a preview"
+        return sec, res
+
+    live(3)  # warm-up: conversion, allocator, kernel choice, a first capture
+    runs = [live(steps) for _ in range(repeats if b.dev.type == "cuda" else 1)]
+    secs = [sec * UNIT_STEPS / steps for sec, _ in runs]
+    log(f"live unit (progress every step, preview every {PREVIEW_EVERY}): {statistics.median(secs):.3f} s per unit, "
+        f"graph captured: {runs[-1][1].graph_captured}")
+    return {"live_unit_seconds": statistics.median(secs), "live_runs": secs,
+            "graph_captured": runs[-1][1].graph_captured}
+
+
+def auto_batch(b: Bench, acc: A.Accel) -> int:
+    """accel.auto_batch_size as precompute uses it: probe runs of the real path (the graph on), then one
+    confirming run at the chosen size; on a CPU accel.CPU_BATCH."""
+    def probe(k: int) -> None:
+        b.run([0] * k, A.PROBE_STEPS, acc)
+    return A.auto_batch_size(b.layer.units, b.dev, probe)
+
+
+def bench_batches(b: Bench, acc: A.Accel, sizes: list, steps: int, auto: int, log) -> list[dict]:
     rows = []
     for size in sizes:
         if size == "auto":
-            probe_units = [0]
-
-            def probe(n):
-                b.run(probe_units * n, 1, replace(acc, cuda_graph=False))
-            size = A.auto_batch_size(b.layer.units, b.dev, probe)
+            size = auto
         units = [u % b.layer.units for u in range(size)]
         b.run(units, 2, acc)  # warm-up at this shape
         sec, _, _ = b.timed(units, steps, acc)
@@ -250,11 +281,9 @@ def bench_batches(b: Bench, acc: A.Accel, sizes: list, steps: int, log) -> list[
     return rows
 
 
-def bench_all_units(b: Bench, acc: A.Accel, steps: int, batch) -> dict:
+def bench_all_units(b: Bench, acc: A.Accel, steps: int, batch: int) -> dict:
     """Every unit of the layer, `steps` steps each, in batches as large as fit: the GPU goal's measurement."""
     n = b.layer.units
-    if batch == "auto":
-        batch = A.auto_batch_size(n, b.dev, lambda k: b.run([0] * k, 1, replace(acc, cuda_graph=False)))
     sync(b.dev)
     t = time.perf_counter()
     for s in range(0, n, batch):
@@ -311,14 +340,18 @@ def main(argv=None) -> int:
               "unit_steps": UNIT_STEPS, "accel": asdict(acc), "load_average_before": os.getloadavg()[0]}
     per_step = args.timing == "per_step" if args.timing else not cuda
     result.update(bench_single(b, acc, steps, args.repeats, per_step, log))
+    result.update(bench_live(b, acc, steps, args.repeats, log))
     if args.factors:
         result["factors"] = bench_factors(b, acc, args.factor_steps, log)
-    result["batches"] = bench_batches(b, acc, sizes, batch_steps, log)
+    result["batch_size"] = auto_batch(b, acc)
+    log(f"auto batch size: {result['batch_size']}")
+    result["batches"] = bench_batches(b, acc, sizes, batch_steps, result["batch_size"], log)
     result["batch_unit_steps_per_second"] = max(r["unit_steps_per_second"] for r in result["batches"])
     result["baseline_unit_steps_per_second"] = UNIT_STEPS / result["baseline_unit_seconds"]
     result["batch_speedup"] = result["batch_unit_steps_per_second"] / result["baseline_unit_steps_per_second"]
     if args.all_units:
-        result["all_units"] = bench_all_units(b, acc, UNIT_STEPS, sizes[0])
+        result["all_units"] = bench_all_units(b, acc, UNIT_STEPS,
+                                              result["batch_size"] if sizes[0] == "auto" else sizes[0])
     result["peak_memory_bytes"] = peak_memory(b.dev)
     result["load_average_after"] = os.getloadavg()[0]
     print_table(result)
@@ -334,6 +367,8 @@ def print_table(r: dict) -> None:
             ("single unit, optimized", f"{r['optimized_unit_seconds']:.2f} s", f"{r['speedup']:.2f}x"),
             ("  same, process CPU time", f"{r['optimized_unit_cpu_seconds']:.2f} s cpu",
              f"{r['cpu_time_speedup']:.2f}x")]
+    rows.append((f"live unit (progress, preview every {PREVIEW_EVERY})", f"{r['live_unit_seconds']:.2f} s",
+                 f"{r['baseline_unit_seconds'] / r['live_unit_seconds']:.2f}x"))
     if "plain_1_thread_unit_seconds" in r:
         rows.insert(2, ("  plain with 1 thread (reference)", f"{r['plain_1_thread_unit_seconds']:.2f} s",
                         f"{r['baseline_unit_seconds'] / r['plain_1_thread_unit_seconds']:.2f}x"))
@@ -353,6 +388,7 @@ def print_table(r: dict) -> None:
     w = max(len(x[0]) for x in rows)
     for name, val, ratio in rows:
         print(f"  {name.ljust(w)}  {val:>26}  {ratio:>7}", file=out)
+    print(f"  graph captured: {r['graph_captured']}; auto batch size: {r['batch_size']}", file=out)
     print(f"  same-code activation error {chk['same_code_max_rel_error']:.2%}; final activation plain "
           f"{chk['final_plain']:.3g}, optimized {chk['final_optimized']:.3g}; peak memory "
           f"{r['peak_memory_bytes'] / 2**20:.0f} MiB", file=out)

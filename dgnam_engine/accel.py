@@ -9,11 +9,13 @@ fp32 modules are never touched.
 from __future__ import annotations
 
 import copy
+import gc
+import logging
 import os
 import threading
 import time
-import warnings
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Optional
@@ -22,7 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import truncate
 from .targets import RGB_MEAN, Target
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PREVIEW_ITERS = 40  # see docs/performance.md: enough for the image to settle on CPU in a few seconds
@@ -38,8 +43,8 @@ class Accel:
     int8_linear: bool = False  # linear layers with int8 weights (per-row scale): half the bytes of bf16 (CPU);
     # layers whose sizes the int8 kernel cannot take stay fast_linear
     compile: bool = False  # torch.compile the generator and the target (slow first call)
-    cuda_graph: bool = False  # capture one whole step and replay it (GPU, no callback)
-    check_every: int = 1  # steps between host checks for "all samples stopped" (a GPU sync each)
+    cuda_graph: bool = False  # capture one whole step and replay it (GPU; live runs read progress every check_every)
+    check_every: int = 1  # k: steps between host reads (progress, cancel, "all samples stopped"; a GPU sync each)
     tune_threads: bool = False  # CPU: time a step at each thread count and run with the fastest (see pick_threads)
 
     @property
@@ -188,17 +193,17 @@ def convert(module: nn.Module, accel: Accel) -> nn.Module:
 class FastTarget(Target):
     """The same target on a converted model. Preprocessing uses constants made once (a CUDA graph cannot
     capture the host-to-device copies that building them on every call needs); tests/test_accel.py checks that it
-    matches Target.preprocess."""
+    matches Target.preprocess. Layers are read through truncations of the converted model (truncate.py), compiled
+    when `compile` is set, so torch.compile sees one hook-free graph per layer."""
 
-    def __init__(self, base: Target, model: nn.Module):
+    def __init__(self, base: Target, model: nn.Module, compile: bool = False):
         super().__init__(base.spec, model, base.device, base.weights_path)
         self._layers = base.layers
+        self._compile = compile
         dev = base.device
         self._mean_rgb = torch.tensor(RGB_MEAN, device=dev).view(1, 3, 1, 1)
         self._m = torch.tensor(base.spec.mean, device=dev).view(1, 3, 1, 1)
         self._s = torch.tensor(base.spec.std, device=dev).view(1, 3, 1, 1)
-        names = [n for n, _ in model.named_modules()]
-        self._last_module = names[-1] if names else ""
 
     def preprocess(self, x_gen: torch.Tensor) -> torch.Tensor:
         x = self.crop(x_gen)
@@ -207,11 +212,8 @@ class FastTarget(Target):
         rgb = (x.flip(1) + self._mean_rgb) / 255.0
         return (rgb - self._m) / self._s
 
-    def forward_to(self, x_model: torch.Tensor, layer) -> torch.Tensor:
-        """The output layer straight from the model: no hook and no exception, so torch.compile sees one graph."""
-        if layer.name == self.spec.output_layer and layer.module == self._last_module:
-            return self.model(x_model)
-        return super().forward_to(x_model, layer)
+    def layer_model(self, layer) -> nn.Module:
+        return truncate.layer_model(self.model, layer.module, self._example, compile=self._compile)
 
 
 _converted: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -231,17 +233,32 @@ def _cached(module: nn.Module, accel: Accel, make):
 def prepare(generator: nn.Module, target: Target, accel: Accel) -> tuple[nn.Module, Target]:
     """Converted (and cached) generator and target for `accel`."""
     gen = _cached(generator, accel, lambda: _maybe_compile(convert(generator, accel), accel))
-    model = _cached(target.model, accel, lambda: _maybe_compile(convert(target.model, accel), accel))
-    tgt = FastTarget(target, model)
-    if target.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+    # the target's model is compiled per layer, as its truncations (FastTarget.layer_model)
+    model = _cached(target.model, accel, lambda: convert(target.model, accel))
+    tgt = FastTarget(target, model, compile=accel.compile)
     return gen, tgt
+
+
+@contextmanager
+def fast_kernels(device: torch.device, accel: Optional[Accel]):
+    """cuDNN autotuning (fixed shapes: time the kernels once, keep the fastest) for a fast-path run only: set for
+    the run and restored after it, so the fp32 reference keeps its deterministic kernel choice. The flag is
+    process-wide: a reference run in another thread during a fast run autotunes too."""
+    if accel is None or torch.device(device).type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _maybe_compile(module: nn.Module, accel: Accel) -> nn.Module:
     if not accel.compile:
         return module
-    module.compile(dynamic=False)  # in place: module names stay the same for the layer hooks
+    module.compile(dynamic=False)  # in place: the cached copy stays the module callers hold
     return module
 
 
@@ -297,10 +314,30 @@ class cpu_threads:
 
 # ----- CUDA graphs -----------------------------------------------------------------------------------------------
 
+ALLOW_EAGER_ENV = "DGNAM_ALLOW_EAGER_FALLBACK"
+
+
+class GraphCaptureError(RuntimeError):
+    """A CUDA graph could not be captured and eager fallback was not allowed."""
+
+
+def on_capture_failure(exc: BaseException) -> None:
+    """A failed capture is an error: silently running eagerly would lose the speed the GPU path exists for, and
+    hide the cause. With DGNAM_ALLOW_EAGER_FALLBACK=1 the reason goes to the log and the run goes on eagerly."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if os.environ.get(ALLOW_EAGER_ENV) == "1":
+        log.warning("CUDA graph capture failed, running eagerly (%s=1): %s", ALLOW_EAGER_ENV, reason)
+        return
+    raise GraphCaptureError(f"CUDA graph capture failed: {reason} (set {ALLOW_EAGER_ENV}=1 to run eagerly "
+                            "instead)") from exc
+
+
 def graph_step(step, h: torch.Tensor, active: torch.Tensor, lrs: list[float]):
     """Capture `step` (forward, backward and update of the whole batch) once as a CUDA graph; the returned step
-    copies its inputs into the graph's static tensors and replays it, so a step costs one launch. The learning
-    rates go to the device once. Falls back to the eager step if capture fails (an op that syncs the host)."""
+    copies its inputs into the graph's static tensors and replays it, so a step costs one launch and no host
+    sync. The learning rates go to the device once. Returns (step, learning rates, captured); a failed capture
+    raises GraphCaptureError unless eager fallback is allowed (on_capture_failure). Out-of-memory errors pass
+    through, so that the caller can try a smaller batch."""
     dev = h.device
     lr_dev = torch.tensor(lrs, dtype=torch.float32, device=dev)
     s_h, s_active, s_lr = h.clone(), active.clone(), lr_dev[0].clone()
@@ -314,10 +351,12 @@ def graph_step(step, h: torch.Tensor, active: torch.Tensor, lrs: list[float]):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             out = step(s_h, s_active, s_lr)
+    except torch.OutOfMemoryError:
+        raise
     except RuntimeError as exc:
         torch.cuda.synchronize(dev)
-        warnings.warn(f"CUDA graph capture failed, running eagerly: {exc}".splitlines()[0])
-        return step, lrs
+        on_capture_failure(exc)
+        return step, lrs, False
 
     def replay(h_in, active_in, lr_in):
         s_h.copy_(h_in)
@@ -326,7 +365,7 @@ def graph_step(step, h: torch.Tensor, active: torch.Tensor, lrs: list[float]):
         graph.replay()
         return out
 
-    return replay, lr_dev
+    return replay, lr_dev, True
 
 
 # ----- batch sizing ----------------------------------------------------------------------------------------------
@@ -334,27 +373,79 @@ def graph_step(step, h: torch.Tensor, active: torch.Tensor, lrs: list[float]):
 CPU_BATCH = 16  # measured: larger batches gain nothing more on a few cores (docs/performance.md)
 
 
-def auto_batch_size(n_units: int, device: torch.device | str, probe=None, *, fraction: float = 0.6,
+PROBE_STEPS = 3  # steps of a probe run: more than 1, so that it captures a graph like the real run
+
+
+def free_memory(device: torch.device | str) -> None:
+    """Give cached blocks back (after an out-of-memory error, before measuring free memory)."""
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def auto_batch_size(n_units: int, device: torch.device | str, probe=None, *, fraction: float = 0.8,
                     cap: int = 1024) -> int:
-    """Units per batch: on a GPU as many as `fraction` of the free memory holds, from the memory one probe step
-    with 2 samples takes (`probe(batch)` runs one step); on a CPU a fixed size."""
+    """Units per batch. On a GPU, `probe(k)` must run what the real run runs at batch k (the same settings, the
+    CUDA graph on, PROBE_STEPS steps): its peak allocation, the graph's private pool and cuDNN's workspaces
+    included, is measured at two sizes, and the batch is what `fraction` of the free memory holds (fit_batch).
+    On a CPU: CPU_BATCH (larger batches gain nothing on a few cores, docs/performance.md)."""
     dev = torch.device(device)
     if dev.type != "cuda" or probe is None:
         return max(1, min(n_units, CPU_BATCH if dev.type != "cuda" else cap))
-    torch.cuda.synchronize(dev)
-    torch.cuda.empty_cache()
-    free, _total = torch.cuda.mem_get_info(dev)
-    base = torch.cuda.memory_allocated(dev)
-    per = []
-    for b in (2, 4):
-        torch.cuda.reset_peak_memory_stats(dev)
-        probe(b)
+
+    def measure(k: int) -> int:
         torch.cuda.synchronize(dev)
-        per.append(torch.cuda.max_memory_allocated(dev) - base)
-    per_sample = max(1, (per[1] - per[0]) // 2)
-    fixed = max(0, per[0] - 2 * per_sample)
-    fit = int((free * fraction - fixed) // per_sample)
-    return max(1, min(n_units, cap, fit))
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        probe(k)
+        torch.cuda.synchronize(dev)
+        return torch.cuda.max_memory_allocated(dev) - base
+
+    def free_bytes() -> int:
+        free_memory(dev)
+        return torch.cuda.mem_get_info(dev)[0]
+
+    return fit_batch(n_units, measure, free_bytes, probe, lambda: free_memory(dev), fraction=fraction, cap=cap)
+
+
+def fit_batch(n_units: int, measure, free_bytes, confirm, release, *, fraction: float = 0.8, cap: int = 1024,
+              sizes: tuple[int, int] = (4, 16)) -> int:
+    """The batch size from two measured runs (`measure(k)` -> peak bytes of a run at batch k): a fixed part and a
+    part per sample, fitted into `fraction` of `free_bytes()`. The chosen size is run once (`confirm(k)`) and
+    halved while that runs out of memory, as is a measuring run that does. `release()` frees memory after an
+    out-of-memory error. Separate from auto_batch_size so that the rule is tested without a GPU."""
+    limit = max(1, min(n_units, cap))
+
+    def attempt(fn, k: int) -> Optional[int]:
+        try:
+            return fn(k) or 0
+        except torch.OutOfMemoryError as exc:
+            reason = (str(exc).strip().splitlines() or ["out of memory"])[0]
+        log.warning("out of memory at batch %d while sizing batches: %s", k, reason)
+        release()
+        return None
+
+    if attempt(measure, 1) is None:  # warm-up: converted copies, kernels, allocator; not per-sample costs
+        raise torch.OutOfMemoryError("not even one unit fits in GPU memory")
+    free = free_bytes()
+    small, large = (min(s, limit) for s in sizes)
+    m_small = attempt(measure, small)
+    m_large = attempt(measure, large) if m_small is not None and large > small else None
+    if m_small is None:
+        size = max(1, small // 2)
+    elif m_large is None:
+        size = small if large > small else limit
+    else:
+        per = max(1.0, (m_large - m_small) / (large - small))
+        fixed = max(0.0, m_small - small * per)
+        size = int((free * fraction - fixed) // per)
+    size = max(1, min(limit, size))
+    while attempt(confirm, size) is None:
+        if size == 1:
+            raise torch.OutOfMemoryError("not even one unit fits in GPU memory")
+        size //= 2
+    return size
 
 
 def threads_for_cpu() -> int:

@@ -11,6 +11,7 @@ the crop of G(h) from the last forward pass, i.e. the image at the start of the 
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -24,6 +25,7 @@ from .errors import RunCancelled
 from .targets import LayerInfo, Target
 
 DECAY = 0.99
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,7 +33,8 @@ class StepInfo:
     step: int  # 0-based
     n_iters: int
     activations: torch.Tensor  # (B,) on the CPU
-    images: Optional[torch.Tensor]  # (B,3,H,W) RGB [0,1] on the CPU, only every `preview_every` steps
+    images: Optional[torch.Tensor]  # (B,3,H,W) RGB [0,1] on the CPU at preview steps (every `preview_every`
+    # steps and the last; when the host reads several steps at once, only the latest preview step among them)
 
 
 # A callback gets each step; returning False cancels the run (RunCancelled is raised, nothing is returned).
@@ -45,6 +48,8 @@ class BatchResult:
     codes: torch.Tensor  # final codes, CPU
     seconds: float
     steps_done: torch.Tensor  # (B,) steps each sample ran before it stopped
+    graph_captured: bool = False  # the steps ran as replays of one captured CUDA graph
+    batch_size: int = 0  # the most samples computed at once: less than B after an out-of-memory back-off
 
 
 def initial_codes(seeds: Sequence[int], code_shape: Sequence[int]) -> torch.Tensor:
@@ -101,43 +106,110 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
 
     accel=None is the plain fp32 eager reference. An `accel.Accel` computes the passes faster (lower precision,
     channels-last, compile, a CUDA graph) with the same update rule; see accel.py and docs/performance.md.
+
+    The callback sees every step, in order, but the host reads the device only every `accel.check_every` steps
+    (k; 1 without accel): it then gets the k steps since the last read at once, a preview image with the latest
+    preview step among them, and returning False stops the run at that read, so within k steps. Without a
+    callback, a batch that runs out of GPU memory is split in halves that run one after the other.
     """
     if len(units) != len(seeds):
         raise ValueError("units and seeds must have the same length")
     if accel is not None:
         generator, target = _accel.prepare(generator, target, accel)
+    h0 = init_codes if init_codes is not None else initial_codes(seeds, lower.shape)
+
+    def one_batch(h0_part: torch.Tensor, units_part: Sequence[int]) -> BatchResult:
+        return _optimise(generator, target, layer, units_part, h0_part, lower, upper, n_iters=n_iters,
+                         lr_start=lr_start, lr_end=lr_end, decay=decay, position=position, callback=callback,
+                         preview_every=preview_every, accel=accel)
+
+    if callback is not None:  # a live view's batch is small, and its progress must stay one batch
+        return one_batch(h0, list(units))
+    return _halving_on_oom(one_batch, h0, list(units), target.device)
+
+
+def _halving_on_oom(one_batch, h0: torch.Tensor, units: list[int], device: torch.device) -> BatchResult:
+    """one_batch on all of `units`; after an out-of-memory error, on each half in turn (recursively)."""
+    try:
+        return one_batch(h0, units)
+    except torch.OutOfMemoryError as exc:
+        if len(units) == 1:
+            raise
+        reason = (str(exc).strip().splitlines() or ["out of memory"])[0]
+    # outside the except block: the traceback (and the tensors its frames hold) is gone before the retry
+    log.warning("out of memory with a batch of %d, running two halves instead: %s", len(units), reason)
+    _accel.free_memory(device)
+    m = len(units) // 2
+    first = _halving_on_oom(one_batch, h0[:m], units[:m], device)
+    second = _halving_on_oom(one_batch, h0[m:], units[m:], device)
+    return BatchResult(torch.cat([first.images, second.images]),
+                       torch.cat([first.activations, second.activations], 1),
+                       torch.cat([first.codes, second.codes]), first.seconds + second.seconds,
+                       torch.cat([first.steps_done, second.steps_done]),
+                       first.graph_captured and second.graph_captured, max(first.batch_size, second.batch_size))
+
+
+def _optimise(generator, target: Target, layer: LayerInfo, units: Sequence[int], h0: torch.Tensor,
+              lower: torch.Tensor, upper: torch.Tensor, *, n_iters: int, lr_start: float, lr_end: float,
+              decay: float, position, callback: Optional[StepCallback], preview_every: int,
+              accel: Optional[Accel]) -> BatchResult:
+    """The loop for one batch. Per-step results go to buffers on the device (activations, the latest preview
+    crop); the host reads them every k steps. The loop is the same on every path: on a GPU the step is a CUDA
+    graph replay and the buffer writes are queued behind it, so nothing waits for the GPU between reads; on a CPU
+    the buffers are ordinary tensors, so the tests there exercise the same reads, previews and cancel rule."""
     dev = target.device
     t0 = time.perf_counter()
-    h = (init_codes if init_codes is not None else initial_codes(seeds, lower.shape)).to(dev, torch.float32)
+    h = h0.to(dev, torch.float32)
     lo, hi = lower.to(dev).unsqueeze(0), upper.to(dev).unsqueeze(0)
     unit_t = torch.as_tensor(list(units), device=dev)
     b = h.shape[0]
     active = torch.ones(b, dtype=torch.bool, device=dev)
     steps_done = torch.zeros(b, dtype=torch.long, device=dev)
-    acts = torch.empty(n_iters, b, device=dev)  # filled on the device: no host sync per step
-    check_every = accel.check_every if accel is not None else 1
+    acts = torch.empty(n_iters, b, device=dev)  # device buffer: one row per step
+    preview: Optional[torch.Tensor] = None  # device buffer: the crop of the latest preview step
+    preview_step = -1
+    k = max(1, accel.check_every) if accel is not None else 1  # steps between host reads
+    reported = 0  # steps handed to the callback so far
     step = make_step(generator, target, layer, unit_t, position, lo, hi, decay)
     lrs: Sequence = [lr_at(i, n_iters, lr_start, lr_end) for i in range(n_iters)]
-    if accel is not None and accel.cuda_graph and dev.type == "cuda" and callback is None and n_iters > 1:
-        step, lrs = _accel.graph_step(step, h, active, lrs)
-    threads = torch.get_num_threads()
-    if accel is not None and accel.tune_threads and dev.type == "cpu":
-        threads = _accel.pick_threads(step, h, active, lrs[0])
+    captured = False
     last_view = None
-    with _accel.cpu_threads(threads):
-        for i in range(n_iters):
-            a, view, h, ok = step(h, active, lrs[i])
-            acts[i] = a
-            last_view = view
-            steps_done += ok.long()
-            active = ok
-            if callback is not None:
-                images = (to_rgb(view).cpu() if preview_every and (i % preview_every == 0 or i == n_iters - 1)
-                          else None)
-                if callback(StepInfo(i, n_iters, acts[i].cpu().clone(), images)) is False:
-                    raise RunCancelled("run cancelled")
-            if (callback is not None or (i + 1) % check_every == 0) and not bool(active.any()):
-                acts[i + 1:] = acts[i]  # every sample stopped: the rest of the curve is flat
-                break
+    with _accel.fast_kernels(dev, accel):
+        if accel is not None and accel.cuda_graph and dev.type == "cuda" and n_iters > 1:
+            step, lrs, captured = _accel.graph_step(step, h, active, lrs)
+        threads = torch.get_num_threads()
+        if accel is not None and accel.tune_threads and dev.type == "cpu":
+            threads = _accel.pick_threads(step, h, active, lrs[0])
+        with _accel.cpu_threads(threads):
+            for i in range(n_iters):
+                a, view, h, ok = step(h, active, lrs[i])
+                acts[i] = a
+                last_view = view  # a graph's output buffer: overwritten by the next replay
+                steps_done += ok.long()
+                active = ok
+                if callback is not None and preview_every and (i % preview_every == 0 or i == n_iters - 1):
+                    preview = view.clone() if preview is None else preview.copy_(view)
+                    preview_step = i
+                if (i + 1) % k and i != n_iters - 1:
+                    continue
+                # a host read: the only point where the host waits for the device
+                if callback is not None:
+                    _report(callback, acts, reported, i + 1, n_iters, preview, preview_step)
+                    reported = i + 1
+                if not bool(active.any()):
+                    acts[i + 1:] = acts[i]  # every sample stopped: the rest of the curve is flat
+                    break
     images = to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
-    return BatchResult(images, acts.cpu(), h.detach().cpu(), time.perf_counter() - t0, steps_done.cpu())
+    return BatchResult(images, acts.cpu(), h.detach().cpu(), time.perf_counter() - t0, steps_done.cpu(),
+                       graph_captured=captured, batch_size=b)
+
+
+def _report(callback: StepCallback, acts: torch.Tensor, start: int, end: int, n_iters: int,
+            preview: Optional[torch.Tensor], preview_step: int) -> None:
+    """Hand steps start..end-1 to the callback from one copy of the buffers; RunCancelled if it says stop."""
+    host = acts[start:end].cpu()
+    image = to_rgb(preview).cpu() if preview is not None and preview_step >= start else None
+    for j in range(start, end):
+        info = StepInfo(j, n_iters, host[j - start].clone(), image if j == preview_step else None)
+        if callback(info) is False:
+            raise RunCancelled("run cancelled")

@@ -59,9 +59,11 @@ def store_results(store: ResultsStore, request: Request, results: Iterable[runne
 
 
 def auto_batch(request: Request, n_units: int, unit: int) -> int:
-    """Units per batch for this device: what fits in free GPU memory, or accel.CPU_BATCH on a CPU."""
+    """Units per batch for this device: on a GPU, sized from probe runs of the real settings (fast path and CUDA
+    graph included, accel.PROBE_STEPS steps) and confirmed by one run at the chosen size; accel.CPU_BATCH on a
+    CPU."""
     dev = T.resolve_device(request.device)
-    probe_settings = {**request.settings, "n_iters": 1}
+    probe_settings = {**request.settings, "n_iters": A.PROBE_STEPS}
 
     def probe(k: int) -> None:
         render(Request(**{**asdict(request), "settings": probe_settings}), [unit] * k)
@@ -183,18 +185,18 @@ def cmd_precompute(args) -> int:
     t0 = time.perf_counter()
     failed: list[int] = []
     progress = Progress(len(todo), args.quiet)
+    size: Optional[int] = int(args.batch) if args.batch != "auto" else None  # None with --ray: chosen per cluster
     if todo:
-        batch = int(args.batch) if args.batch != "auto" else None
         if args.ray:
-            failed = run_ray(request, todo, batch, store, progress, args.ray, args.workers)
+            failed = run_ray(request, todo, size, store, progress, args.ray, args.workers)
         else:
-            size = batch or auto_batch(request, len(todo), todo[0])
+            size = size or auto_batch(request, len(todo), todo[0])
             run_local(request, chunks(todo, size), store, progress)
     progress.close()
     seconds = time.perf_counter() - t0
     rendered = progress.done
     summary = {"model": args.model, "layer": layer.name, "units": len(units), "rendered": rendered,
-               "already_stored": skipped, "failed": failed, "seconds": seconds,
+               "already_stored": skipped, "failed": failed, "seconds": seconds, "batch_size": size,
                "units_per_second": rendered / seconds if rendered and seconds > 0 else 0.0,
                "store": str(store.root), "ray": args.ray}
     if args.json:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import truncate
 from . import weights as W
 from .errors import UserError
 from .imagenet import class_names
@@ -63,10 +64,6 @@ class TargetSpec:
     source: str = ""
 
 
-class _Stop(Exception):
-    """Raised by a hook to end the forward pass at the requested layer."""
-
-
 class Target:
     """A loaded target network on a device, ready to be driven."""
 
@@ -87,23 +84,19 @@ class Target:
 
     def _probe_layers(self) -> dict[str, LayerInfo]:
         specs = self.spec.layers(self.model)
-        mods = dict(self.model.named_modules())
+        # Recording hooks go on a private copy (tensors shared): the shared model never carries a hook.
+        probe = truncate.private_copy(self.model)
+        mods = dict(probe.named_modules())
         shapes: dict[str, tuple] = {}
-        handles = []
         for ls in specs:
             if ls.module not in mods:
                 raise RuntimeError(f"{self.name}: no module {ls.module}")
 
             def hook(_m, _i, out, key=ls.name):
                 shapes[key] = tuple(out.shape[1:])
-            handles.append(mods[ls.module].register_forward_hook(hook))
-        try:
-            with torch.no_grad():
-                x = torch.zeros(1, 3, self.spec.input_size, self.spec.input_size, device=self.device)
-                self.model(x)
-        finally:
-            for h in handles:
-                h.remove()
+            mods[ls.module].register_forward_hook(hook)
+        with torch.no_grad():
+            probe(self._example())
         out = {}
         for ls in specs:
             shp = shapes[ls.name]
@@ -111,6 +104,12 @@ class Target:
             units = shp[0] if kind != "tokens" else shp[1]
             out[ls.name] = LayerInfo(ls.name, ls.module, kind, units, shp, ls.description)
         return out
+
+    def _example(self) -> torch.Tensor:
+        """One model input (fixed random numbers): for probing shapes and checking truncations."""
+        g = torch.Generator().manual_seed(0)
+        size = self.spec.input_size
+        return torch.randn(1, 3, size, size, generator=g).to(self.device)
 
     def layer(self, name: Optional[str]) -> LayerInfo:
         name = name or self.spec.output_layer
@@ -160,22 +159,13 @@ class Target:
 
     # ----- activations -----
     def forward_to(self, x_model: torch.Tensor, layer: LayerInfo) -> torch.Tensor:
-        """The layer's output for model inputs `x_model`, running the network no further than that layer."""
-        module = dict(self.model.named_modules())[layer.module]
-        store = {}
+        """The layer's output for model inputs `x_model`, running the network no further than that layer.
+        No hook is registered on the (shared) model: see truncate.py."""
+        return self.layer_model(layer)(x_model)
 
-        def hook(_m, _i, out):
-            store["out"] = out
-            raise _Stop
-
-        h = module.register_forward_hook(hook)
-        try:
-            self.model(x_model)
-        except _Stop:
-            pass
-        finally:
-            h.remove()
-        return store["out"]
+    def layer_model(self, layer: LayerInfo) -> nn.Module:
+        """The model truncated at `layer`, built once and shared by every run and thread."""
+        return truncate.layer_model(self.model, layer.module, self._example)
 
     def unit_activations(self, x_gen: torch.Tensor, layer: LayerInfo, units: torch.Tensor,
                          position: Optional[tuple[int, int]] = None) -> torch.Tensor:

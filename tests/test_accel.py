@@ -3,6 +3,8 @@ reduced-precision rounding, a real rise of a Lite0 class logit, and the quick pr
 from __future__ import annotations
 
 import copy
+import json
+import logging
 from collections import OrderedDict
 
 import pytest
@@ -154,12 +156,145 @@ def test_cpu_batch_size_is_fixed_and_capped():
     assert A.auto_batch_size(1000, "cpu") == A.CPU_BATCH
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+class FakeGpuMemory:
+    """What a run at batch k allocates on a GPU (a fixed part plus a part per sample), and the out-of-memory error
+    the allocator raises when that exceeds what it can get: auto_batch_size's rule, without a GPU."""
+
+    def __init__(self, fixed: int, per: int, fails_above: int):
+        self.fixed, self.per, self.fails_above = fixed, per, fails_above
+        self.runs: list[int] = []
+        self.released = 0
+
+    def run(self, k: int) -> int:
+        self.runs.append(k)
+        if k > self.fails_above:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {k * self.per} bytes")
+        return self.fixed + self.per * k
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def _fit(mem: FakeGpuMemory, n_units: int = 1000, free: int = 100_000) -> int:
+    return A.fit_batch(n_units, mem.run, lambda: free, mem.run, mem.release, fraction=0.8, cap=1024)
+
+
+def test_batch_size_fits_the_measured_memory_and_backs_off_on_out_of_memory(caplog):
+    roomy = FakeGpuMemory(fixed=8_000, per=1_000, fails_above=10_000)
+    assert _fit(roomy) == 72  # (0.8 * 100000 - 8000) // 1000
+    assert roomy.runs == [1, 4, 16, 72] and roomy.released == 0  # warm-up, two measures, one confirming run
+    assert _fit(roomy, n_units=30) == 30 and _fit(FakeGpuMemory(0, 1, 10**9), 5000, 10**9) == 1024  # cap
+    # the measures said 72, but the real run's allocation does not fit: halve until it does
+    with caplog.at_level(logging.WARNING, logger="dgnam_engine.accel"):
+        tight = FakeGpuMemory(fixed=8_000, per=1_000, fails_above=40)
+        assert _fit(tight) == 36 and tight.runs[-2:] == [72, 36] and tight.released == 1
+    assert "out of memory at batch 72" in caplog.text
+    # a measuring run that does not fit: a smaller batch, still confirmed by a run
+    assert _fit(FakeGpuMemory(fixed=8_000, per=1_000, fails_above=10)) == 4
+    assert _fit(FakeGpuMemory(fixed=8_000, per=1_000, fails_above=2)) == 2
+    with pytest.raises(torch.OutOfMemoryError, match="not even one unit"):
+        _fit(FakeGpuMemory(fixed=8_000, per=1_000, fails_above=0))
+
+
+def test_precompute_summary_records_the_batch_size(tmp_path, fc6_file, lite0, capsys):
+    """(lite0: the runner's cached model, so the command does not load it again)"""
+    from dgnam_engine import cli, precompute  # noqa: F401 - precompute registers its subcommand with the CLI
+
+    args = ["precompute", "--model", "efficientnet_lite0", "--units", "3,4", "--plain", "--prior", "fc6",
+            "--prior-file", str(fc6_file), "--iters", "1", "--device", "cpu", "--store", str(tmp_path), "--json",
+            "--quiet"]
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rendered"] == 2 and summary["batch_size"] == 2  # auto on a CPU: both in one batch
+    assert cli.main(args + ["--batch", "1"]) == 0  # a given size is recorded as given
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["batch_size"] == 1
+
+
+def test_a_failed_graph_capture_is_an_error_unless_eager_fallback_is_allowed(monkeypatch, caplog):
+    cause = RuntimeError("operation not permitted when stream is capturing\nCUDA kernel errors ...")
+    monkeypatch.delenv(A.ALLOW_EAGER_ENV, raising=False)
+    with pytest.raises(A.GraphCaptureError, match="operation not permitted when stream is capturing") as err:
+        A.on_capture_failure(cause)
+    assert A.ALLOW_EAGER_ENV in str(err.value) and "CUDA kernel errors" not in str(err.value)
+    monkeypatch.setenv(A.ALLOW_EAGER_ENV, "1")
+    with caplog.at_level(logging.WARNING, logger="dgnam_engine.accel"):
+        A.on_capture_failure(cause)
+    assert "running eagerly" in caplog.text and "operation not permitted" in caplog.text
+
+
+def test_cudnn_autotuning_is_on_only_inside_a_fast_gpu_run(tiny):
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with A.fast_kernels(torch.device("cuda"), A.Accel()):
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is False
+        with A.fast_kernels(torch.device("cuda"), None):  # the reference path keeps deterministic choices
+            assert torch.backends.cudnn.benchmark is False
+        with pytest.raises(KeyError):
+            with A.fast_kernels(torch.device("cuda"), A.Accel()):
+                raise KeyError("a failed run restores the flag too")
+        assert torch.backends.cudnn.benchmark is False
+        _run(tiny, [0], 2, A.Accel(channels_last=True))  # preparing and running leave the process setting alone
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@needs_gpu
 def test_cuda_graph_path_matches_the_eager_path_on_gpu(tiny):
     gen, target, lower, upper = copy.deepcopy(tiny)
     dev = torch.device("cuda")
     gpu = (gen.to(dev), Target(target.spec, target.model.to(dev), dev, None), lower.to(dev), upper.to(dev))
     eager = _run(gpu, [0, 1, 3], 8, A.Accel(channels_last=True))
     graphed = _run(gpu, [0, 1, 3], 8, A.Accel(channels_last=True, cuda_graph=True, check_every=4))
+    assert graphed.graph_captured and not eager.graph_captured
     torch.testing.assert_close(graphed.activations, eager.activations, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(graphed.images, eager.images, rtol=1e-4, atol=1e-4)
+    # with progress: the graph is replayed, the callback sees every step, with the eager path's numbers
+    seen = []
+    live = dgnam.run(gpu[0], gpu[1], gpu[1].layer("fc"), [0, 1, 3], lower=gpu[2], upper=gpu[3], seeds=[0, 1, 2],
+                     n_iters=8, lr_start=2.0, lr_end=1e-10, preview_every=2,
+                     accel=A.Accel(channels_last=True, cuda_graph=True, check_every=4),
+                     callback=lambda info: seen.append((info.step, info.activations, info.images is not None)))
+    assert live.graph_captured and [s[0] for s in seen] == list(range(8))
+    assert [s[0] for s in seen if s[2]] == [2, 7]
+    torch.testing.assert_close(torch.stack([s[1] for s in seen]), eager.activations, rtol=1e-4, atol=1e-4)
+
+
+BF16_TOLERANCE = 0.05  # of the unit's activation scale (bf16 keeps 8 bits of mantissa; CPU measures 1-3%)
+
+
+@needs_gpu
+def test_default_gpu_path_is_bf16_graphed_and_within_tolerance_of_fp32(fc6_file):
+    """The GPU default (bf16, channels-last, CUDA graph, progress every 25 steps) against the fp32 reference on
+    the real EfficientNet-Lite0 and the fc6 prior architecture: the same codes give the same activation within
+    BF16_TOLERANCE, a live run captures its graph and raises the logit like the fp32 run."""
+    lite0 = runner.get_target("efficientnet_lite0", "cuda")
+    prior = runner.get_prior("fc6", str(fc6_file), "cuda")
+    acc = A.for_device("cuda")
+    assert acc.dtype == "bfloat16" and acc.cuda_graph and acc.channels_last
+    layer = lite0.layer(None)
+    codes = (dgnam.initial_codes([0, 1, 2, 3], CODE).abs() * 3).cuda()
+    units = torch.full((4,), LITE0_UNIT, device="cuda")
+    with torch.no_grad():
+        ref = lite0.unit_activations(prior.generator(codes), layer, units)
+        g, t = A.prepare(prior.generator, lite0, acc)
+        got = t.unit_activations(g(codes).float(), layer, units).float()
+    assert (got - ref).abs().max() <= BF16_TOLERANCE * ref.abs().max()
+    steps = []
+    fast = runner.visualize("efficientnet_lite0", [LITE0_UNIT], settings=runner.Settings(n_iters=30),
+                            target=lite0, prior=prior, callback=lambda info: steps.append(info.step))[0]
+    plain = runner.visualize("efficientnet_lite0", [LITE0_UNIT], settings=runner.Settings(n_iters=30, accel="plain"),
+                             target=lite0, prior=prior)[0]
+    assert steps == list(range(30))
+    rise_fast = fast.activation_final - fast.activation_start
+    rise_plain = plain.activation_final - plain.activation_start
+    assert rise_plain > 1.0 and 0.5 * rise_plain <= rise_fast <= 2.0 * rise_plain
+    assert abs(fast.activation_start - plain.activation_start) <= BF16_TOLERANCE * abs(plain.activation_start) + 0.1
+    res = dgnam.run(prior.generator, lite0, layer, [LITE0_UNIT], lower=prior.lower, upper=prior.upper, seeds=[0],
+                    n_iters=5, lr_start=2.0, lr_end=1e-10, accel=acc, callback=lambda info: True)
+    assert res.graph_captured

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from dgnam_engine import accel as A
 from dgnam_engine import dgnam, priors, runner
 from dgnam_engine.errors import RunCancelled
 from dgnam_engine.generators import Reshape, Scale
@@ -164,6 +165,111 @@ def test_callback_previews_and_cancel(tiny):
     assert shown == [0, 2, 4]
     with pytest.raises(RunCancelled):
         _run(tiny, [0], [0], 5, callback=lambda info: info.step < 1 and None)
+
+
+STEPS_RUN = [0]  # generator calls of the current test: how many steps the loop has computed
+
+
+class CountingGenerator(nn.Module):
+    """The tiny generator, counting its calls in a global (accel's converted copy counts into the same one)."""
+
+    def __init__(self, gen: nn.Module):
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, h):
+        STEPS_RUN[0] += 1
+        return self.gen(h)
+
+
+class OutOfMemoryAbove(nn.Module):
+    """The tiny generator, raising the GPU's out-of-memory error for batches larger than `limit`."""
+
+    def __init__(self, gen: nn.Module, limit: int):
+        super().__init__()
+        self.gen, self.limit = gen, limit
+
+    def forward(self, h):
+        if h.shape[0] > self.limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {h.shape[0]} samples")
+        return self.gen(h)
+
+
+def _recorded(tiny, k: int, n: int, preview_every: int, accel: bool = True, stop_after=None):
+    """Run with a callback that records, per step it sees: the step, its activations, its preview image (or
+    None) and how many steps had been computed when it was handed over. `stop_after`: from the step after that
+    one on, the callback answers False, as the worker's does once Stop was clicked."""
+    gen, target, lower, upper = tiny
+    seen = []
+
+    def callback(info):
+        if stop_after is not None and seen and seen[-1][0] >= stop_after:
+            return False
+        seen.append((info.step, info.activations, info.images, STEPS_RUN[0]))
+        return True
+
+    STEPS_RUN[0] = 0
+    res = dgnam.run(CountingGenerator(gen), target, target.layer("fc"), [0, 1], lower=lower, upper=upper,
+                    seeds=[0, 1], n_iters=n, lr_start=2.0, lr_end=1e-10, callback=callback,
+                    preview_every=preview_every, accel=A.Accel(check_every=k) if accel else None)
+    return res, seen
+
+
+def test_progress_read_every_k_steps_matches_the_per_step_path(tiny):
+    """The loop a CUDA graph replays, run eagerly: the callback gets every step, in chunks of k handed over
+    after the k-th step, with the same activations and pictures as when the host reads every step."""
+    n, k = 10, 4
+    every, per_step = _recorded(tiny, 1, n, preview_every=1)
+    res, chunked = _recorded(tiny, k, n, preview_every=1)
+    assert [s[0] for s in chunked] == list(range(n))
+    assert [s[3] for s in chunked] == [min(n, (s // k + 1) * k) for s in range(n)]  # 4,4,4,4,8,...,10,10
+    assert [s[3] for s in per_step] == [s + 1 for s in range(n)]
+    for a, b in zip(chunked, per_step):
+        assert torch.equal(a[1], b[1])
+    torch.testing.assert_close(res.activations, torch.stack([s[1] for s in chunked]))
+    # previews: the latest preview step of each read (3, 7 and the last), the same picture as per step
+    assert [s[0] for s in chunked if s[2] is not None] == [3, 7, 9]
+    for s in (3, 7, 9):
+        assert torch.equal(chunked[s][2], per_step[s][2])
+    # a preview every k steps: the step at the start of each chunk, and the last
+    _, sparse = _recorded(tiny, k, n, preview_every=k)
+    assert [s[0] for s in sparse if s[2] is not None] == [0, 4, 9]
+    # and the fp32 fast path is the reference path's arithmetic
+    _, plain = _recorded(tiny, 1, n, preview_every=1, accel=False)
+    for a, b in zip(chunked, plain):
+        torch.testing.assert_close(a[1], b[1], rtol=1e-5, atol=1e-5)
+
+
+def test_cancel_is_honoured_within_k_steps(tiny):
+    n, k = 20, 4
+    for stop_after in (1, 5, 8):
+        with pytest.raises(RunCancelled):
+            _recorded(tiny, k, n, preview_every=0, stop_after=stop_after)
+        assert STEPS_RUN[0] <= stop_after + 1 + k  # the read after the request, at most k steps later
+        assert STEPS_RUN[0] < n
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_result(tiny):
+    gen, target, lower, upper = tiny
+    units, seeds = [0, 1, 3, 4, 0], [0, 1, 2, 3, 4]
+
+    def run(g, **kw):
+        return dgnam.run(g, target, target.layer("fc"), units, lower=lower, upper=upper, seeds=seeds, n_iters=3,
+                         lr_start=2.0, lr_end=1e-10, **kw)
+
+    whole = run(gen)
+    halved = run(OutOfMemoryAbove(gen, 2))
+    assert whole.batch_size == 5 and halved.batch_size == 2
+    torch.testing.assert_close(halved.activations, whole.activations, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(halved.codes, whole.codes, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(halved.images, whole.images, rtol=1e-4, atol=1e-4)
+    assert torch.equal(halved.steps_done, whole.steps_done)
+    fast = run(OutOfMemoryAbove(gen, 2), accel=A.Accel(check_every=2))
+    assert fast.batch_size == 2 and fast.activations.shape == (3, 5)
+    with pytest.raises(torch.OutOfMemoryError):  # a live run keeps its batch: its progress is one batch
+        run(OutOfMemoryAbove(gen, 2), callback=lambda info: True)
+    with pytest.raises(torch.OutOfMemoryError):
+        run(OutOfMemoryAbove(gen, 0))
 
 
 def test_dgnam_raises_a_lite0_class_logit_through_the_fc6_generator(lite0, fc6_prior):
