@@ -174,7 +174,11 @@ def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
-    units = _parse_units(args.unit)
+    if (args.unit is None) == (args.objective is None):
+        raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    units = _parse_units(args.unit) if args.unit is not None else [0]
+    if args.objective is not None and args.xy is not None:
+        raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
         raise UserError(f"prior file not found: {args.prior_file}")
     if args.init_image and not Path(args.init_image).is_file():
@@ -187,7 +191,8 @@ def cmd_visualize(args) -> int:
     _check_writable(out if len(units) == 1 else out / "x.png")
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
-                        init_image=str(Path(args.init_image).resolve()) if args.init_image else None)
+                        init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
+                        objective=args.objective)
 
     def progress(info):
         if not args.quiet and (info.step % 10 == 0 or info.step == info.n_iters - 1):
@@ -245,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None, help="default: the output layer")
-    s.add_argument("--unit", required=True, help="unit index, or a list: 1,2,3 or 10-20")
+    s.add_argument("--unit", default=None, help="unit index, or a list: 1,2,3 or 10-20")
+    s.add_argument("--objective", default=None, metavar="TEXT",
+                   help="several units in one picture, weighted: 'bee + 0.5*daisy', '309 - 985' (a minus between "
+                   "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
     s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
     s.add_argument("--prior-file", default=None, help="weights file for the prior")
     s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",

@@ -117,3 +117,42 @@ def value(target: Target, x_gen: torch.Tensor, terms: list[Term]) -> tuple[torch
     acts = term_activations(target, x_gen, terms)
     w = acts.new_tensor([t.weight for t in terms])
     return acts @ w, acts
+
+
+# ----- objectives as the optimisation loop calls them: objective(target, x_gen) -> (B,) ----------------------
+
+@dataclass(frozen=True)
+class UnitObjective:
+    """Sample b maximises unit units[b] of one layer (at `position`, or the centre, for conv layers): how a batch of
+    class units is rendered at once."""
+
+    layer: LayerInfo
+    units: torch.Tensor  # (B,) on the target's device
+    position: Optional[tuple[int, int]] = None
+
+    def __call__(self, target: Target, x_gen: torch.Tensor) -> torch.Tensor:
+        return target.unit_activations(x_gen, self.layer, self.units, self.position)
+
+    def select(self, b: int) -> "UnitObjective":
+        return UnitObjective(self.layer, self.units[b:b + 1], self.position)
+
+
+@dataclass(frozen=True)
+class SumObjective:
+    """Every sample maximises the same weighted sum of terms (several units, layers or positions)."""
+
+    terms: tuple[Term, ...]
+
+    def __call__(self, target: Target, x_gen: torch.Tensor) -> torch.Tensor:
+        return value(target, x_gen, list(self.terms))[0]
+
+    def select(self, b: int) -> "SumObjective":
+        return self
+
+    def describe(self, target: Target) -> str:
+        parts = []
+        for t in self.terms:
+            w = f"{abs(t.weight):g}x " if abs(t.weight) != 1 else ""
+            parts.append(("- " if t.weight < 0 else "+ ") + w + t.describe(target))
+        text = " ".join(parts)
+        return text[2:] if text.startswith("+ ") else text

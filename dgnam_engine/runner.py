@@ -14,7 +14,7 @@ from . import dgnam, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
-from . import photo_init
+from . import objectives, photo_init
 from .dgnam import to_rgb
 from .imaging import to_uint8
 from .photos import read_photo
@@ -34,6 +34,7 @@ class Settings:
     seed: int = 0
     position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
     init_image: Optional[str] = None  # start from this photo's code instead of random codes (dgnam only)
+    objective: Optional[str] = None  # a weighted sum of units ("bee + 0.5*daisy", objectives.py) instead of one unit
     accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
 
     def to_dict(self) -> dict:
@@ -127,6 +128,12 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     if s.init_image is not None and s.method != "dgnam":
         raise UserError("starting from a photo needs a generator prior; the pixel method has none")
     tgt = target or get_target(model, device, model_weights, random_weights)
+    terms, combined = None, None
+    if s.objective is not None:
+        terms = objectives.parse(s.objective)
+        objectives.validate(tgt, terms)
+        combined = objectives.SumObjective(tuple(terms))
+        layer, units = terms[0].layer, [terms[0].unit] * len(units)  # the card is filed under the first term
     info = tgt.layer(layer)
     if s.position is not None and info.kind != "conv":
         raise UserError(f"a position is for convolutional layers; {info.name} of {tgt.name} has no rows and "
@@ -140,7 +147,7 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
         lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
         lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
-                           position=s.position, callback=callback, preview_every=preview_every)
+                           position=s.position, callback=callback, preview_every=preview_every, objective=combined)
         prior_name, prior_kind, pfile = "pixel", "none", None
     else:
         pr = prior or get_prior(s.prior, prior_file, device)
@@ -155,7 +162,8 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
             init = start.code.unsqueeze(0).expand(len(units), *start.code.shape).clone()
         res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, init_codes=init,
-                        callback=callback, preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device))
+                        callback=callback, preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device),
+                        objective=combined)
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
     images = to_uint8(res.images)
     per_unit = res.seconds / len(units)
@@ -166,16 +174,31 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     if start is not None:
         photo, recon, measures = _photo_measures(start, pr, tgt, seeds[0])
         extra.update(init_image=str(s.init_image), **measures)
+    term_rows = _term_report(tgt, terms, res.images) if terms else None
     out = []
     for j, u in enumerate(units):
         curve = [float(v) for v in res.activations[:, j]]
+        label = tgt.unit_label(info, u)
+        more = dict(extra)
+        if terms:
+            label = combined.describe(tgt)
+            more.update(objective=s.objective, terms=term_rows[j])
         out.append(UnitResult(
-            model=tgt.name, layer=info.name, unit=u, label=tgt.unit_label(info, u), prior=prior_name,
+            model=tgt.name, layer=info.name, unit=u, label=label, prior=prior_name,
             prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
             seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
-            extra=dict(extra), photo=photo, reconstruction=recon))
+            extra=more, photo=photo, reconstruction=recon))
     return out
+
+
+@torch.no_grad()
+def _term_report(tgt: T.Target, terms: list, images: torch.Tensor) -> list[list[dict]]:
+    """Per picture, each term of a combined objective with its activation in that picture (as saved)."""
+    acts = objectives.term_activations(tgt, tgt.rgb_to_gen(images.to(tgt.device)), terms).cpu()
+    return [[{"unit": t.unit, "layer": tgt.layer(t.layer).name, "position": list(t.position) if t.position else None,
+              "weight": t.weight, "label": t.describe(tgt), "activation": float(acts[j, i])}
+             for i, t in enumerate(terms)] for j in range(acts.shape[0])]
 
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws the start codes as the original does, takes 0 .. 2^32-1
