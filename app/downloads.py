@@ -19,8 +19,10 @@ from dgnam_engine import weights as W
 from dgnam_engine.errors import UserError
 
 PAPER_SETUP = ("caffenet", "conv3", "pool5", "fc6", "fc7")  # the paper's network and its four priors
-# Sizes of the published files, shown until the server states them (HEAD): fp32 state dicts.
-KNOWN_SIZES = {"fc6": 224_000_000, "fc7": 224_000_000, "caffenet": 233_000_000}
+# About how big each file is, shown until the server states the exact size (one HEAD request): the parameters of
+# the architecture x 4 bytes (fp32 state dicts); torchvision's own metadata gives 233.1 / 49.7 MiB for its two.
+KNOWN_SIZES = {"conv3": 32_300_000, "pool5": 50_800_000, "fc6": 224_400_000, "fc7": 224_400_000,
+               "caffenet": 243_900_000, "alexnet": 244_400_000, "googlenet": 52_100_000, "resnet50": 102_400_000}
 
 
 def weight_file(name: str) -> Optional[W.WeightFile]:
@@ -142,11 +144,12 @@ class Downloader:
     # ----- sizes: what the server states, asked once per server in the background -----
 
     def sizes(self, names) -> dict[str, Optional[int]]:
-        """Known sizes in bytes; names not asked yet are asked in a background thread (one HEAD each)."""
+        """Sizes in bytes of the names already asked (None: the server did not say); the others are asked in a
+        background thread (one HEAD each), so the page never waits for the network."""
         with self._lock:
             todo = [n for n in names if n not in self._sizes and n not in self._asking]
             self._asking.update(todo)
-            known = {n: self._sizes.get(n) for n in names}
+            known = {n: self._sizes[n] for n in names if n in self._sizes}
         if todo and W.downloads_allowed():
             threading.Thread(target=self._ask_sizes, args=(todo,), daemon=True).start()
         return known
@@ -178,7 +181,7 @@ def size_label(name: str, sizes: dict[str, Optional[int]]) -> str:
         return f"{n / 1e6:.0f} MB"
     if name in KNOWN_SIZES:
         return f"about {KNOWN_SIZES[name] / 1e6:.0f} MB"
-    return "size not known yet"
+    return "size unknown" if name in sizes else "asking the server for its size…"
 
 
 def human_bytes(n: float) -> str:

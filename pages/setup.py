@@ -77,7 +77,7 @@ else:
                   help="CaffeNet and the four original priors: the paper's own setup, for paper-quality pictures.")
     else:
         st.caption("The paper's setup (CaffeNet and the four original priors) is complete.")
-    _download_area()
+progress_area = st.container()  # filled last: while a download runs, the page waits there
 
 
 def _download_buttons(names) -> None:
@@ -120,3 +120,6 @@ if missing:
 if not catalog.available_priors():
     st.warning(catalog.NO_PRIOR)
 st.info(catalog.DEMO_CAVEAT, icon=":material/info:")
+if online:
+    with progress_area:
+        _download_area()
