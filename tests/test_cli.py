@@ -151,9 +151,9 @@ def fetched(tmp_path_factory):
         # served under alexnet's real name: torch.hub finds the sha256 does not match the prefix in the name
         srv.serve("/models/" + ALEXNET, ALEX_BYTES)
         srv.serve(HF_PREFIX + "upconvGAN_fc7.pt", FC6_BYTES + b"7", truncated=True)  # own blob
-        # fetch runs online when the user allows it (HF_HUB_OFFLINE unset or 0); every other command stays offline
+        # fetch goes online unless the user set HF_HUB_OFFLINE=1 (the CLI sets it for every other command)
         env = _env(base, HF_ENDPOINT=srv.url, DGNAM_TORCH_MIRROR=srv.url)
-        online = dict(env, HF_HUB_OFFLINE="0")
+        online = {k: v for k, v in env.items() if k != "HF_HUB_OFFLINE"}
         first = cli(["fetch", "fc6"], online)
         rest = cli_many({"priors": (["priors", "--json"], env), "models": (["models", "--json"], env),
                          "truncated": (["fetch", "fc7"], online), "404": (["fetch", "pool5"], online),
