@@ -1,11 +1,9 @@
 """DGN-AM Studio dashboard: `streamlit run streamlit_app.py` (or `bash run.sh`)."""
-import os
+# No HF_HUB_OFFLINE default here: only Setup's Download buttons use the network (weights are looked up on disk,
+# never through the Hub); HF_HUB_OFFLINE=1 set by the user turns those off too.
+import streamlit as st
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the dashboard may wait on the network
-
-import streamlit as st  # noqa: E402
-
-from app import layout  # noqa: E402
+from app import layout
 
 st.set_page_config(page_title="DGN-AM Studio", page_icon=str(layout.ASSETS / "icon.png"), layout="wide")
 layout.apply_style()

@@ -96,7 +96,11 @@ def _weight_files(name: str):
 
 
 def cmd_fetch(args) -> int:
+    from huggingface_hub.utils import logging as hf_logging
+
     from . import weights as W
+
+    hf_logging.set_verbosity_error()  # its retry notices would bury the one-line error
 
     files = []
     for name in args.names:
@@ -285,9 +289,10 @@ _EXTRA_COMMANDS: list = []
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing but `fetch` may wait on the network
     try:
         args = build_parser().parse_args(argv)
+        if args.func is not cmd_fetch:  # nothing but `fetch` may wait on the network (read before any Hub import)
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,9 +6,9 @@ Only `fetch` touches the network. Loading never unpickles code (weights_only / s
 """
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
-import tempfile
+import threading
 import urllib.error
 import urllib.request
 import warnings
@@ -164,52 +164,162 @@ def _umask() -> int:
     return mask
 
 
-def download(url: str, dest: Path, sha256: Optional[str] = None,
-             progress: Optional[Callable[[int, Optional[int]], None]] = None, timeout: float = 30.0) -> Path:
-    """Download `url` to `dest` atomically: the file appears only when complete and verified."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    got = 0
+# ----- downloading: through the libraries made for it -----
+# Hub files go through huggingface_hub (resume, size checks, proxies, tokens, HF_ENDPOINT, the shared cache that
+# `find` reads); torchvision files through torch.hub, which checks the sha256 prefix in their names.
+
+Progress = Callable[[int, Optional[int]], None]  # (bytes done, total bytes or None)
+
+
+class DownloadCancelled(UserError):
+    """The user cancelled a download; nothing of it was kept."""
+
+
+_ONE_DOWNLOAD = threading.Lock()  # torch.hub's progress hook is module-wide: one download at a time per process
+
+
+def downloads_allowed() -> bool:
+    """False when the user switched the Hub client off (HF_HUB_OFFLINE=1); then no weights are downloaded at all.
+    huggingface_hub reads the variable once, when it is first imported, so its own answer is the one that counts."""
+    from huggingface_hub import constants
+
+    return not constants.is_offline_mode()
+
+
+OFFLINE_MESSAGE = "downloads are off (HF_HUB_OFFLINE=1 is set): run it again without HF_HUB_OFFLINE to download"
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _progress_bar(progress: Optional[Progress], cancel: Optional[threading.Event]):
+    """A tqdm class for the libraries' own progress hooks: it reports bytes to `progress` and stops the download
+    when `cancel` is set (raising from the hook makes both libraries delete their temporary file)."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True  # draw nothing; the caller shows the progress its own way
+            super().__init__(*args, **kwargs)
+            self.done = int(kwargs.get("initial") or 0)
+            self.size = kwargs.get("total")
+
+        def update(self, n=1):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("download cancelled: nothing was kept")
+            self.done += int(n or 0)
+            if progress is not None:
+                progress(self.done, self.size)
+
+    return Bar
+
+
+def _fetch_from_hub(wf: WeightFile, bar) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hfe
+
+    filename = wf.hf_filename or wf.filename
+    url = wf.download_url()
     try:
-        try:
-            req = urllib.request.Request(url, headers={"User-Agent": "dgnam-studio"})
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
-                total = resp.headers.get("Content-Length")
-                total = int(total) if total is not None else None
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    got += len(chunk)
-                    if progress:
-                        progress(got, total)
-        except urllib.error.HTTPError as exc:  # its reason alone ("Not Found") hides the status code
-            raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise UserError(f"download of {url} failed: {getattr(exc, 'reason', exc)}") from None
-        except Exception as exc:  # http.client.IncompleteRead and other protocol errors
-            raise UserError(f"download of {url} failed: {type(exc).__name__}") from None
-        if total is not None and got != total:
-            raise UserError(f"download of {url} failed: got {got} of {total} bytes")
-        if got == 0:
-            raise UserError(f"download of {url} failed: empty file")
-        if sha256 and digest.hexdigest() != sha256:
-            raise UserError(f"download of {url} failed: checksum mismatch")
-        publish(tmp, dest)
-        return dest
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        return Path(hf_hub_download(wf.hf_repo, filename, endpoint=_hub_endpoint(), tqdm_class=bar))
+    except DownloadCancelled:
+        raise
+    except hfe.LocalEntryNotFoundError as exc:  # the Hub client's word for "the server did not give the file"
+        cause = exc.__cause__
+        if isinstance(cause, hfe.HfHubHTTPError) and cause.response is not None:
+            raise UserError(f"download of {url} failed: HTTP {cause.response.status_code}") from None
+        raise UserError(f"download of {url} failed: cannot reach {_hub_endpoint()} (no network?)") from None
+    except (hfe.EntryNotFoundError, hfe.RepositoryNotFoundError, hfe.RevisionNotFoundError):
+        raise UserError(f"download of {url} failed: HTTP 404, the file is not on the server") from None
+    except hfe.HfHubHTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else "error"
+        raise UserError(f"download of {url} failed: HTTP {code}") from None
+    except OSError as exc:
+        raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
+    except Exception as exc:  # protocol errors after the client's own retries
+        if "without sending complete message body" in str(exc):  # httpx's words for a body cut short
+            raise UserError(f"download of {url} failed: the file arrived cut short (damaged download)") from None
+        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
 
 
-def fetch(wf: WeightFile, progress=None) -> Path:
-    """Download `wf` into the checkpoints folder unless a copy is already there."""
+def _fetch_from_torch_host(wf: WeightFile, bar) -> Path:
+    from unittest import mock
+
+    url = wf.download_url()
+    dest = checkpoints_dir() / wf.filename
+    match = torch.hub.HASH_REGEX.search(wf.filename)  # torchvision names end in -<sha256 prefix>.pth
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # torch.hub reports progress only through tqdm; its temporary file goes when the hook raises
+        with mock.patch.object(torch.hub, "tqdm", bar):
+            torch.hub.download_url_to_file(url, str(dest), hash_prefix=match.group(1) if match else None)
+    except DownloadCancelled:
+        raise
+    except urllib.error.HTTPError as exc:  # its reason alone ("Not Found") hides the status code
+        raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise UserError(f"download of {url} failed: cannot reach the server ({exc.reason})") from None
+    except OSError as exc:
+        raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
+    except RuntimeError as exc:
+        if "invalid hash" in str(exc):
+            raise UserError(f"download of {url} failed: the file is damaged or cut short (its sha256 does not "
+                            f"match the {match.group(1)} in its name)") from None
+        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
+    except Exception as exc:
+        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
+    return dest
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the disk"
+    if "Consistency check failed" in str(exc):  # huggingface_hub's size check
+        return "the file arrived cut short (damaged download)"
+    return exc.strerror or _reason(exc)
+
+
+def _reason(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()
+    return (first[0][:160] if first else "") or type(exc).__name__
+
+
+def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None) -> Path:
+    """Download `wf` into its standard cache unless a copy is already found; returns where it is.
+
+    Hub files land in the Hugging Face cache, torch host files in TORCH_HOME/hub/checkpoints; both only appear
+    once complete and checked. `progress(done, total)` is called as bytes arrive; setting `cancel` stops the
+    download with DownloadCancelled and leaves no partial file."""
     found = find(wf)
     if found is not None:
         return found
-    return download(wf.download_url(), checkpoints_dir() / wf.filename, wf.sha256, progress)
+    if not wf.fetchable:
+        raise UserError(f"{wf.filename} has no download address")
+    if not downloads_allowed():
+        raise UserError(OFFLINE_MESSAGE)
+    bar = _progress_bar(progress, cancel)
+    with _ONE_DOWNLOAD:
+        if wf.hf_repo:
+            return _fetch_from_hub(wf, bar)
+        return _fetch_from_torch_host(wf, bar)
+
+
+def remote_size(wf: WeightFile, timeout: float = 5.0) -> Optional[int]:
+    """The file's size in bytes as the server states it (one HEAD request), or None when it cannot be asked."""
+    if not wf.fetchable or not downloads_allowed():
+        return None
+    if wf.hf_repo:
+        from huggingface_hub import get_hf_file_metadata
+
+        try:
+            return get_hf_file_metadata(wf.download_url(), timeout=timeout).size
+        except Exception:  # any failure just means "size unknown"
+            return None
+    try:
+        req = urllib.request.Request(wf.download_url(), method="HEAD", headers={"User-Agent": "torch.hub"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            n = resp.headers.get("Content-Length")
+            return int(n) if n else None
+    except Exception:
+        return None

@@ -1,13 +1,17 @@
-"""Setup: the device in use, which weights are present or missing, and how to fetch the missing ones."""
+"""Setup: the device in use, which weights are present or missing, and Download buttons for the missing ones
+(the files go into the standard caches; every page finds them on its next rerun, no restart)."""
+import time
+
 import streamlit as st
 import torch
 
-from app import catalog, layout, state
+from app import catalog, downloads, layout, state
 from dgnam_engine import priors as P
 from dgnam_engine import targets as T
 from dgnam_engine import weights as W
 
-layout.page_header("Setup", "What this machine has: the device, and which weights are present or missing.")
+layout.page_header("Setup", "What this machine has: the device, and which weights are present, missing or "
+                            "downloadable from here.")
 
 dev = state.device()
 if dev.startswith("cuda"):
@@ -27,6 +31,66 @@ def where(wf) -> str:
     return str(W.checkpoints_dir() / wf.filename)
 
 
+dl = downloads.downloader()
+online = W.downloads_allowed()
+missing_nets = [n for n in T.TARGETS if not downloads.is_present(n)]
+missing_priors = [n for n in P.ORIGINAL_PRIORS if not downloads.is_present(n)]
+sizes = dl.sizes(missing_nets + missing_priors) if online else {}
+
+
+def _download_area() -> None:
+    """Start buttons, or the progress of the running download with its Cancel; ends with a rerun when done."""
+    status = dl.status()
+    if status.active:
+        st.button("Cancel", key="dl_cancel", icon=":material/cancel:", on_click=dl.cancel,
+                  help="Stops the download; nothing of the unfinished file is kept.")
+        bar = st.progress(0.0, text="starting…")
+        while status.active:
+            frac, text = downloads.progress_text(status)
+            bar.progress(frac, text=text)
+            time.sleep(0.3)
+            status = dl.status()
+        st.rerun()  # redraw the tables (and every picker) with the new files
+    if status.error:
+        st.error(status.error[:1].upper() + status.error[1:], icon=":material/error:")
+    elif status.cancelled:
+        st.info("Download cancelled: nothing of the unfinished file was kept.", icon=":material/cancel:")
+    if status.finished:
+        st.success("Downloaded: " + ", ".join(status.finished) + ". Every page can use them now.",
+                   icon=":material/download_done:")
+
+
+st.subheader("Downloads")
+if not online:
+    st.info("Offline: downloads are off because the dashboard was started with HF_HUB_OFFLINE=1; start it with "
+            "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
+else:
+    if dl.server_unreachable():
+        st.warning("The download servers do not answer (no network?): downloads will fail until they do.",
+                   icon=":material/cloud_off:")
+    paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
+    if paper:
+        known = [sizes.get(n) or downloads.KNOWN_SIZES.get(n) for n in paper]
+        size = f"{sum(k for k in known if k) / 1e6:.0f} MB" + ("" if all(known) else " and more")
+        st.button(f"Paper setup: download {', '.join(paper)} ({size})", key="dl_paper", type="primary",
+                  icon=":material/download:", disabled=dl.status().active, on_click=dl.start, args=(paper,),
+                  help="CaffeNet and the four original priors: the paper's own setup, for paper-quality pictures.")
+    else:
+        st.caption("The paper's setup (CaffeNet and the four original priors) is complete.")
+progress_area = st.container()  # filled last: while a download runs, the page waits there
+
+
+def _download_buttons(names) -> None:
+    """One row per missing file: its name, its size and a Download button."""
+    busy = dl.status().active
+    for name in names:
+        a, b, c = st.columns([2, 1, 1], vertical_alignment="center")
+        a.markdown(f"**{name}** · missing")
+        b.caption(downloads.size_label(name, sizes))
+        c.button("Download", key=f"dl_{name}", icon=":material/download:", disabled=busy or not online,
+                 on_click=dl.start, args=([name],))
+
+
 st.subheader("Networks")
 rows = []
 for name, spec in T.TARGETS.items():
@@ -35,6 +99,7 @@ for name, spec in T.TARGETS.items():
                  "get it with": "" if ok or not spec.weights.fetchable else catalog.fetch_command(name),
                  "description": spec.title, "file": where(spec.weights) if spec.weights else "built in"})
 st.dataframe(rows, hide_index=True, width="stretch")
+_download_buttons(missing_nets)
 
 st.subheader("Priors")
 rows = []
@@ -46,11 +111,15 @@ for name, spec in P.all_specs().items():
                  "kind": "demo (trained here)" if spec.kind == "trained" else "original (paper)",
                  "description": spec.title, "file": spec.file if spec.file else where(spec.weights)})
 st.dataframe(rows, hide_index=True, width="stretch")
+_download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]
 if missing:
-    st.markdown("Fetch every missing original prior at once (needs internet once; the files go into the "
-                "folders above and are found automatically):")
-    st.code("python -m dgnam_engine fetch " + " ".join(c.split()[-1] for c in missing), language="bash")
+    st.markdown("Or from a terminal, every missing original prior at once (needs internet once; the files go into "
+                "the folders above and are found automatically):")
+    st.code(".venv/bin/python -m dgnam_engine fetch " + " ".join(c.split()[-1] for c in missing), language="bash")
 if not catalog.available_priors():
     st.warning(catalog.NO_PRIOR)
 st.info(catalog.DEMO_CAVEAT, icon=":material/info:")
+if online:
+    with progress_area:
+        _download_area()

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from httpserver import FileServer
+from httpserver import HUB_COMMIT, FileServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_PREFIX = "/binxu/DeePSim_DosovitskiyBrox2016/resolve/main/"
@@ -138,29 +138,53 @@ FC6_BYTES = b"fake upconvGAN fc6 weights\n" * 1000
 ALEX_BYTES = os.urandom(300_000)
 
 
+def _hub_file(hf_home: Path, name: str) -> Path:
+    return hf_home / "hub" / "models--binxu--DeePSim_DosovitskiyBrox2016" / "snapshots" / HUB_COMMIT / name
+
+
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory):
     """`fetch fc6 alexnet` from the local server, then the listings and two failing fetches side by side."""
     base = tmp_path_factory.mktemp("fetch")
     with FileServer() as srv:
         srv.serve(HF_PREFIX + "upconvGAN_fc6.pt", FC6_BYTES)
+        # served under alexnet's real name: torch.hub finds the sha256 does not match the prefix in the name
         srv.serve("/models/" + ALEXNET, ALEX_BYTES)
-        srv.serve(HF_PREFIX + "upconvGAN_fc7.pt", FC6_BYTES, truncated=True)
+        srv.serve(HF_PREFIX + "upconvGAN_fc7.pt", FC6_BYTES + b"7", truncated=True)  # own blob
+        # fetch goes online unless the user set HF_HUB_OFFLINE=1 (the CLI sets it for every other command)
         env = _env(base, HF_ENDPOINT=srv.url, DGNAM_TORCH_MIRROR=srv.url)
-        first = cli(["fetch", "fc6", "alexnet"], env)
+        online = {k: v for k, v in env.items() if k != "HF_HUB_OFFLINE"}
+        first = cli(["fetch", "fc6"], online)
         rest = cli_many({"priors": (["priors", "--json"], env), "models": (["models", "--json"], env),
-                         "truncated": (["fetch", "fc7"], env), "404": (["fetch", "pool5"], env)})
+                         "truncated": (["fetch", "fc7"], online), "404": (["fetch", "pool5"], online),
+                         "bad-hash": (["fetch", "alexnet"], online), "offline": (["fetch", "conv3"], env)})
         requests = list(srv.requests)
-    return dict(rest, fetch=first, checkpoints=base / "torch" / "hub" / "checkpoints", requests=requests)
+    return dict(rest, fetch=first, checkpoints=base / "torch" / "hub" / "checkpoints", requests=requests,
+                hf=base / "hf")
 
 
 def test_fetch_places_the_exact_bytes(fetched):
-    p, ck = fetched["fetch"], fetched["checkpoints"]
+    p = fetched["fetch"]
     assert p.returncode == 0, p.stderr
-    assert (ck / "upconvGAN_fc6.pt").read_bytes() == FC6_BYTES
-    assert (ck / ALEXNET).read_bytes() == ALEX_BYTES
-    assert p.stdout.splitlines() == [f"fc6: {ck / 'upconvGAN_fc6.pt'}", f"alexnet: {ck / ALEXNET}"]
-    assert HF_PREFIX + "upconvGAN_fc6.pt" in fetched["requests"] and "/models/" + ALEXNET in fetched["requests"]
+    path = _hub_file(fetched["hf"], "upconvGAN_fc6.pt")  # the standard Hugging Face cache
+    assert path.read_bytes() == FC6_BYTES
+    assert p.stdout.splitlines() == [f"fc6: {path}"]
+    assert "GET " + HF_PREFIX + "upconvGAN_fc6.pt" in fetched["requests"]
+
+
+def test_hash_mismatch_is_one_line_and_leaves_nothing(fetched):
+    p = fetched["bad-hash"]
+    assert p.returncode == 2
+    line = _one_error_line(p)
+    assert ALEXNET in line and "7be5be79" in line and "damaged" in line
+    assert not [f for f in os.listdir(fetched["checkpoints"]) if "alexnet" in f]
+
+
+def test_fetch_refuses_when_the_user_is_offline(fetched):
+    p = fetched["offline"]
+    assert p.returncode == 2
+    assert "HF_HUB_OFFLINE" in _one_error_line(p)
+    assert not any("conv3" in r for r in fetched["requests"])
 
 
 def test_fetched_files_are_found_by_the_listings(fetched):
@@ -168,15 +192,16 @@ def test_fetched_files_are_found_by_the_listings(fetched):
     assert priors["fc6"]["available"] is True and priors["fc6"]["default"] is True
     assert priors["fc7"]["available"] is False
     models = {r["name"]: r for r in _last_json(fetched["models"])}
-    assert models["alexnet"]["available"] is True and models["googlenet"]["available"] is False
+    assert models["alexnet"]["available"] is False  # its download failed the hash check
 
 
 def test_truncated_download_leaves_nothing(fetched):
     p = fetched["truncated"]
     assert p.returncode == 2
     line = _one_error_line(p)
-    assert "upconvGAN_fc7.pt" in line and "bytes" in line
-    assert not [f for f in os.listdir(fetched["checkpoints"]) if "fc7" in f]
+    assert "upconvGAN_fc7.pt" in line and "cut short" in line
+    assert not _hub_file(fetched["hf"], "upconvGAN_fc7.pt").exists()
+    assert not list(fetched["hf"].rglob("*.incomplete"))
 
 
 def test_404_is_one_clear_line(fetched):
@@ -184,7 +209,7 @@ def test_404_is_one_clear_line(fetched):
     assert p.returncode == 2
     line = _one_error_line(p)
     assert "upconvGAN_pool5.pt" in line and "404" in line
-    assert not [f for f in os.listdir(fetched["checkpoints"]) if "pool5" in f]
+    assert not _hub_file(fetched["hf"], "upconvGAN_pool5.pt").exists()
 
 
 # ----- bad input -----

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 import warnings
 from pathlib import Path
 
@@ -231,15 +232,67 @@ def test_download_urls_follow_the_mirrors(monkeypatch):
     assert tv.download_url() == "http://127.0.0.1:9/mirror/models/alexnet-owt-7be5be79.pth"
 
 
-def test_download_writes_exact_bytes(server, tmp_path):
-    url = server.serve("/ok/file.bin", PAYLOAD)
+@pytest.fixture()
+def online(tmp_path, monkeypatch, server):
+    """Downloads allowed, the Hub and the torch host served by the local server, and an empty HF cache of this
+    test's own. huggingface_hub reads HF_HUB_OFFLINE and its cache folder once, at import (test.sh sets
+    HF_HUB_OFFLINE=1), so the test sets its constants directly."""
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("DGNAM_TORCH_MIRROR", server.url)
+    return tmp_path / "hf" / "hub"
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every file of weights, whole or partial, left under `folder`: not the Hub client's bookkeeping (lock
+    files, CACHEDIR.TAG, refs/main naming the commit it asked about), which it keeps by design."""
+    if not folder.exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and not p.name.endswith(".lock")
+                  and p.name != "CACHEDIR.TAG" and "refs" not in p.relative_to(folder).parts)
+
+
+def _tv_file(server, name: str, body: bytes = PAYLOAD, **kw) -> W.WeightFile:
+    """A torch-host file whose name carries the sha256 prefix of `body`, as torchvision's do."""
+    fname = f"{name}-{hashlib.sha256(body).hexdigest()[:8]}.pth"
+    server.serve(f"/models/{fname}", body, **kw)
+    return W.WeightFile(fname, name, url=f"https://download.pytorch.org/models/{fname}")
+
+
+def _hub_file(server, name: str, body: bytes = PAYLOAD, **kw) -> W.WeightFile:
+    server.serve_hub("someone/weights", f"{name}.pt", body, **kw)
+    return W.WeightFile(f"{name}.pt", name, hf_repo="someone/weights", hf_filename=f"{name}.pt")
+
+
+def test_hub_file_lands_in_the_hugging_face_cache_where_find_looks(server, online, torch_home):
+    wf = _hub_file(server, "hubok")
     seen = []
-    dest = W.download(url, tmp_path / "dl" / "file.bin", hashlib.sha256(PAYLOAD).hexdigest(),
-                      progress=lambda got, total: seen.append((got, total)))
-    assert dest.read_bytes() == PAYLOAD
-    assert os.listdir(tmp_path / "dl") == ["file.bin"]
+    path = W.fetch(wf, progress=lambda got, total: seen.append((got, total)))
+    assert path.read_bytes() == PAYLOAD
+    assert online in path.parents and "snapshots" in path.parts  # the standard cache every tool reads
+    assert W.find(wf) == path
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by the machine's other users, as the umask says
+    assert f"GET /someone/weights/resolve/main/hubok.pt" in server.requests
+    n = len(server.requests)
+    assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
+    assert not torch_home.exists() or _files_under(torch_home) == []
+
+
+def test_torch_file_is_hash_checked_into_the_checkpoints_folder(server, online, torch_home):
+    wf = _tv_file(server, "tvok")
+    seen = []
+    path = W.fetch(wf, progress=lambda got, total: seen.append((got, total)))
+    assert path == torch_home / wf.filename and path.read_bytes() == PAYLOAD
+    assert W.find(wf) == path
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert _files_under(torch_home) == [wf.filename]
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # readable by the machine's other users
+    n = len(server.requests)
+    assert W.fetch(wf) == path and len(server.requests) == n
 
 
 def test_published_files_follow_the_umask(tmp_path):
@@ -254,27 +307,80 @@ def test_published_files_follow_the_umask(tmp_path):
         os.umask(old)
 
 
-@pytest.mark.parametrize("case", ["truncated", "404", "checksum"])
-def test_failed_download_leaves_nothing(server, tmp_path, case):
-    url = {"truncated": server.serve("/bad/trunc.bin", PAYLOAD, truncated=True),
-           "404": server.url + "/bad/missing.bin",
-           "checksum": server.serve("/bad/sum.bin", PAYLOAD)}[case]
-    folder = tmp_path / "dl"
+FAILURES = {  # case -> what the one line must say
+    "hub-404": "404", "hub-truncated": "cut short", "hub-no-network": "cannot reach",
+    "torch-404": "404", "torch-truncated": "cut short", "torch-wrong-hash": "does not match",
+    "torch-no-network": "cannot reach", "offline": "HF_HUB_OFFLINE",
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_failed_download_is_one_line_and_leaves_nothing(server, online, torch_home, monkeypatch, case):
+    import huggingface_hub.constants as hfc
+
+    if case == "hub-404":
+        wf = W.WeightFile("nothere.pt", "nothere", hf_repo="someone/weights", hf_filename="nothere.pt")
+    elif case == "hub-truncated":
+        wf = _hub_file(server, "hubtrunc", truncated=True)
+    elif case in ("hub-no-network", "offline"):
+        wf = _hub_file(server, "hubnonet")
+    elif case == "torch-404":
+        wf = W.WeightFile("gone-12345678.pth", "gone", url="https://download.pytorch.org/models/gone-12345678.pth")
+    elif case == "torch-truncated":
+        wf = _tv_file(server, "tvtrunc", truncated=True)
+    elif case == "torch-wrong-hash":
+        server.serve("/models/tvbad-00000000.pth", PAYLOAD)
+        wf = W.WeightFile("tvbad-00000000.pth", "tvbad", url="https://download.pytorch.org/models/tvbad-00000000.pth")
+    else:
+        wf = _tv_file(server, "tvnonet")
+    if case.startswith("hub-"):  # the Hub client retries network errors with 1..8 s pauses (23 s in all): skip them
+        import types
+
+        import huggingface_hub.file_download as hfd
+        import huggingface_hub.utils._http as hfh
+
+        no_wait = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+        no_wait.sleep = lambda s: None
+        monkeypatch.setattr(hfh, "time", no_wait)
+        monkeypatch.setattr(hfd, "time", no_wait)
+    if case.endswith("no-network"):  # nothing listens on port 9 of this machine
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("DGNAM_TORCH_MIRROR", "http://127.0.0.1:9")
+    if case == "offline":
+        monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
+    n = len(server.requests)
     with pytest.raises(UserError) as e:
-        W.download(url, folder / "file.bin", sha256="0" * 64 if case == "checksum" else None)
+        W.fetch(wf)
     msg = str(e.value)
     _one_line(msg)
-    assert url in msg
-    assert {"truncated": "bytes", "404": "404", "checksum": "checksum"}[case] in msg.lower()
-    assert os.listdir(folder) == []
+    assert FAILURES[case] in msg
+    if case != "offline":
+        assert wf.download_url() in msg
+    else:
+        assert len(server.requests) == n  # offline means no request at all
+    assert _files_under(online) == [] and _files_under(torch_home) == []
+    assert W.find(wf) is None
 
 
-def test_fetch_places_file_where_find_looks(server, torch_home, monkeypatch):
-    monkeypatch.setenv("DGNAM_TORCH_MIRROR", server.url)
-    wf = W.WeightFile("thing-1234.pth", "thing", url="https://download.pytorch.org/models/thing-1234.pth")
-    server.serve("/models/thing-1234.pth", PAYLOAD)
-    path = W.fetch(wf)
-    assert path == torch_home / "thing-1234.pth" and path.read_bytes() == PAYLOAD
-    assert W.find(wf) == path
-    n = len(server.requests)
-    assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
+@pytest.mark.parametrize("where", ["hub", "torch"])
+def test_cancel_stops_the_download_and_leaves_nothing(server, online, torch_home, where):
+    import threading
+
+    # 24 MiB in 50 pieces, 20 ms apart: about a second; the Hub client reports every 10 MiB
+    body = bytes(range(256)) * (24 << 12)
+    wf = (_hub_file(server, "hubslow", body, pause=0.02) if where == "hub"
+          else _tv_file(server, "tvslow", body, pause=0.02))
+    cancel = threading.Event()
+    seen = []
+
+    def progress(got, total):
+        seen.append(got)
+        if got >= total // 4:
+            cancel.set()
+
+    with pytest.raises(W.DownloadCancelled) as e:
+        W.fetch(wf, progress, cancel)
+    _one_line(str(e.value))
+    assert seen and max(seen) < len(body)  # stopped part way
+    assert _files_under(online) == [] and _files_under(torch_home) == []
+    assert W.find(wf) is None
