@@ -8,6 +8,7 @@ import streamlit as st  # noqa: E402
 from app import layout  # noqa: E402
 
 st.set_page_config(page_title="DGN-AM Studio", page_icon=str(layout.ASSETS / "icon.png"), layout="wide")
+layout.take_present_link()
 layout.apply_style()
 
 # Each page's URL is its file name (/run, /priors, ...): see layout.page_header for why that matters.
@@ -27,5 +28,6 @@ pages = {
 }
 page = st.navigation(pages)
 layout.sidebar()
+layout.present_exit()
 with layout.friendly_errors():
     page.run()

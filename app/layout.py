@@ -31,17 +31,62 @@ def page_header(title: str, intro: str = "") -> None:
         st.markdown(intro)
 
 
+PRESENT = "present"  # session key and URL parameter (?present=1) of presentation mode
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENT))
+
+
+def _set_presenting(on: bool) -> None:
+    st.session_state[PRESENT] = st.session_state["present_toggle"] = on
+    if on:
+        st.query_params[PRESENT] = "1"
+    else:
+        st.query_params.pop(PRESENT, None)
+
+
+def take_present_link() -> None:
+    """`?present=1` in a link turns presentation mode on (once per session, like the unit links)."""
+    from . import widgets
+
+    value = st.query_params.get(PRESENT)
+    if value is not None and widgets.is_new_link({PRESENT: value}):
+        st.session_state[PRESENT] = value not in ("0", "false", "")
+
+
+PRESENT_CSS = """
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandedSidebarControl"],
+[data-testid="stSidebarCollapseButton"], header[data-testid="stHeader"] { display: none !important; }
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 0.8rem; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 78vh; }
+[data-testid="stImageCaption"] { font-size: 1.05rem; }
+"""
+
+
 def apply_style() -> None:
-    css = (ASSETS / "style.css").read_text()
+    css = (ASSETS / "style.css").read_text() + (PRESENT_CSS if presenting() else "")
     st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
+
+
+def present_exit() -> None:
+    """In presentation mode the sidebar is gone: a small way back, top right of every page."""
+    if presenting():
+        st.button("Leave presentation mode", key="present_exit", on_click=_set_presenting, args=(False,),
+                  icon=":material/close_fullscreen:")
 
 
 def sidebar() -> None:
     with st.sidebar:
+        st.session_state["present_toggle"] = presenting()
+        st.toggle("Presentation mode", key="present_toggle",
+                  on_change=lambda: _set_presenting(st.session_state["present_toggle"]),
+                  help="Hides this sidebar and the settings and makes the pictures bigger, for a projector. "
+                       "Link: add ?present=1 to the address.")
         dev = state.device()
         prior = catalog.default_prior()
-        st.caption(f"Running on **{'GPU' if dev.startswith('cuda') else 'CPU'}** · default prior: "
-                   f"**{catalog.prior_title(prior)}**")
+        st.caption(f"Running on the **{'GPU' if dev.startswith('cuda') else 'CPU'}** · picture generator "
+                   f"(prior): **{'none' if prior == catalog.PIXEL else prior}**")
         st.caption("DGN-AM (Nguyen et al., NIPS 2016) searches a generator's code for the picture that a "
                    "neuron likes most.")
 
