@@ -36,10 +36,10 @@ def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activatio
     fig = go.Figure()
     for name, ys in curves.items():
         fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name))
-    # the legend above the plot: below it, at projector sizes it covered the axis title
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="activation", height=320,
-                      margin=dict(l=10, r=10, t=70, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    # no x-axis title (the chart's title says "steps") and the legend below the ticks: at projector sizes a
+    # legend under the plot covered the axis title
+    fig.update_layout(title=title, yaxis_title="activation", height=340, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     return fig
 
 

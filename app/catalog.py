@@ -91,7 +91,7 @@ def friendly_layer(model: str, layer: str) -> str:
 
 def layer_caption(info: T.LayerInfo, model: str | None = None) -> str:
     plain = f"{friendly_layer(model, info.name)} · " if model else ""
-    return f"{plain}{info.name} ({info.units} units)"
+    return f"{plain}{info.name} ({info.units})"
 
 
 def find_classes(text: str) -> list[int]:
@@ -152,12 +152,15 @@ def default_prior() -> str:
 
 
 def prior_title(name: str) -> str:
+    """Plain words first, the technical name after: 'demo prior, learned from early features (lite0-b3)'."""
     if name == PIXEL:
         return "no prior (pixel-space baseline)"
     spec = P.all_specs().get(name)
     if spec is None:
         return name
-    return f"{spec.title} · demo prior" if spec.kind == "trained" else spec.title
+    if spec.kind == "trained":
+        return f"demo prior, {prior_depth_words(spec.depth)} ({name}, plays {spec.depth})"
+    return spec.title
 
 
 def depth_lineup() -> list[tuple[str, Optional[PriorChoice]]]:
@@ -176,7 +179,7 @@ def prior_depth_words(depth: str) -> str:
     """One plain line under each column of Compare priors."""
     return {"conv3": "learned from early features", "pool5": "learned from middle features",
             "fc6": "learned from late features", "fc7": "learned from the latest features",
-            "pixel": "changes the pixels directly"}.get(depth, "")
+            "pixel": "no generator at all"}.get(depth, "")
 
 
 DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "

@@ -17,7 +17,7 @@ ENTRYPOINT = ASSETS.parent / "streamlit_app.py"
 log = logging.getLogger("dgnam_studio")
 
 
-def page_header(title: str, intro: str = "") -> None:
+def page_header(title: str, intro: str = "", help: str | None = None) -> None:
     """Every page starts here. A page opened by its URL (/run, a link from a slide) before any session of this
     server called st.navigation is run by Streamlit's legacy pages-folder mode, without streamlit_app.py. Then run
     the entrypoint instead: its st.navigation switches the server over and runs this same page inside the app."""
@@ -27,8 +27,8 @@ def page_header(title: str, intro: str = "") -> None:
         runpy.run_path(str(ENTRYPOINT))
         st.stop()
     st.title(title)
-    if intro:
-        st.markdown(intro)
+    if intro and not presenting():  # on a projector the presenter says it; the pictures get the room
+        st.markdown(intro, help=help)
 
 
 PRESENT = "present"  # session key and URL parameter (?present=1) of presentation mode
@@ -58,8 +58,8 @@ def take_present_link() -> None:
 PRESENT_CSS = """
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandedSidebarControl"],
 [data-testid="stSidebarCollapseButton"], header[data-testid="stHeader"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 0.8rem; }
-[data-testid="stMain"] [data-testid="stImage"] img { max-height: 78vh; }
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 1rem; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 52vh; }
 [data-testid="stImageCaption"] { font-size: 1.05rem; }
 """
 

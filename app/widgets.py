@@ -134,7 +134,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
         if err:
             st.error(err)
     shared = _shared()
-    c1, c2, c3 = st.columns([1.2, 1.2, 2])
+    c1, c2, c3 = st.columns([1, 1.4, 1.6])
     mkey = f"{prefix}_model"
     _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
     model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,
@@ -162,6 +162,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
             except ValueError as exc:
                 st.error(str(exc))
                 return None
+            c3.caption("Selected: " + ", ".join(catalog.class_label(u) for u in units))
         else:
             ukey = f"{prefix}_ucls"
             _ensure(ukey, list(range(n_units)), prev[0])

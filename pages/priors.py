@@ -6,10 +6,9 @@ from app import cards, catalog, layout, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
-layout.page_header("Compare priors", "The same unit and the same starting seed, rendered through picture "
-                   "generators (priors) that learned from different depths of a network (layers 3, 5, 6, 7), next "
-                   "to the baseline without any prior.")
-st.caption(catalog.TERMS["prior"])
+layout.page_header("Compare priors", "One unit, one starting seed, five ways to draw it: picture generators "
+                   "(priors) that learned from different depths of a network, and no prior at all.",
+                   help=catalog.TERMS["prior"])
 
 sel = widgets.pick_unit("cmpp")
 if sel is not None:
@@ -36,11 +35,15 @@ if sel is not None:
     runs.stopped_notice("cmpp")
     progress = st.container()  # the progress bar sits above the pictures, which fill in one by one
     cols = st.columns(len(slots))
-    boxes = {}
+    boxes, short = {}, {}
     for col, (depth, title, idx) in zip(cols, slots):
         with col:
-            # the same two-line header everywhere, so the pictures start at the same height
-            st.markdown(f"**{title or depth}**  \n{catalog.prior_depth_words(depth)}")
+            # the same two short lines everywhere, so the pictures start at the same height
+            kind = "no prior" if depth == "pixel" else "missing" if idx is None else \
+                "original" if "original" in title else "demo"
+            short[title] = f"{depth} · {kind}"
+            st.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
+                        help=title)
             if idx is None:
                 st.caption(f"No {depth} prior on this machine.")
                 st.page_link("pages/setup.py", label="Get it on the Setup page", icon=":material/download:")
@@ -64,11 +67,12 @@ if sel is not None:
             boxes[title].caption("Not rendered yet.")
             continue
         show(title)
-        finals[title] = r.activation_final
-        curves[title] = r.activations
+        finals[short[title]] = r.activation_final
+        curves[short[title]] = r.activations
     if finals:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(cards.final_bar_chart(finals), width="stretch", config=cards.CHART_CONFIG)
+        c1.plotly_chart(cards.final_bar_chart(finals, "How strongly the unit fires (not picture quality)"),
+                        width="stretch", config=cards.CHART_CONFIG)
         c2.plotly_chart(cards.activation_chart(curves), width="stretch", config=cards.CHART_CONFIG)
         st.caption("How strongly the unit fires with each prior. A higher number is not a better picture: the "
                    "pixel baseline often scores high with a picture of noise. Judge the pictures by eye.")

@@ -191,8 +191,7 @@ def test_compare_priors_side_by_side(env):
     at.button(key="cmpp_go").click().run()
     assert not at.exception and not at.error, texts(at.error)
     heads = [m.value.split("  \n")[0] for m in at.markdown]
-    assert "**fc6 · original**" in heads and "**pool5 · demo prior tiny_pool5**" in heads
-    assert "**no prior (pixel baseline)**" in heads
+    assert "**fc6 · original**" in heads and "**pool5 · demo**" in heads and "**pixel · no prior**" in heads
     # a missing prior links to the Setup page (its download button) instead of printing a command
     assert "No conv3 prior on this machine" in texts(at.caption)
     assert any("Setup page" in link.proto.label for link in at.get("page_link"))
