@@ -93,7 +93,7 @@ def result_card(r: StoredResult, key: str) -> None:
                 st.caption("This network has no ImageNet classes to show.")
         with c2:
             st.markdown("**Settings used**")
-            st.dataframe(_settings_rows(r), hide_index=True, width="stretch")
+            st.table(_settings_rows(r), border="horizontal", hide_index=True)  # wraps: no value cut off
 
 
 def grid_caption(r: StoredResult) -> str:

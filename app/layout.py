@@ -86,7 +86,7 @@ def sidebar() -> None:
         dev = state.device()
         prior = catalog.default_prior()
         st.caption(f"Running on the **{'GPU' if dev.startswith('cuda') else 'CPU'}** · picture generator "
-                   f"(prior): **{'none' if prior == catalog.PIXEL else prior}**")
+                   f"(prior): **{catalog.prior_title(prior)}**")
         st.caption("DGN-AM (Nguyen et al., NIPS 2016) searches a generator's code for the picture that a "
                    "neuron likes most.")
 

@@ -157,8 +157,9 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
                 st.session_state[ukey] = ", ".join(catalog.class_label(u) for u in prev)
             try:
                 units = parse_classes(c3.text_input(
-                    "Classes (type a name or number; several with commas)", key=ukey,
-                    help="The last layer has one unit per ImageNet class. " + catalog.TERMS["unit"]))
+                    "Classes (name or number)", key=ukey,
+                    help="Type a class name or number, several with commas (e.g. espresso, goldfish). The last "
+                         "layer has one unit per ImageNet class. " + catalog.TERMS["unit"]))
             except ValueError as exc:
                 st.error(str(exc))
                 return None
@@ -222,6 +223,10 @@ def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
     options = names + [catalog.PIXEL]
     key = f"{prefix}_prior"
     _ensure(key, options, catalog.default_prior())
+    from . import layout
+
+    if layout.presenting():  # a setting: hidden on a projector, the choice made before (or the default) stays
+        return st.session_state[key]
     return st.selectbox(label, options, key=key, format_func=catalog.prior_title,
                         help=catalog.TERMS["prior"] + " 'No prior' changes the pixels directly, the baseline the "
                              "paper improves on.")

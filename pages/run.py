@@ -10,12 +10,14 @@ layout.page_header("Render a neuron", "Pick a network and a unit, then press **R
 
 sel = widgets.pick_unit("run", multi=True)
 if sel is not None:
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    # prior, quick preview and the button on one row: at 1280x720 the pictures start above the fold
+    c1, c2, c3 = st.columns([2.2, 1, 0.8], vertical_alignment="bottom")
     with c1:
         prior = widgets.pick_prior("run")
-    quick = c2.toggle("Quick preview", key="run_quick",
-                      help="A first look in seconds: fewer steps on the fastest path. Its pictures are marked "
-                           "'quick preview' and never replace a full run. Turn off for the full run.")
+    button_slot = c3.empty()  # filled once the settings are checked
+    quick = False if layout.presenting() else c2.toggle(
+        "Quick preview", key="run_quick", help="A first look in seconds: fewer steps on the fastest path. Its "
+        "pictures are marked 'quick preview' and never replace a full run. Turn off for the full run.")
     adv = widgets.advanced("run", sel.model, preview=quick)
     units = [u for u in sel.units for _ in range(adv.n_seeds)]
     seeds = [adv.seed + k for _ in sel.units for k in range(adv.n_seeds)]
@@ -25,8 +27,8 @@ if sel is not None:
     if quick:
         settings = settings.as_preview()
     req = Request(sel.model, units, sel.layer, settings, seeds)
-    go = st.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
-                   disabled=adv.problem is not None)
+    go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
+                            disabled=adv.problem is not None, width="stretch")
     runs.stopped_notice("run")
     if adv.problem is None:
         [results] = runs.render([("render", req)], "run", run=go)

@@ -321,3 +321,14 @@ def test_browse_shows_the_full_prior_run_over_pixel_and_preview(env, monkeypatch
     assert browse.selectbox(key="browse_version").value == best.key
     labels = browse.selectbox(key="browse_version").options
     assert sum("quick preview" in o for o in labels) == 1 and sum("full run" in o for o in labels) == 2
+
+
+def test_presentation_mode_hides_settings_and_keeps_the_button(env):
+    at = app("pages/run.py", present="1")
+    assert [b for b in at.button if b.key == "present_exit"] and at.button(key="run_go")
+    assert not at.expander and not [s for s in at.selectbox if s.key == "run_prior"]
+    assert at.toggle(key="present_toggle").value
+    at.text_input(key="run_classes").input("goldfish").run()
+    assert at.query_params["present"] == "1" and at.query_params["unit"] == "1"  # the link keeps presenting
+    at.button(key="present_exit").click().run()
+    assert at.expander and at.selectbox(key="run_prior") and "present" not in at.query_params

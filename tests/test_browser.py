@@ -113,7 +113,7 @@ def test_pick_a_unit_render_it_and_see_the_picture(server, page):
     page.get_by_role("link", name="Run").click()
     idle(page)
     # pick a unit: the class box is searchable by name
-    box = page.get_by_role("textbox", name="Classes (type a name or number; several with commas)")
+    box = page.get_by_role("textbox", name="Classes (name or number)")
     box.fill("goldfish")
     box.press("Enter")
     expect(page).to_have_url(re.compile(r"unit=1(&|$)"))  # the app has taken the pick and written the address
