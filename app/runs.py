@@ -57,7 +57,8 @@ def version_label(r: StoredResult) -> str:
     kind = "quick preview" if is_preview(r) else "full run"
     lr = f" · learning rate {r.settings['lr_start']:g}" if has_odd_settings(r) else ""
     prior = "pixel baseline" if r.prior == catalog.PIXEL else f"{r.prior} prior"
-    return f"{kind} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps{lr}"
+    made = time.strftime("%d %b %H:%M", time.localtime(r.created))  # two otherwise alike versions differ here
+    return f"{kind} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps{lr} · made {made}"
 
 
 def stored_results(req: Request) -> list[Optional[StoredResult]]:
