@@ -39,9 +39,11 @@ def has_odd_settings(r: StoredResult) -> bool:
 
 def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
     """The one rule for which stored result represents a unit (grid thumbnails, the big picture, the versions
-    list): a full run with a prior, then default settings, then the longest, then the newest."""
+    list): a full run with a prior, then default settings, then the paper's original priors before demo priors,
+    then the longest, then the newest."""
     return sorted(results, key=lambda r: (is_preview(r), r.prior == catalog.PIXEL, has_odd_settings(r),
-                                          -(r.settings.get("n_iters") or 0), -r.created))
+                                          r.prior_kind != "original", -(r.settings.get("n_iters") or 0),
+                                          -r.created))
 
 
 def best_per_unit(results: Sequence[StoredResult]) -> list[StoredResult]:
