@@ -6,6 +6,7 @@ import streamlit as st
 from app import layout
 
 st.set_page_config(page_title="DGN-AM Studio", page_icon=str(layout.ASSETS / "icon.png"), layout="wide")
+layout.take_present_link()
 layout.apply_style()
 
 # Each page's URL is its file name (/run, /priors, ...): see layout.page_header for why that matters.
@@ -25,5 +26,6 @@ pages = {
 }
 page = st.navigation(pages)
 layout.sidebar()
+layout.present_exit()
 with layout.friendly_errors():
     page.run()

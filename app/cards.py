@@ -10,7 +10,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import catalog
+from . import catalog, runs
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -27,6 +27,7 @@ def short_prior(name: str) -> str:
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
     head = f"{r.model} · " if with_model else ""
+    head = ("quick preview · " if runs.is_preview(r) else "") + head
     return (f"{head}{unit_caption(r)} · {short_prior(r.prior)} · seed {r.seed} · "
             f"activation {r.activation_start:.1f} → {r.activation_final:.1f}")
 
@@ -35,8 +36,10 @@ def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activatio
     fig = go.Figure()
     for name, ys in curves.items():
         fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="activation", height=320,
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    # no x-axis title (the chart's title says "steps") and the legend below the ticks: at projector sizes a
+    # legend under the plot covered the axis title
+    fig.update_layout(title=title, yaxis_title="activation", height=340, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
     return fig
 
 
@@ -59,7 +62,8 @@ def top5(model: str, key: str, path: str) -> list[tuple[int, str, float]]:
 def _settings_rows(r: StoredResult) -> list[dict]:
     s = r.settings
     rows = [("network", r.model), ("layer", r.layer), ("unit", unit_caption(r)),
-            ("prior", catalog.prior_title(r.prior)), ("seed", r.seed), ("steps", s.get("n_iters")),
+            ("prior", catalog.prior_title(r.prior)), ("seed", r.seed),
+            ("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
             ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
             ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
             ("time", f"{r.seconds:.1f} s on {r.device}")]
@@ -89,7 +93,11 @@ def result_card(r: StoredResult, key: str) -> None:
                 st.caption("This network has no ImageNet classes to show.")
         with c2:
             st.markdown("**Settings used**")
-            st.dataframe(_settings_rows(r), hide_index=True, width="stretch")
+            st.table(_settings_rows(r), border="horizontal", hide_index=True)  # wraps: no value cut off
+
+
+def grid_caption(r: StoredResult) -> str:
+    return f"{short_prior(r.prior)}" + (" · quick preview" if runs.is_preview(r) else "")
 
 
 def thumbnail_grid(results: Sequence[StoredResult], key: str, on_open: Callable[[StoredResult], None],
@@ -98,5 +106,5 @@ def thumbnail_grid(results: Sequence[StoredResult], key: str, on_open: Callable[
     cols = st.columns(columns)
     for i, r in enumerate(results):
         with cols[i % columns]:
-            st.image(str(r.image_path), width="stretch")
+            st.image(str(r.image_path), caption=grid_caption(r), width="stretch")
             st.button(unit_caption(r), key=f"{key}_{r.key}", on_click=on_open, args=(r,), width="stretch")

@@ -20,7 +20,22 @@ PIXEL = "pixel"
 
 
 def fetch_command(name: str) -> str:
-    return f"python -m dgnam_engine fetch {name}"
+    """A command that works as printed in a terminal opened in the project folder: the project's own environment
+    (made by run.sh / scripts/setup.sh), not whatever `python` the terminal finds first."""
+    return f".venv/bin/python -m dgnam_engine fetch {name}"
+
+
+# One plain line per technical term, for people who have never trained a network (shown beside the term).
+TERMS = {
+    "unit": "A neuron (unit) is one tiny detector inside the network; it gives a big number when it sees what it "
+            "likes.",
+    "layer": "A layer is one stage of the network: early layers notice edges and colours, late layers whole "
+             "objects; the last layer scores the 1000 ImageNet classes.",
+    "prior": "A prior is a picture generator that keeps the search on natural-looking images; without one the "
+             "pictures turn into noise.",
+    "activation": "Activation is how strongly the neuron responds. Higher means it fires more, not that the "
+                  "picture is better or more recognisable.",
+}
 
 
 def model_names() -> list[str]:
@@ -63,8 +78,35 @@ def is_class_layer(model: str, layer: str) -> bool:
     return layer == output_layer(model) and info.units == 1000
 
 
-def layer_caption(info: T.LayerInfo) -> str:
-    return f"{info.name} · {info.units} units"
+def friendly_layer(model: str, layer: str) -> str:
+    """A plain name for a layer by its place in the network: early / middle / late features, class scores."""
+    names = list(layers(model))
+    if layer == output_layer(model):
+        return "class scores" if layers(model)[layer].units == 1000 else "output"
+    if layer not in names:
+        return layer
+    pos = names.index(layer) / max(len(names) - 1, 1)
+    return "early features" if pos < 0.34 else "middle features" if pos < 0.67 else "late features"
+
+
+def layer_caption(info: T.LayerInfo, model: str | None = None) -> str:
+    plain = f"{friendly_layer(model, info.name)} · " if model else ""
+    return f"{plain}{info.name} ({info.units})"
+
+
+def find_classes(text: str) -> list[int]:
+    """The ImageNet classes one typed name stands for: an exact name (or class number) first, so "espresso" is
+    espresso (967) and not also espresso maker; else every class whose name contains the text."""
+    t = text.strip().lower()
+    if not t:
+        return []
+    if t.isdigit():
+        return [int(t)] if int(t) < len(class_names()) else []
+    names = [n.lower() for n in class_names()]
+    exact = [i for i, n in enumerate(names) if n == t or f"{n} ({i})" == t]
+    if exact:
+        return exact
+    return [i for i, n in enumerate(names) if t in n]
 
 
 def unit_name(model: str, layer: str, unit: int) -> str:
@@ -110,12 +152,15 @@ def default_prior() -> str:
 
 
 def prior_title(name: str) -> str:
+    """Plain words first, the technical name after: 'demo prior, learned from early features (lite0-b3)'."""
     if name == PIXEL:
         return "no prior (pixel-space baseline)"
     spec = P.all_specs().get(name)
     if spec is None:
         return name
-    return f"{spec.title} · demo prior" if spec.kind == "trained" else spec.title
+    if spec.kind == "trained":
+        return f"demo prior, {prior_depth_words(spec.depth)} ({name}, plays {spec.depth})"
+    return spec.title
 
 
 def depth_lineup() -> list[tuple[str, Optional[PriorChoice]]]:
@@ -130,9 +175,17 @@ def depth_lineup() -> list[tuple[str, Optional[PriorChoice]]]:
     return out
 
 
+def prior_depth_words(depth: str) -> str:
+    """One plain line under each column of Compare priors."""
+    return {"conv3": "learned from early features", "pool5": "learned from middle features",
+            "fc6": "learned from late features", "fc7": "learned from the latest features",
+            "pixel": "no generator at all"}.get(depth, "")
+
+
 DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "
                "The original priors of the paper give paper-quality images: run "
-               "`python -m dgnam_engine fetch fc6` (needs internet once).")
+               f"`{fetch_command('fc6')}` in the project folder, or the Setup page (needs internet once).")
 NO_PRIOR = ("No generator prior is installed, so DGN-AM cannot run yet. Fetch the paper's best prior with "
-            "`python -m dgnam_engine fetch fc6` (needs internet once) and reload this page. Until then you can "
+            f"`{fetch_command('fc6')}` in the project folder (or from the Setup page; needs internet once) and "
+            "reload this page. Until then you can "
             "try the pixel-space baseline below.")

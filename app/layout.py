@@ -17,7 +17,7 @@ ENTRYPOINT = ASSETS.parent / "streamlit_app.py"
 log = logging.getLogger("dgnam_studio")
 
 
-def page_header(title: str, intro: str = "") -> None:
+def page_header(title: str, intro: str = "", help: str | None = None) -> None:
     """Every page starts here. A page opened by its URL (/run, a link from a slide) before any session of this
     server called st.navigation is run by Streamlit's legacy pages-folder mode, without streamlit_app.py. Then run
     the entrypoint instead: its st.navigation switches the server over and runs this same page inside the app."""
@@ -27,21 +27,66 @@ def page_header(title: str, intro: str = "") -> None:
         runpy.run_path(str(ENTRYPOINT))
         st.stop()
     st.title(title)
-    if intro:
-        st.markdown(intro)
+    if intro and not presenting():  # on a projector the presenter says it; the pictures get the room
+        st.markdown(intro, help=help)
+
+
+PRESENT = "present"  # session key and URL parameter (?present=1) of presentation mode
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENT))
+
+
+def _set_presenting(on: bool) -> None:
+    st.session_state[PRESENT] = st.session_state["present_toggle"] = on
+    if on:
+        st.query_params[PRESENT] = "1"
+    else:
+        st.query_params.pop(PRESENT, None)
+
+
+def take_present_link() -> None:
+    """`?present=1` in a link turns presentation mode on (once per session, like the unit links)."""
+    from . import widgets
+
+    value = st.query_params.get(PRESENT)
+    if value is not None and widgets.is_new_link({PRESENT: value}):
+        st.session_state[PRESENT] = value not in ("0", "false", "")
+
+
+PRESENT_CSS = """
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandedSidebarControl"],
+[data-testid="stSidebarCollapseButton"], header[data-testid="stHeader"] { display: none !important; }
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 1rem; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 52vh; }
+[data-testid="stImageCaption"] { font-size: 1.05rem; }
+"""
 
 
 def apply_style() -> None:
-    css = (ASSETS / "style.css").read_text()
+    css = (ASSETS / "style.css").read_text() + (PRESENT_CSS if presenting() else "")
     st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
+
+
+def present_exit() -> None:
+    """In presentation mode the sidebar is gone: a small way back, top right of every page."""
+    if presenting():
+        st.button("Leave presentation mode", key="present_exit", on_click=_set_presenting, args=(False,),
+                  icon=":material/close_fullscreen:")
 
 
 def sidebar() -> None:
     with st.sidebar:
+        st.session_state["present_toggle"] = presenting()
+        st.toggle("Presentation mode", key="present_toggle",
+                  on_change=lambda: _set_presenting(st.session_state["present_toggle"]),
+                  help="Hides this sidebar and the settings and makes the pictures bigger, for a projector. "
+                       "Link: add ?present=1 to the address.")
         dev = state.device()
         prior = catalog.default_prior()
-        st.caption(f"Running on **{'GPU' if dev.startswith('cuda') else 'CPU'}** · default prior: "
-                   f"**{catalog.prior_title(prior)}**")
+        st.caption(f"Running on the **{'GPU' if dev.startswith('cuda') else 'CPU'}** · picture generator "
+                   f"(prior): **{catalog.prior_title(prior)}**")
         st.caption("DGN-AM (Nguyen et al., NIPS 2016) searches a generator's code for the picture that a "
                    "neuron likes most.")
 

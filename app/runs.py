@@ -9,17 +9,58 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import streamlit as st
 
 from dgnam_engine.store import StoredResult
-from dgnam_engine.worker import FAILED, Job, Request
+from dgnam_engine import accel
+from dgnam_engine.worker import DONE, FAILED, Job, Request
 
-from . import state
+from . import catalog, state
 
 PREVIEW_EVERY = 5  # steps between preview images
 POLL_S = 0.2
+
+
+def is_preview(r: StoredResult) -> bool:
+    """A quick-preview result (or one no longer than a preview): a first look, never a unit's best picture."""
+    return (r.settings.get("n_iters") or 0) <= accel.PREVIEW_ITERS
+
+
+ODD_LR = (1e-5, 1e3)  # the learning rate a run used (scaled to its prior); outside this it was a test of the method
+
+
+def has_odd_settings(r: StoredResult) -> bool:
+    """A run with a learning rate far from any default (noise, or a frozen picture): never a unit's best."""
+    lr = r.settings.get("lr_start")
+    return lr is not None and not ODD_LR[0] <= lr <= ODD_LR[1]
+
+
+def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
+    """The one rule for which stored result represents a unit (grid thumbnails, the big picture, the versions
+    list): a full run with a prior, then default settings, then the paper's original priors before demo priors,
+    then the longest, then the newest."""
+    return sorted(results, key=lambda r: (is_preview(r), r.prior == catalog.PIXEL, has_odd_settings(r),
+                                          r.prior_kind != "original", -(r.settings.get("n_iters") or 0),
+                                          -r.created))
+
+
+def best_per_unit(results: Sequence[StoredResult]) -> list[StoredResult]:
+    """One result per (model, layer, unit), chosen by best_first, in order of each unit's newest result."""
+    groups: dict[tuple, list[StoredResult]] = {}
+    for r in sorted(results, key=lambda r: -r.created):
+        groups.setdefault((r.model, r.layer, r.unit), []).append(r)
+    return [best_first(g)[0] for g in groups.values()]
+
+
+def version_label(r: StoredResult) -> str:
+    """How a version is named in lists: what kind of run it was, in words."""
+    kind = "quick preview" if is_preview(r) else "full run"
+    lr = f" · learning rate {r.settings['lr_start']:g}" if has_odd_settings(r) else ""
+    prior = "pixel baseline" if r.prior == catalog.PIXEL else f"{r.prior} prior"
+    made = time.strftime("%d %b %H:%M", time.localtime(r.created))  # two otherwise alike versions differ here
+    return f"{kind} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps{lr} · made {made}"
 
 
 def stored_results(req: Request) -> list[Optional[StoredResult]]:
@@ -49,8 +90,8 @@ def _progress_text(jobs: list[tuple[str, Job]], dev: str) -> tuple[float, str]:
         ahead = state.worker().position(job) or 0
         others = ahead - sum(1 for _, j in jobs if j.state == "running")
         if others > 0:
-            return frac, (f"Waiting for the {dev}: {others} run{'s' if others > 1 else ''} from other sessions "
-                          "ahead of yours…")
+            return frac, (f"Waiting for the {dev}: {others} run{'s' if others > 1 else ''} from another tab or "
+                          "user ahead of yours…")
         return frac, f"{name}: starting…"
     acts = job.curves[0][-1] if job.curves and job.curves[0] else None
     act = f" · activation {acts:.2f}" if acts is not None else ""
@@ -58,18 +99,28 @@ def _progress_text(jobs: list[tuple[str, Job]], dev: str) -> tuple[float, str]:
 
 
 def _stop(key: str) -> None:
-    for job in st.session_state.pop(f"{key}_jobs", []):
+    jobs = st.session_state.pop(f"{key}_jobs", [])
+    for _, job in jobs:
         job.cancel()
-    st.session_state[f"{key}_stopped"] = True
+    # what finished before the click is stored and stays: say so, by name
+    st.session_state[f"{key}_stopped"] = [name for name, job in jobs if job.state == DONE]
 
 
-def watch(jobs: list[tuple[str, Job]], key: str) -> None:
-    """Show progress until every job ended; cancels them all if the page is interrupted."""
+def _preview_captions(job: Job) -> list[str]:
+    req = job.request
+    return [f"{catalog.unit_name(req.model, req.layer, u)} · preview · step {job.step}"
+            for u in req.units[:len(job.preview[:4])]]
+
+
+def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str], None]] = None) -> None:
+    """Show progress until every job ended; cancels them all if the page is interrupted. `on_done(name)` runs
+    as soon as a job finished, so a page can show that part while the rest still renders."""
     dev = "GPU" if state.device().startswith("cuda") else "CPU"
-    mine = st.session_state[f"{key}_jobs"] = [j for _, j in jobs]
+    mine = st.session_state[f"{key}_jobs"] = list(jobs)
     stop = st.empty()
     stop.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:", on_click=_stop, args=(key,),
-                help="Stops the run; nothing of it is saved.")
+                help="Stops the run: what has finished is kept, the unfinished part is not saved.")
+    reported: set[int] = set()
     finished = False
     try:
         with st.status("Rendering…", expanded=True) as status:
@@ -82,8 +133,11 @@ def watch(jobs: list[tuple[str, Job]], key: str) -> None:
                 live = next((j for _, j in jobs if j.state == "running"), None)
                 if live is not None and live.preview is not None and (live.id, live.step) != shown:
                     shown = (live.id, live.step)
-                    preview.image(live.preview[:4], width=180,
-                                  caption=[f"preview · step {live.step}"] * len(live.preview[:4]))
+                    preview.image(live.preview[:4], width=180, caption=_preview_captions(live))
+                for i, (name, j) in enumerate(jobs):
+                    if on_done is not None and j.state == DONE and i not in reported:
+                        reported.add(i)
+                        on_done(name)
                 if all(j.done for _, j in jobs):
                     break
                 time.sleep(POLL_S)
@@ -104,17 +158,23 @@ def watch(jobs: list[tuple[str, Job]], key: str) -> None:
 
 
 def stopped_notice(key: str) -> None:
-    if st.session_state.pop(f"{key}_stopped", False):
-        st.info("Stopped. Nothing of that run was saved.")
+    kept = st.session_state.pop(f"{key}_stopped", None)
+    if kept is None:
+        return
+    if kept:
+        st.info(f"Stopped. Kept what had finished: {', '.join(kept)}. The unfinished part was not saved.")
+    else:
+        st.info("Stopped before anything finished: nothing of that run was saved.")
 
 
-def render(requests: Sequence[tuple[str, Request]], key: str, run: bool) -> list[list[Optional[StoredResult]]]:
+def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
+           on_done: Optional[Callable[[str], None]] = None) -> list[list[Optional[StoredResult]]]:
     """Stored results for every request; with `run`, renders the missing ones first (with progress)."""
     if run:
         todo = [(name, _missing_part(req)) for name, req in requests]
         todo = [(name, part) for name, part in todo if part is not None]
         if todo:
             w, store = state.worker(), state.store()
-            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key)
+            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done)
     return [stored_results(req) for _, req in requests]
 

@@ -39,8 +39,8 @@ def _query_error(qp: dict) -> Optional[str]:
     if model not in catalog.model_names():
         return f"The link names a model “{model}” that does not exist. Pick a model below."
     if not catalog.model_available(model):
-        return (f"The weights of {model} are not on this machine: run `{catalog.fetch_command(model)}` "
-                "and reload, or pick another model below.")
+        return (f"The weights of {model} are not on this machine: get them on the Setup page (or run "
+                f"`{catalog.fetch_command(model)}` in the project folder) and reload, or pick another model below.")
     layers = catalog.layers(model)
     layer = qp.get("layer", catalog.output_layer(model))
     if layer not in layers:
@@ -79,7 +79,10 @@ def is_new_link(params: dict) -> bool:
 
 def wrote_link(params: dict) -> None:
     """Make the page's address the selection (a link to copy) and remember it as this session's own."""
-    st.query_params.from_dict({k: str(v) for k, v in params.items()})
+    from . import layout
+
+    keep = {layout.PRESENT: "1"} if layout.presenting() else {}  # the link still presents
+    st.query_params.from_dict({**{k: str(v) for k, v in params.items()}, **keep})
     _known_links().add(_link_key(params))
 
 
@@ -131,7 +134,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
         if err:
             st.error(err)
     shared = _shared()
-    c1, c2, c3 = st.columns([1.2, 1.2, 2])
+    c1, c2, c3 = st.columns([1, 1.4, 1.6])
     mkey = f"{prefix}_model"
     _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
     model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,
@@ -141,22 +144,26 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
     layer_default = shared["layer"] if shared["model"] == model and shared["layer"] in layers \
         else catalog.output_layer(model)
     _ensure(lkey, list(layers), layer_default)
-    layer = c2.selectbox("Layer", list(layers), key=lkey, format_func=lambda n: catalog.layer_caption(layers[n]),
-                         help="The last layer's units are the ImageNet classes; earlier layers hold features.")
+    layer = c2.selectbox("Layer", list(layers), key=lkey,
+                         format_func=lambda n: catalog.layer_caption(layers[n], model), help=catalog.TERMS["layer"])
     n_units = layers[layer].units
     same = shared["model"] == model and shared["layer"] == layer
     prev = [u for u in shared["units"] if 0 <= u < n_units] if same else []
     if catalog.is_class_layer(model, layer):
         prev = prev or [catalog.DEFAULT_UNIT]
         if multi:
-            ukey = f"{prefix}_ucls_multi"
+            ukey = f"{prefix}_classes"
             if ukey not in st.session_state:
-                st.session_state[ukey] = prev
-            units = c3.multiselect("Classes (type to search)", range(n_units), key=ukey,
-                                   format_func=catalog.class_label, max_selections=MAX_UNITS)
-            if not units:
-                st.info("Pick at least one class to render.")
+                st.session_state[ukey] = ", ".join(catalog.class_label(u) for u in prev)
+            try:
+                units = parse_classes(c3.text_input(
+                    "Classes (name or number)", key=ukey,
+                    help="Type a class name or number, several with commas (e.g. espresso, goldfish). The last "
+                         "layer has one unit per ImageNet class. " + catalog.TERMS["unit"]))
+            except ValueError as exc:
+                st.error(str(exc))
                 return None
+            c3.caption("Selected: " + ", ".join(catalog.class_label(u) for u in units))
         else:
             ukey = f"{prefix}_ucls"
             _ensure(ukey, list(range(n_units)), prev[0])
@@ -176,12 +183,36 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
         ukey = f"{prefix}_unum_{layer}"
         if ukey not in st.session_state:
             st.session_state[ukey] = prev[0] if prev else 0
-        units = [int(c3.number_input(f"Unit (0–{n_units - 1})", 0, n_units - 1, key=ukey, step=1))]
+        # no min/max on the box: an out-of-range number must stop the page with a reason, not silently stay 0
+        unit = c3.number_input(f"Unit (0–{n_units - 1})", key=ukey, step=1, help=catalog.TERMS["unit"])
+        if not 0 <= unit < n_units:
+            st.error(f"Unit {unit} does not exist in this layer: it has units 0–{n_units - 1}.")
+            return None
+        units = [int(unit)]
     st.session_state["selection"] = {"model": model, "layer": layer, "units": units}
     if link:
         qp = {"model": model, "layer": layer, "unit": ",".join(map(str, units))}
         wrote_link(qp)
     return Selection(model, layer, units)
+
+
+def parse_classes(text: str) -> list[int]:
+    """The classes typed in the shared class box (names or numbers, separated by commas), exact names first:
+    "espresso" is espresso (967) only. A name that fits several classes is a question back, never all of them."""
+    units: list[int] = []
+    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
+        found = catalog.find_classes(part)
+        if not found:
+            raise ValueError(f"No ImageNet class is called “{part}”. Try another name, or a class number 0–999.")
+        if len(found) > 1:
+            shown = ", ".join(catalog.class_label(i) for i in found[:6]) + (" …" if len(found) > 6 else "")
+            raise ValueError(f"“{part}” fits {len(found)} classes: {shown}. Type the full name or the number.")
+        units.append(found[0])
+    if not units:
+        raise ValueError("Type a class name, e.g. espresso, or a class number 0–999.")
+    if len(units) > MAX_UNITS:
+        raise ValueError(f"Pick at most {MAX_UNITS} classes per run.")
+    return list(dict.fromkeys(units))
 
 
 def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
@@ -192,9 +223,17 @@ def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
     options = names + [catalog.PIXEL]
     key = f"{prefix}_prior"
     _ensure(key, options, catalog.default_prior())
+    from . import layout
+
+    if layout.presenting():  # a setting: hidden on a projector, the choice made before (or the default) stays
+        return st.session_state[key]
     return st.selectbox(label, options, key=key, format_func=catalog.prior_title,
-                        help="The generator that turns codes into images. 'No prior' optimises the pixels "
-                             "directly, the baseline the paper improves on.")
+                        help=catalog.TERMS["prior"] + " 'No prior' changes the pixels directly, the baseline the "
+                             "paper improves on.")
+
+
+MAX_STEPS = 2000
+LR_RANGE = (1e-4, 100.0)  # the models' defaults are 2 and 8; far outside, a run only makes noise
 
 
 @dataclass
@@ -203,19 +242,49 @@ class Advanced:
     lr: Optional[float]
     seed: int
     n_seeds: int
+    problem: Optional[str] = None  # why these settings cannot be rendered, in words; None when they can
 
 
-def advanced(prefix: str, model: str, seeds_side_by_side: bool = True) -> Advanced:
+def settings_problem(steps, lr, seed=0) -> Optional[str]:
+    """The one rule for every page's settings: what is wrong with them, in words, or None."""
+    if steps is None or not 1 <= steps <= MAX_STEPS:
+        return f"Steps must be a whole number from 1 to {MAX_STEPS} (you typed {steps}). Render is off until then."
+    if lr is not None and not LR_RANGE[0] <= lr <= LR_RANGE[1]:
+        return (f"Learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}, or empty for the model's "
+                f"default (you typed {lr:g}). Render is off until then.")
+    if seed is None or seed < 0:
+        return "Seed must be 0 or a positive whole number. Render is off until then."
+    return None
+
+
+def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: bool = False) -> Advanced:
+    """The settings a researcher may change; hidden in presentation mode (the defaults are used)."""
+    from . import layout
+
     default_steps = state.default_steps() or T.get_spec(model).n_iters
+    if layout.presenting():
+        return Advanced(default_steps, None, 0, 1)
     with st.expander("Advanced settings"):
         c1, c2, c3, c4 = st.columns(4)
-        steps = c1.number_input("Steps", 1, 2000, default_steps, key=f"{prefix}_steps",
-                                help="More steps: a stronger activation, a slower run.")
-        lr = c2.number_input("Learning rate", min_value=0.0, value=None, key=f"{prefix}_lr",
-                             placeholder="model default", help="Start of the step-size schedule.")
-        seed = c3.number_input("Seed", 0, 2 ** 31 - 1, 0, key=f"{prefix}_seed",
+        # no min/max: a value out of range must reach settings_problem, which says why in the page
+        if preview:
+            from dgnam_engine import accel
+
+            steps = accel.PREVIEW_ITERS
+            c1.text_input("Steps", f"{steps} (quick preview)", disabled=True, key=f"{prefix}_steps_preview",
+                          help="The quick preview always takes this many steps; turn it off to choose.")
+        else:
+            steps = c1.number_input("Steps", value=default_steps, step=1, key=f"{prefix}_steps",
+                                    help=f"More steps (1–{MAX_STEPS}): a stronger activation, a slower run.")
+        lr = c2.number_input("Learning rate", value=None, step=0.1, format="%g", key=f"{prefix}_lr",
+                             placeholder="model default",
+                             help=f"How big each step is at the start ({LR_RANGE[0]:g}–{LR_RANGE[1]:g}).")
+        seed = c3.number_input("Seed", value=0, step=1, key=f"{prefix}_seed",
                                help="The random starting code; the same seed gives the same picture.")
         n = c4.number_input("Seeds side by side", 1, 4, 1, key=f"{prefix}_nseeds",
                             help="Several starting codes show how much the picture varies.") \
             if seeds_side_by_side else 1
-    return Advanced(int(steps), float(lr) if lr else None, int(seed), int(n))
+    problem = settings_problem(steps, lr, seed)
+    if problem:
+        st.error(problem, icon=":material/block:")
+    return Advanced(int(steps or 0), None if lr is None else float(lr), int(seed or 0), int(n), problem)

@@ -8,8 +8,16 @@ from dgnam_engine.worker import Request
 
 GRID_MAX = 24
 
-layout.page_header("Browse neurons", "Pick a unit, or open one of the pictures already rendered. "
-                   "Copy the page address to link straight to a unit.")
+layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Pick a "
+                   "unit, or open a picture already rendered; the page address links straight to it.")
+if not layout.presenting():
+    with st.expander("What am I looking at?", icon=":material/help:"):
+        st.markdown(
+            "A network that recognises photos is built from millions of tiny detectors. This app asks one of "
+            "them: *what picture would excite you most?* It starts from a random picture and changes it, step by "
+            "step, until the detector fires as strongly as it can. The result shows what that detector has "
+            "learned to look for.\n\n"
+            + "\n".join(f"- **{term.capitalize()}**: {text}" for term, text in catalog.TERMS.items()))
 
 
 def open_result(r) -> None:
@@ -22,9 +30,7 @@ def open_result(r) -> None:
 sel = widgets.pick_unit("browse")
 if sel is not None:
     store = state.store()
-    # the version shown first: a prior over the pixel baseline, then the longest run, then the newest
-    here = sorted(store.query(model=sel.model, layer=sel.layer, unit=sel.unit),
-                  key=lambda r: (r.prior == catalog.PIXEL, -(r.settings.get("n_iters") or 0), -r.created))
+    here = runs.best_first(store.query(model=sel.model, layer=sel.layer, unit=sel.unit))
     if here:
         options = [r.key for r in here]
         chosen = st.session_state.get("browse_version")
@@ -33,8 +39,7 @@ if sel is not None:
         if len(here) > 1:
             by_key = {r.key: r for r in here}
             st.selectbox(f"{len(here)} versions of this unit", options, key="browse_version",
-                         format_func=lambda k: f"{cards.short_prior(by_key[k].prior)} · seed {by_key[k].seed} · "
-                                               f"{by_key[k].settings.get('n_iters')} steps")
+                         format_func=lambda k: runs.version_label(by_key[k]))
         r = next(r for r in here if r.key == st.session_state["browse_version"])
         cards.result_card(r, "browse_card")
     else:
@@ -50,12 +55,8 @@ if sel is not None:
             if r is not None:
                 st.rerun()  # show it as a stored result, with its card
 
-    st.subheader(f"Rendered in {sel.layer}")
-    seen, grid = set(), []
-    for r in store.query(model=sel.model, layer=sel.layer):
-        if r.unit not in seen:
-            seen.add(r.unit)
-            grid.append(r)
+    st.subheader(f"Rendered in {catalog.friendly_layer(sel.model, sel.layer)} ({sel.layer})")
+    grid = runs.best_per_unit(store.query(model=sel.model, layer=sel.layer))
     if grid:
         cards.thumbnail_grid(grid[:GRID_MAX], "browse_thumb", on_open=open_result)
         if len(grid) > GRID_MAX:

@@ -34,8 +34,7 @@ chosen = []
 cols = st.columns(6)
 for i, r in enumerate(shown):
     with cols[i % 6]:
-        st.image(str(r.image_path), caption=f"{cards.unit_caption(r)} · {cards.short_prior(r.prior)}",
-                 width="stretch")
+        st.image(str(r.image_path), caption=f"{cards.unit_caption(r)} · {cards.grid_caption(r)}", width="stretch")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
                    f"steps · activation {r.activation_final:.1f}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):

@@ -21,9 +21,17 @@ if st.session_state.get("cmpm_class") not in range(1000):
     st.session_state["cmpm_class"] = cls_default
 cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
 widgets.wrote_link({"class": cls})
-prior = widgets.pick_prior("cmpm")
 models = catalog.available_models()
-adv = widgets.advanced("cmpm", models[0] if models else catalog.DEFAULT_MODEL, seeds_side_by_side=False)
+if len(models) < 2:
+    # nothing to compare: say so and point at the button that fetches more, instead of columns of commands
+    st.info("Only one network is on this machine, so there is nothing to compare yet. Its picture of this "
+            "class is on the **Run** page.", icon=":material/info:")
+    st.page_link("pages/setup.py", label="Get more networks on the Setup page (needs internet once)",
+                 icon=":material/download:")
+    st.page_link("pages/run.py", label="Render a class on the Run page", icon=":material/play_circle:")
+    st.stop()
+prior = widgets.pick_prior("cmpm")
+adv = widgets.advanced("cmpm", models[0], seeds_side_by_side=False)
 method = "pixel" if prior == catalog.PIXEL else "dgnam"
 requests = []
 for m in models:
@@ -32,24 +40,23 @@ for m in models:
     requests.append((m, Request(m, [cls], catalog.output_layer(m), s)))
 missing = [m for m in catalog.model_names() if m not in models]
 go = st.button("Render for every network", type="primary", key="cmpm_go", icon=":material/play_arrow:",
-               disabled=not requests)
+               disabled=adv.problem is not None)
 runs.stopped_notice("cmpm")
-results = runs.render(requests, "cmpm", run=go)
-slots = [(m, res[0]) for (m, _), res in zip(requests, results)] + [(m, None) for m in missing]
+results = runs.render(requests, "cmpm", run=go and adv.problem is None)
+slots = [(m, res[0]) for (m, _), res in zip(requests, results)]
 cols = st.columns(min(len(slots), 5))
 for i, (m, r) in enumerate(slots):
     with cols[i % len(cols)]:
         st.markdown(f"**{catalog.model_short(m)}**")
-        if m in missing:
-            st.caption(f"Weights not on this machine: `{catalog.fetch_command(m)}`")
-        elif r is None:
+        if r is None:
             st.caption("Not rendered yet.")
         else:
             st.image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+if missing:
+    st.caption(f"Not on this machine: {', '.join(catalog.model_short(m) for m in missing)}.")
+    st.page_link("pages/setup.py", label="Get them on the Setup page", icon=":material/download:")
 done = {m: r for m, r in slots if r is not None}
 if len(done) > 1:
     st.plotly_chart(cards.final_bar_chart({m: r.activation_final for m, r in done.items()}), width="stretch",
                     config=cards.CHART_CONFIG)
-if len(models) == 1:
-    st.info("Only one network is on this machine. Fetch more to compare, e.g. `python -m dgnam_engine fetch "
-            "alexnet googlenet resnet50` (needs internet once).")
+    st.caption(catalog.TERMS["activation"] + " Networks use different scales, so compare the pictures by eye.")

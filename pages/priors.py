@@ -1,13 +1,14 @@
-"""Compare priors: one unit through the priors of layers 3, 5, 6 and 7 and the pixel baseline, same seed."""
+"""Compare priors: one unit through the priors of layers 3, 5, 6 and 7 and the pixel baseline, same seed.
+Each column shows its picture as soon as its own run finished, while the others still render."""
 import streamlit as st
 
-from app import cards, catalog, layout, runs, widgets
+from app import cards, catalog, layout, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
-layout.page_header("Compare priors", "The same unit and the same starting seed, rendered through generators that "
-                   "invert different depths of a network (layers 3, 5, 6, 7), next to the pixel-space baseline "
-                   "without any prior.")
+layout.page_header("Compare priors", "One unit, one starting seed, five ways to draw it: picture generators "
+                   "(priors) that learned from different depths of a network, and no prior at all.",
+                   help=catalog.TERMS["prior"])
 
 sel = widgets.pick_unit("cmpp")
 if sel is not None:
@@ -29,27 +30,51 @@ if sel is not None:
         slots.append((depth, title, len(requests) - 1))
     if not any(c for _, c in lineup):
         st.warning(catalog.NO_PRIOR)
-    go = st.button("Render all side by side", type="primary", key="cmpp_go", icon=":material/play_arrow:")
+    go = st.button("Render all side by side", type="primary", key="cmpp_go", icon=":material/play_arrow:",
+                   disabled=adv.problem is not None)
     runs.stopped_notice("cmpp")
-    results = runs.render(requests, "cmpp", run=go)
+    progress = st.container()  # the progress bar sits above the pictures, which fill in one by one
     cols = st.columns(len(slots))
-    finals, curves = {}, {}
+    boxes, short = {}, {}
     for col, (depth, title, idx) in zip(cols, slots):
         with col:
-            st.markdown(f"**{title or depth}**")
+            # the same two short lines everywhere, so the pictures start at the same height
+            kind = "no prior" if depth == "pixel" else "missing" if idx is None else \
+                "original" if "original" in title else "demo"
+            short[title] = f"{depth} · {kind}"
+            st.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
+                        help=title)
             if idx is None:
-                st.caption(f"No {depth} prior here. Get the original with `{catalog.fetch_command(depth)}`.")
+                st.caption(f"No {depth} prior on this machine.")
+                st.page_link("pages/setup.py", label="Get it on the Setup page", icon=":material/download:")
                 continue
-            r = results[idx][0]
-            if r is None:
-                st.caption("Not rendered yet.")
-                continue
-            st.image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
-            finals[title] = r.activation_final
-            curves[title] = r.activations
+            boxes[title] = st.empty()
+
+    def show(title: str) -> None:
+        r = state.store().get(dict(requests)[title].identities()[0].key)
+        if r is not None:
+            boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+
+    if adv.problem is None:
+        with progress:
+            results = runs.render(requests, "cmpp", run=go, on_done=show)
+    else:
+        results = [[None] for _ in requests]
+    finals, curves = {}, {}
+    for title, res in zip((t for t, _ in requests), results):
+        r = res[0]
+        if r is None:
+            boxes[title].caption("Not rendered yet.")
+            continue
+        show(title)
+        finals[short[title]] = r.activation_final
+        curves[short[title]] = r.activations
     if finals:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(cards.final_bar_chart(finals), width="stretch", config=cards.CHART_CONFIG)
+        c1.plotly_chart(cards.final_bar_chart(finals, "How strongly the unit fires (not picture quality)"),
+                        width="stretch", config=cards.CHART_CONFIG)
         c2.plotly_chart(cards.activation_chart(curves), width="stretch", config=cards.CHART_CONFIG)
+        st.caption("How strongly the unit fires with each prior. A higher number is not a better picture: the "
+                   "pixel baseline often scores high with a picture of noise. Judge the pictures by eye.")
     if any(c is not None and c.kind == "trained" for _, c in lineup):
         st.caption(catalog.DEMO_CAVEAT)

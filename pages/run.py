@@ -10,21 +10,31 @@ layout.page_header("Render a neuron", "Pick a network and a unit, then press **R
 
 sel = widgets.pick_unit("run", multi=True)
 if sel is not None:
-    prior = widgets.pick_prior("run")
-    adv = widgets.advanced("run", sel.model)
+    # prior, quick preview and the button on one row: at 1280x720 the pictures start above the fold
+    c1, c2, c3 = st.columns([2.2, 1, 0.8], vertical_alignment="bottom")
+    with c1:
+        prior = widgets.pick_prior("run")
+    button_slot = c3.empty()  # filled once the settings are checked
+    quick = False if layout.presenting() else c2.toggle(
+        "Quick preview", key="run_quick", help="A first look in seconds: fewer steps on the fastest path. Its "
+        "pictures are marked 'quick preview' and never replace a full run. Turn off for the full run.")
+    adv = widgets.advanced("run", sel.model, preview=quick)
     units = [u for u in sel.units for _ in range(adv.n_seeds)]
     seeds = [adv.seed + k for _ in sel.units for k in range(adv.n_seeds)]
     method = "pixel" if prior == catalog.PIXEL else "dgnam"
     settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
                         lr_start=adv.lr, seed=adv.seed)
-    if st.toggle("Quick preview", key="run_quick",
-                 help="A first look in seconds: fewer steps on the fastest path. Turn off for the full run."):
+    if quick:
         settings = settings.as_preview()
     req = Request(sel.model, units, sel.layer, settings, seeds)
-    go = st.button("Render", type="primary", key="run_go", icon=":material/play_arrow:")
+    go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
+                            disabled=adv.problem is not None, width="stretch")
     runs.stopped_notice("run")
-    [results] = runs.render([("render", req)], "run", run=go)
-    done = [r for r in results if r is not None]
+    if adv.problem is None:
+        [results] = runs.render([("render", req)], "run", run=go)
+        done = [r for r in results if r is not None]
+    else:
+        results, done = [], []
     if done:
         if len(done) < len(results):
             st.caption(f"{len(done)} of {len(results)} pictures are ready; press Render for the rest.")
@@ -38,10 +48,12 @@ if sel is not None:
         for i, r in enumerate(done):
             pic_cols[i % len(pic_cols)].image(str(r.image_path), caption=cards.caption(r), width="stretch")
         (chart_col or st).plotly_chart(chart, width="stretch", config=cards.CHART_CONFIG)
+        st.caption(catalog.TERMS["activation"])
         if any(r.prior_kind == "trained" for r in done):
             st.caption(catalog.DEMO_CAVEAT)
-        with st.expander("Details of each picture"):
-            for r in done:
-                cards.result_card(r, f"run_card_{r.key}")
-    elif not go:
+        if not layout.presenting():
+            with st.expander("Details of each picture"):
+                for r in done:
+                    cards.result_card(r, f"run_card_{r.key}")
+    elif not go and adv.problem is None:
         st.caption("Not rendered yet with these settings.")

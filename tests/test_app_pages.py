@@ -82,7 +82,7 @@ def store() -> ResultsStore:
 def test_run_page_renders_a_unit_and_reuses_it(env):
     at = app("pages/run.py")
     assert at.selectbox(key="run_prior").value == "fc6"  # the default prior when fc6 is present
-    assert at.multiselect(key="run_ucls_multi").value == [309]
+    assert at.text_input(key="run_classes").value == "bee (309)"
     at.button(key="run_go").click().run()
     assert not at.exception and not at.error, texts(at.error)
     assert at.status[0].state == "complete" and at.progress[0].value == 100
@@ -112,13 +112,13 @@ def test_a_rerun_with_the_previous_address_keeps_the_new_pick(env):
     back and was rendered instead)."""
     at = app("pages/run.py")
     assert at.query_params["unit"] == "309"
-    at.multiselect(key="run_ucls_multi").set_value([1]).run()
+    at.text_input(key="run_classes").input("goldfish").run()
     assert at.query_params["unit"] == "1"
     at.query_params["unit"] = "309"  # the stale address of a quick click
     at.run()
-    assert at.multiselect(key="run_ucls_multi").value == [1] and at.query_params["unit"] == "1"
+    assert at.text_input(key="run_classes").value == "goldfish" and at.query_params["unit"] == "1"
     fresh = app("pages/run.py", model="efficientnet_lite0", layer="classifier", unit="2")  # a real link still opens
-    assert fresh.multiselect(key="run_ucls_multi").value == [2]
+    assert fresh.text_input(key="run_classes").value.endswith("(2)") and fresh.query_params["unit"] == "2"
     models = app("pages/models.py")  # the same on Compare models, whose address holds the class
     models.selectbox(key="cmpm_class").select(967).run()
     models.query_params["class"] = "309"
@@ -190,10 +190,11 @@ def test_compare_priors_side_by_side(env):
     at = app("pages/priors.py")
     at.button(key="cmpp_go").click().run()
     assert not at.exception and not at.error, texts(at.error)
-    heads = [m.value for m in at.markdown]
-    assert "**fc6 · original**" in heads and "**pool5 · demo prior tiny_pool5**" in heads
-    assert "**no prior (pixel baseline)**" in heads
-    assert "python -m dgnam_engine fetch conv3" in texts(at.caption)
+    heads = [m.value.split("  \n")[0] for m in at.markdown]
+    assert "**fc6 · original**" in heads and "**pool5 · demo**" in heads and "**pixel · no prior**" in heads
+    # a missing prior links to the Setup page (its download button) instead of printing a command
+    assert "No conv3 prior on this machine" in texts(at.caption)
+    assert any("Setup page" in link.proto.label for link in at.get("page_link"))
     assert len(at.image) == 3 and len(at.get("plotly_chart")) == 2
     bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
     assert len(bars["x"]) == 3 and all(isinstance(v, float) for v in bars["y"])
@@ -211,10 +212,11 @@ def test_compare_priors_bad_link(env):
 def test_compare_models(env):
     at = app("pages/models.py")
     at.selectbox(key="cmpm_class").select(967).run()
-    at.button(key="cmpm_go").click().run()
     assert not at.exception and not at.error, texts(at.error)
-    assert len(at.image) == 1 and "fetch alexnet" in texts(at.caption)
-    assert store().query(model="efficientnet_lite0", unit=967)[0].label == "espresso"
+    # one network here: nothing to compare, no columns of commands and no Render button, a link to Setup instead
+    assert "Only one network is on this machine" in texts(at.info) and not at.button
+    assert not at.code and "fetch" not in texts(at.caption)
+    assert any("Setup page" in link.proto.label for link in at.get("page_link"))
     at.query_params["class"] = "1234"
     at.run()
     assert "not an ImageNet class number" in texts(at.error)
@@ -251,8 +253,82 @@ def test_setup_lists_weights_and_fetch_commands(env):
     lite0 = models[models["network"] == "efficientnet_lite0"].iloc[0]
     alex = models[models["network"] == "alexnet"].iloc[0]
     assert lite0["weights"] == "present" and alex["weights"] == "missing"
-    assert alex["get it with"] == "python -m dgnam_engine fetch alexnet" and "checkpoints" in alex["file"]
+    assert alex["get it with"] == ".venv/bin/python -m dgnam_engine fetch alexnet" and "checkpoints" in alex["file"]
     fc6 = prs[prs["prior"] == "fc6"].iloc[0]
     assert fc6["weights"] == "present" and prs[prs["prior"] == "fc7"].iloc[0]["weights"] == "missing"
     assert "fetch conv3 pool5 fc7" in texts(at.code)
     assert "Demo priors" in texts(at.info)
+
+
+def test_typed_class_names_pick_exactly_one_class(env):
+    at = app("pages/run.py")
+    at.text_input(key="run_classes").input("espresso").run()  # not also espresso maker (550)
+    assert at.query_params["unit"] == "967" and not at.error
+    at.text_input(key="run_classes").input("espresso, goldfish").run()
+    assert at.query_params["unit"] == "967,1"
+    at.text_input(key="run_classes").input("terrier").run()
+    assert "fits" in texts(at.error) and "Border terrier (182)" in texts(at.error) and not at.button
+
+
+def test_odd_settings_block_render_with_a_reason(env):
+    at = app("pages/run.py")
+    for steps in (0, 99999):
+        at.number_input(key="run_steps").set_value(steps).run()
+        assert "Steps must be a whole number from 1 to 2000" in texts(at.error)
+        assert at.button(key="run_go").disabled and "shown from the library" not in texts(at.caption)
+    at.number_input(key="run_steps").set_value(3).run()
+    for lr in (0.0, 1e9):
+        at.number_input(key="run_lr").set_value(lr).run()
+        assert "Learning rate must be between" in texts(at.error) and at.button(key="run_go").disabled
+    at.number_input(key="run_lr").set_value(0.004).run()
+    assert not at.error and not at.button(key="run_go").disabled
+    assert at.number_input(key="run_lr").value == 0.004 and at.number_input(key="run_lr").format == "%g"
+
+
+def test_browse_unit_out_of_range_offers_no_render(env):
+    at = app()
+    at.selectbox(key="browse_layer").select("blocks.6").run()
+    at.number_input(key="browse_unum_blocks.6").set_value(500).run()
+    assert "Unit 500 does not exist in this layer" in texts(at.error)
+    assert not [b for b in at.button if b.key == "browse_go"]
+
+
+def test_browse_shows_the_full_prior_run_over_pixel_and_preview(env, monkeypatch):
+    """The best-version rule: a unit with a full fc6 run, a pixel-baseline run and a newer quick preview is shown
+    (card and grid thumbnail) by its full fc6 run."""
+    from dgnam_engine import accel
+
+    from app import runs
+
+    monkeypatch.setattr(accel, "PREVIEW_ITERS", 2)
+    at = app("pages/run.py")
+    at.text_input(key="run_classes").input("tench").run()
+    at.button(key="run_go").click().run()  # the full run with the fc6 prior (3 steps)
+    at.selectbox(key="run_prior").select("pixel").run()
+    at.button(key="run_go").click().run()
+    at.selectbox(key="run_prior").select("fc6").run()
+    at.toggle(key="run_quick").set_value(True).run()
+    at.button(key="run_go").click().run()  # the newest: a quick preview
+    assert not at.exception and not at.error, texts(at.error)
+    here = store().query(model="efficientnet_lite0", layer="classifier", unit=0)
+    assert sorted((r.prior, r.settings["n_iters"]) for r in here) == [("fc6", 2), ("fc6", 3), ("pixel", 3)]
+    assert max(here, key=lambda r: r.created).settings["n_iters"] == 2  # newest first would pick the preview
+    # the grid's thumbnails are runs.best_per_unit of the layer's results
+    [best] = [r for r in runs.best_per_unit(store().query(model="efficientnet_lite0", layer="classifier"))
+              if r.unit == 0]
+    assert (best.prior, best.settings["n_iters"]) == ("fc6", 3)
+    browse = app(model="efficientnet_lite0", layer="classifier", unit="0")
+    assert browse.selectbox(key="browse_version").value == best.key
+    labels = browse.selectbox(key="browse_version").options
+    assert sum("quick preview" in o for o in labels) == 1 and sum("full run" in o for o in labels) == 2
+
+
+def test_presentation_mode_hides_settings_and_keeps_the_button(env):
+    at = app("pages/run.py", present="1")
+    assert [b for b in at.button if b.key == "present_exit"] and at.button(key="run_go")
+    assert not at.expander and not [s for s in at.selectbox if s.key == "run_prior"]
+    assert at.toggle(key="present_toggle").value
+    at.text_input(key="run_classes").input("goldfish").run()
+    assert at.query_params["present"] == "1" and at.query_params["unit"] == "1"  # the link keeps presenting
+    at.button(key="present_exit").click().run()
+    assert at.expander and at.selectbox(key="run_prior") and "present" not in at.query_params
