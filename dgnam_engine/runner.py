@@ -35,6 +35,7 @@ class Settings:
     position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
     init_image: Optional[str] = None  # start from this photo's code instead of random codes (dgnam only)
     objective: Optional[str] = None  # a weighted sum of units ("bee + 0.5*daisy", objectives.py) instead of one unit
+    preview: bool = False  # a quick preview (as_preview): marked, and stored apart from full runs
     accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
 
     def to_dict(self) -> dict:
@@ -44,7 +45,7 @@ class Settings:
         """The quick preview of these settings for live views: accel.PREVIEW_ITERS steps (the same schedule,
         compressed), the fast path. A few seconds on a laptop CPU; see docs/performance.md."""
         return replace(self, n_iters=min(self.n_iters or _accel.PREVIEW_ITERS, _accel.PREVIEW_ITERS),
-                       accel="auto")
+                       accel="auto", preview=True)
 
 
 @dataclass
