@@ -121,3 +121,63 @@ def beyond(prefix: str, model: str, layer: str, method: str) -> Beyond:
     if out.problem:
         st.error(out.problem, icon=":material/block:")
     return out
+
+
+# ----- on a result's card ----------------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner="Encoding the photo…", max_entries=64)
+def _photo_views(model: str, prior: str, init_image: str, layer: str, unit: int, position) -> dict:
+    from dgnam_engine.runner import photo_views
+
+    return photo_views(model, prior, init_image, layer, unit, tuple(position) if position else None,
+                       state.device())
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _rf_box(model: str, layer: str, position: tuple[int, int]) -> tuple[int, int, int, int]:
+    from dgnam_engine.receptive_field import receptive_field
+
+    t = catalog.target(model)
+    return receptive_field(t, t.layer(layer), position)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _terms(model: str, text: str, path: str) -> list[tuple[str, float, float]]:
+    """(unit, weight, activation in the saved picture) for each term of a combined objective."""
+    import torch
+
+    t = catalog.target(model)
+    terms = objectives.parse(text)
+    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        acts = objectives.term_activations(t, t.rgb_to_gen(rgb.unsqueeze(0).to(t.device)), terms)[0]
+    return [(term.describe(t), term.weight, float(a)) for term, a in zip(terms, acts)]
+
+
+def variant_views(r, key: str) -> None:
+    """What a result adds beyond its picture: the photo it started from and its reconstruction; the patch a hidden
+    unit sees; each unit of a combination with its activation."""
+    s = r.settings
+    if s.get("init_image"):
+        v = _photo_views(r.model, r.prior, s["init_image"], r.layer, r.unit, s.get("position"))
+        st.markdown("**From a photo**: the photo, what the generator makes of its code (where the search starts) "
+                    "and the result")
+        c1, c2, c3 = st.columns(3)
+        c1.image(v["photo"], caption=f"photo · activation {v['photo_activation']:.1f}", width="stretch")
+        c2.image(v["reconstruction"], caption=f"reconstruction · activation {v['reconstruction_activation']:.1f}",
+                 width="stretch")
+        c3.image(str(r.image_path), caption=f"result · activation {r.activation_final:.1f}", width="stretch")
+    info = catalog.layers(r.model).get(r.layer)
+    if info is not None and info.kind == "conv" and not s.get("objective"):
+        pos = tuple(s.get("position") or info.centre())
+        top, left, bottom, right = _rf_box(r.model, r.layer, pos)
+        crop = np.asarray(Image.open(r.image_path).convert("RGB"))[top:bottom, left:right]
+        c1, c2 = st.columns([1, 3])
+        c1.image(crop, caption=f"what unit {r.unit} at {pos[0]},{pos[1]} sees ({right - left}x{bottom - top} px)",
+                 width="stretch")
+        c2.caption("A hidden unit looks at one patch of the picture, its receptive field; the rest of the picture "
+                   "cannot change its activation.")
+    if s.get("objective"):
+        st.markdown(f"**Combination** `{s['objective']}`: each unit's activation in the picture")
+        st.table([{"unit": name, "weight": f"{w:g}", "activation": f"{a:.2f}"}
+                  for name, w, a in _terms(r.model, s["objective"], str(r.image_path))], hide_index=True)

@@ -223,6 +223,24 @@ def check_numbers(s: Settings, seeds: Sequence[int]) -> None:
         raise UserError(f"position {s.position} must be two numbers >= 0: row, column")
 
 
+@torch.no_grad()
+def photo_views(model: str, prior_name: Optional[str], init_image: str, layer: Optional[str], unit: int,
+                position: Optional[tuple[int, int]] = None, device: str = "cpu") -> dict:
+    """For a card: the photo and its reconstruction G(E(photo)) as the target sees them, with the unit's activation
+    in each (the reconstruction is the picture a photo start begins from)."""
+    tgt = get_target(model, device)
+    pr = get_prior(prior_name, None, device)
+    start = _photo_start(pr, init_image, device)
+    photo, recon, measures = _photo_measures(start, pr, tgt, 0)
+    info = tgt.layer(layer)
+    u = torch.as_tensor([unit], device=tgt.device)
+    acts = [float(tgt.unit_activations(tgt.rgb_to_gen(torch.from_numpy(im).permute(2, 0, 1).float()
+                                                      .unsqueeze(0).to(tgt.device) / 255.0), info, u, position)[0])
+            for im in (photo, recon)]
+    return {"photo": photo, "reconstruction": recon, "photo_activation": acts[0],
+            "reconstruction_activation": acts[1], **measures}
+
+
 def _photo_start(pr: P.Prior, path: str, device: str) -> photo_init.PhotoStart:
     model, _ = photo_init.encoder_of(pr)
     encoder = get_target(model, device)
