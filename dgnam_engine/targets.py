@@ -333,7 +333,18 @@ def _registry() -> dict[str, TargetSpec]:
 
 
 TARGETS = _registry()
-DEFAULT_TARGET = "efficientnet_lite0"
+OFFLINE_DEFAULT = "efficientnet_lite0"  # its weights ship with pip
+PAPER_TARGET = "caffenet"  # the network the paper's priors were trained to invert
+
+
+def default_target() -> str:
+    """The model a run uses when none is named (command line, precompute, the dashboard's first screen): the
+    paper's setup, CaffeNet, when its weights and the fc6 prior are both in the caches; else the offline default."""
+    from . import priors as P  # priors needs nothing from here; imported late to keep the registry import light
+
+    if weights_available(TARGETS[PAPER_TARGET]) and P.is_available(P.ORIGINAL_PRIORS["fc6"]):
+        return PAPER_TARGET
+    return OFFLINE_DEFAULT
 
 
 def _timm_spec(model_name: str) -> TargetSpec:
