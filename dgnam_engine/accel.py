@@ -186,9 +186,10 @@ _precision_ok: dict = {}  # (module type, device type, dtype, channels_last) -> 
 
 def _probe_inputs(leaf: nn.Module) -> list[tuple[int, ...]]:
     """Small input shapes a layer of this kind may take; the fp32 control run picks the first that fits."""
+    matrix = getattr(leaf, "weight", getattr(leaf, "q", None))  # FastLinear / Int8Linear keep no in_features
+    if isinstance(matrix, torch.Tensor) and matrix.dim() == 2:
+        return [(2, matrix.shape[1])]
     c = next((getattr(leaf, a) for a in _INPUT_SIZE_ATTRS if isinstance(getattr(leaf, a, None), int)), 8)
-    if isinstance(leaf, nn.Linear) or hasattr(leaf, "weight_t") or hasattr(leaf, "q_t"):
-        return [(2, c)]
     return [(2, c, 16, 16), (2, c, 32, 32), (2, c, 16), (2, c)]
 
 
