@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
