@@ -13,10 +13,21 @@ from dgnam_engine.imagenet import class_names
 
 from . import state
 
-DEFAULT_MODEL = T.DEFAULT_TARGET
-DEFAULT_UNIT = 309  # "bee": a class whose picture reads well with the offline default
+DEFAULT_UNIT = 309  # "bee": an ImageNet class (the same index in every target) that reads well with either default
 DEPTHS = ("conv3", "pool5", "fc6", "fc7")
 PIXEL = "pixel"
+
+
+def default_model() -> str:
+    """The model of the first screen: the paper's CaffeNet when it and the fc6 prior are present, else Lite0."""
+    return T.default_target()
+
+
+def __getattr__(name: str):
+    # DEFAULT_MODEL is read when a session starts, after weights may have been fetched: computed on each read.
+    if name == "DEFAULT_MODEL":
+        return default_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fetch_command(name: str) -> str:

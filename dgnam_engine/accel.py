@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import threading
+import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -175,17 +176,126 @@ def _cast_input(dtype: torch.dtype, channels_last: bool):
     return hook
 
 
+def _cast_output(dtype: torch.dtype):
+    def hook(_m, _args, out):
+        return out.to(dtype) if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+    return hook
+
+
+# ----- per-layer precision ---------------------------------------------------------------------------------------
+
+_INPUT_SIZE_ATTRS = ("in_features", "in_channels", "num_features", "num_channels")
+_precision_ok: dict = {}  # (module type, device type, dtype, channels_last) -> bool
+
+
+def _probe_inputs(leaf: nn.Module) -> list[tuple[int, ...]]:
+    """Small input shapes a layer of this kind may take; the fp32 control run picks the first that fits."""
+    matrix = getattr(leaf, "weight", getattr(leaf, "q", None))  # FastLinear / Int8Linear keep no in_features
+    if isinstance(matrix, torch.Tensor) and matrix.dim() == 2:
+        return [(2, matrix.shape[1])]
+    c = next((getattr(leaf, a) for a in _INPUT_SIZE_ATTRS if isinstance(getattr(leaf, a, None), int)), 8)
+    return [(2, c, 16, 16), (2, c, 32, 32), (2, c, 16), (2, c)]
+
+
+def _runs(leaf: nn.Module, x: torch.Tensor) -> bool:
+    try:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            y = leaf(x)
+            if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+                return False
+            (g,) = torch.autograd.grad(y.float().sum(), x)
+        return bool(g.shape == x.shape)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return False
+
+
+def layer_runs_in(leaf: nn.Module, dtype: torch.dtype, device: torch.device, channels_last: bool) -> bool:
+    """Whether layers of this kind run forward and backward in `dtype` on `device` (e.g. LocalResponseNorm has
+    no bf16 CPU kernel). Probed once per kind, device, dtype and layout on a tiny input, then cached. A layer that
+    already fails in fp32 on every probe shape (a reshape needing an exact size) has nothing dtype-specific to
+    test and counts as running."""
+    key = (type(leaf), device.type, dtype, channels_last)
+    if key in _precision_ok:
+        return _precision_ok[key]
+    ok = True
+    for shape in _probe_inputs(leaf):
+        x = torch.randn(shape, device=device)
+        if not _runs(leaf, x):  # the fp32 control: this shape does not fit the layer
+            continue
+        low = copy.deepcopy(leaf).to(dtype)
+        xl = x.to(dtype)
+        if channels_last and xl.dim() == 4:
+            low.to(memory_format=torch.channels_last)
+            xl = xl.contiguous(memory_format=torch.channels_last)
+        ok = _runs(low, xl)
+        break
+    _precision_ok[key] = ok
+    return ok
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    t = next(iter(module.parameters()), None)
+    if t is None:
+        t = next(iter(module.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def _leaves_without_kernels(module: nn.Module, dtype: torch.dtype, channels_last: bool) -> list[str]:
+    if dtype == torch.float32:
+        return []
+    dev = _device_of(module)
+    return [name for name, leaf in module.named_modules()
+            if name and not any(True for _ in leaf.children())
+            and not layer_runs_in(leaf, dtype, dev, channels_last)]
+
+
 def convert(module: nn.Module, accel: Accel) -> nn.Module:
-    """A frozen copy of `module` computing in accel's dtype and layout; it takes inputs of any dtype."""
+    """A frozen copy of `module` computing in accel's dtype and layout; it takes inputs of any dtype.
+
+    Layers that cannot run in that dtype on this device stay fp32 (inputs cast up, outputs cast back down), so the
+    fast path never picks a precision a layer has no kernel for; `low_precision_skipped` lists them."""
     m = copy.deepcopy(module)
     if accel.int8_linear or accel.fast_linear:
         _swap_linears(m, accel.int8_linear)
+    keep_fp32 = _leaves_without_kernels(m, accel.torch_dtype, accel.channels_last)
+    mods = dict(m.named_modules())
+    fp32_state = {name: {k: v.clone() for k, v in mods[name].state_dict().items()} for name in keep_fp32}
     m.to(accel.torch_dtype)
     if accel.channels_last:
         m.to(memory_format=torch.channels_last)
+    for name in keep_fp32:
+        leaf = mods[name]
+        leaf.float()
+        leaf.load_state_dict(fp32_state[name])  # the fp32 values, not their bf16 rounding
+        leaf.register_forward_pre_hook(_cast_input(torch.float32, False))
+        leaf.register_forward_hook(_cast_output(accel.torch_dtype))
+    m.low_precision_skipped = tuple(keep_fp32)
     m.eval().requires_grad_(False)
     m.register_forward_pre_hook(_cast_input(accel.torch_dtype, accel.channels_last))
     return m
+
+
+def convert_target(target: Target, accel: Accel) -> nn.Module:
+    """`convert` for a target's model, checked on one input of its size, forward and backward: an op outside the
+    probed layers (a functional call inside a block) that has no kernel in accel's dtype sends the whole model back
+    to fp32, with a warning, instead of failing a run that the plain path finishes."""
+    m = convert(target.model, accel)
+    if accel.torch_dtype == torch.float32:
+        return m
+    size = target.spec.input_size
+    x = torch.zeros(1, 3, size, size, device=target.device, requires_grad=True)
+    try:
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(m(x).float().sum(), x)
+        if torch.isfinite(g).all():
+            return m
+        why = "its gradient is not finite"
+    except (RuntimeError, NotImplementedError) as exc:
+        why = str(exc).strip().splitlines()[0][:200]
+    warnings.warn(f"fast path: {target.name} cannot run in {accel.dtype} on {target.device.type} ({why}); "
+                  "it runs in float32")
+    return convert(target.model, replace(accel, dtype="float32", int8_linear=False))
 
 
 class FastTarget(Target):
@@ -232,7 +342,7 @@ def prepare(generator: nn.Module, target: Target, accel: Accel) -> tuple[nn.Modu
     """Converted (and cached) generator and target for `accel`."""
     gen = _cached(generator, accel, lambda: _maybe_compile(convert(generator, accel), accel))
     # the target's model is compiled per layer, as its truncations (FastTarget.layer_model)
-    model = _cached(target.model, accel, lambda: convert(target.model, accel))
+    model = _cached(target.model, accel, lambda: convert_target(target, accel))
     tgt = FastTarget(target, model, compile=accel.compile)
     return gen, tgt
 

@@ -203,7 +203,9 @@ def cmd_visualize(args) -> int:
             acts = ", ".join(f"{a:.2f}" for a in info.activations[:4].tolist())
             print(f"step {info.step + 1}/{info.n_iters}  activation {acts}", file=sys.stderr, flush=True)
 
-    results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
+    from .targets import default_target
+
+    results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
     paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
@@ -252,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
-    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--model", default=None,
+                   help="default: caffenet when it and the fc6 prior are present, else efficientnet_lite0")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--unit", default=None, help="unit index, or a list: 1,2,3 or 10-20")
     s.add_argument("--objective", default=None, metavar="TEXT",

@@ -294,7 +294,7 @@ def cmd_index(args) -> int:
     if args.top < 1 or args.batch < 1:
         raise UserError("--top and --batch must be at least 1")
     folder = Path(args.images).expanduser() if args.images else _default_folder()
-    target = get_target(args.model or T.DEFAULT_TARGET, args.device, args.weights, args.random_weights)
+    target = get_target(args.model or T.default_target(), args.device, args.weights, args.random_weights)
     layers = [s.strip() for s in (args.layers or target.spec.output_layer).split(",") if s.strip()]
     db = ExamplesDB(Path(args.store) if args.store else default_root())
     tty = sys.stderr.isatty()
@@ -325,7 +325,7 @@ def cmd_examples(args) -> int:
     from .runner import get_target
     from .store import default_root
 
-    target = get_target(args.model or T.DEFAULT_TARGET, "cpu", args.weights, args.random_weights)
+    target = get_target(args.model or T.default_target(), "cpu", args.weights, args.random_weights)
     info = target.layer(args.layer)
     target.check_unit(info, args.unit)
     db = ExamplesDB(Path(args.store) if args.store else default_root())

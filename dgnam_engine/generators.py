@@ -1,15 +1,14 @@
 """Generator ("prior") architectures.
 
 The original DeePSiM generators (Dosovitskiy & Brox 2016) are rebuilt with the module names of the Caffe layers, so
-the converted Hugging Face state dicts (`upconvGAN_<name>.pt`) load unchanged. Every generator maps a code of
-`code_shape` to an image in the original convention: BGR, ImageNet-mean-subtracted, 0-255 scale.
+the converted Hugging Face state dicts (`upconvGAN_<name>.pt`) load (their key spellings: weights.normalise_keys).
+Every generator maps a code of `code_shape` to an image in the original convention: BGR, ImageNet-mean-subtracted, 0-255 scale.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Callable
 
-import torch
 from torch import nn
 
 SLOPE = 0.3  # leaky ReLU slope of every DeePSiM generator layer but the last
@@ -136,13 +135,3 @@ def build(arch: str, **kwargs) -> nn.Module:
         raise ValueError(f"unknown generator architecture {arch!r}") from None
     return builder(**kwargs)
 
-
-def normalise_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Accept the key spellings of the published state dicts: `defc7.weight`, `G.defc7.weight`,
-    and the `defc7.1.weight` form that the upconvGAN loader rewrites with replace('.1.', '.')."""
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("G."):
-            k = k[2:]
-        out[k.replace(".1.", ".")] = v
-    return out

@@ -174,6 +174,7 @@ def cmd_precompute(args) -> int:
                                accel="plain" if args.plain else "auto")
     if settings.n_iters is not None and settings.n_iters < 1:
         raise UserError("the number of steps must be at least 1")
+    args.model = args.model or T.default_target()
     shapes = T.load_target(args.model, "cpu", random_weights=True)  # unit counts do not depend on the weights
     layer = shapes.layer(args.layer)
     request = Request(args.model, layer.name, settings.to_dict(), args.weights, args.prior_file,
@@ -213,7 +214,7 @@ def cmd_precompute(args) -> int:
 
 def add_parser(sub) -> None:
     s = sub.add_parser("precompute", help="render many units into the results store (resumable)")
-    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--model", default=None, help="default: as for visualize")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
     s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")

@@ -206,7 +206,7 @@ def _load_original(spec: PriorSpec, explicit: Optional[str]) -> Prior:
             card = None
         if card is not None:
             return load_file_prior(path)
-    sd = generators.normalise_keys(W.load_state_dict(path))
+    sd = W.load_state_dict(path)
     gen = generators.build(spec.arch, **spec.arch_kwargs)
     W.load_into(gen, sd, path, f"{spec.name} generator")
     upper = read_bounds(spec.bounds_file, spec.code_shape)

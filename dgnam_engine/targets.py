@@ -291,7 +291,8 @@ def _registry() -> dict[str, TargetSpec]:
         "caffenet": TargetSpec(
             name="caffenet", title="CaffeNet (the encoder of the original priors)", family="caffenet",
             build=_build_caffenet,
-            weights=W.WeightFile("caffenet.pt", "caffenet", hf_repo=HF_DEEPSIM, hf_filename="caffenet.pt"),
+            weights=W.WeightFile("caffenet.pt", "caffenet", hf_repo=HF_DEEPSIM, hf_filename="caffenet.pt",
+                                 aliases=("upconvGAN_caffenet.pt",)),
             input_size=227, colour="caffe", layers=_alexnet_family_layers(_CAFFENET), output_layer="fc8",
             lr=(8.0, 1e-10), source=f"Hugging Face {HF_DEEPSIM}/caffenet.pt"),
         "alexnet": TargetSpec(
@@ -322,7 +323,18 @@ def _registry() -> dict[str, TargetSpec]:
 
 
 TARGETS = _registry()
-DEFAULT_TARGET = "efficientnet_lite0"
+OFFLINE_DEFAULT = "efficientnet_lite0"  # its weights ship with pip
+PAPER_TARGET = "caffenet"  # the network the paper's priors were trained to invert
+
+
+def default_target() -> str:
+    """The model a run uses when none is named (command line, precompute, the dashboard's first screen): the
+    paper's setup, CaffeNet, when its weights and the fc6 prior are both in the caches; else the offline default."""
+    from . import priors as P  # priors needs nothing from here; imported late to keep the registry import light
+
+    if weights_available(TARGETS[PAPER_TARGET]) and P.is_available(P.ORIGINAL_PRIORS["fc6"]):
+        return PAPER_TARGET
+    return OFFLINE_DEFAULT
 
 
 def _timm_spec(model_name: str) -> TargetSpec:
@@ -381,6 +393,7 @@ def load_target(name: str, device: Optional[str] = "cpu", weights: Optional[str]
     sd = W.load_state_dict(path) if path is not None else None  # a bad file fails before the slow build
     model = spec.build()
     if sd is not None:
+        sd = W.normalise_keys(sd, model.state_dict().keys())  # before remap, which expects the model's own names
         W.load_into(model, spec.remap(sd, model), path, spec.name)
     for m in model.modules():
         if getattr(m, "inplace", False):

@@ -40,6 +40,7 @@ class WeightFile:
     hf_filename: Optional[str] = None
     package_path: Optional[Callable[[], Optional[str]]] = None  # a file inside an installed package
     sha256: Optional[str] = None
+    aliases: tuple[str, ...] = ()  # names other tools cache the same file under
 
     def download_url(self) -> str:
         if self.hf_repo:
@@ -66,15 +67,25 @@ def _hf_cached(repo: str, filename: str) -> Optional[Path]:
     return Path(found) if isinstance(found, str) else None
 
 
+def other_tools_dirs() -> list[Path]:
+    """Folders where other tools keep the same files: Lucent used TORCH_HOME/checkpoints."""
+    return [Path(torch.hub.get_dir()).parent / "checkpoints"]
+
+
 def find(wf: WeightFile) -> Optional[Path]:
-    """The first existing copy of `wf` in the package or the caches, or None. Never touches the network."""
+    """The first existing copy of `wf` in the package or the caches, or None. Never touches the network.
+
+    Looks in torch hub's checkpoints folder (under the file's own name, then the names other tools use), in the
+    folders other tools use, then in the Hugging Face cache."""
     if wf.package_path is not None:
         p = wf.package_path()
         if p and Path(p).is_file():
             return Path(p)
-    local = checkpoints_dir() / wf.filename
-    if local.is_file():
-        return local
+    names = (wf.filename, *wf.aliases)
+    for folder in (checkpoints_dir(), *other_tools_dirs()):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
     if wf.hf_repo:
         return _hf_cached(wf.hf_repo, wf.hf_filename or wf.filename)
     return None
@@ -128,15 +139,59 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # any parse failure means the file is unusable
         raise WeightsCorrupt(f"{path} is not a readable weights file: {_why_unreadable(path, exc)}") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
+    sd = unwrap(sd)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsCorrupt(f"{path} does not hold a state dict of tensors")
     return sd
 
 
+# Checkpoints that other code bases save hold the state dict under one of these keys.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def unwrap(obj):
+    """The state dict inside `{"state_dict": ...}`, `{"model": ...}` (nested too), or `obj` itself."""
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            return obj
+        obj = inner
+    return obj
+
+
+PREFIXES = ("module.", "G.")  # DataParallel's wrapper; a GAN's generator attribute
+
+
+def _spellings(key: str):
+    """Ways a published file may spell `key`, most literal first: without a wrapper prefix, and without the `.1`
+    that a Caffe-to-PyTorch converter inserts by wrapping each fully connected layer as Sequential(view, Linear)
+    (`fc6.1.weight`, `defc7.1.weight`; the reference code applies replace('.1.', '.') to generators and CaffeNet)."""
+    stripped = key
+    while stripped.startswith(PREFIXES):
+        stripped = stripped.split(".", 1)[1]
+    for k in (key, stripped):
+        yield k
+        yield k.replace(".1.", ".")
+
+
+def normalise_keys(sd: dict[str, torch.Tensor], expected) -> dict[str, torch.Tensor]:
+    """One rule for every network (targets and priors): each key of `sd` becomes the first of its spellings that
+    the module has (`expected`: its state dict keys). Only renames into known keys, so `classifier.1.weight` of
+    a torchvision model stays as it is; keys that match nothing are kept for load_state_dict to report."""
+    expected = set(expected)
+    if set(sd) <= expected:
+        return sd
+    out = {}
+    for k, v in sd.items():
+        name = next((c for c in _spellings(k) if c in expected), k)
+        out[name if name not in out else k] = v
+    return out
+
+
 def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], path, what: str, strict: bool = True) -> None:
-    """load_state_dict with a one-line message on mismatching keys or shapes."""
+    """load_state_dict (keys normalised, see `normalise_keys`) with a one-line message on mismatching keys or
+    shapes."""
+    sd = normalise_keys(sd, module.state_dict().keys())
     try:
         module.load_state_dict(sd, strict=strict)
     except RuntimeError as exc:

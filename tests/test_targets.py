@@ -1,6 +1,8 @@
 """Every target builds, lists its layers, and has a conv unit that DGN-AM can drive; Lite0 is ImageNet-trained."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from torch import nn
 from dgnam_engine import dgnam, targets as T
 from dgnam_engine.errors import UserError, WeightsMissing
 from dgnam_engine.generators import Reshape, Scale
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (a conv layer to drive, {layer: units} that the architecture fixes)
 CASES = {
@@ -160,3 +164,48 @@ def test_weight_file_names():
     # one file for the registry entry and the same model asked for as timm/<name>
     assert T.get_spec("timm/resnet50").weights.filename == T.get_spec("resnet50").weights.filename
     assert T.get_spec("timm/resnet18").weights.hf_repo == "timm/resnet18.a1_in1k"
+
+
+def test_the_papers_setup_is_the_default_when_its_files_are_in_the_caches(tmp_path, monkeypatch, fc6_file):
+    """CaffeNet (in the Hugging Face cache, published key form) and the fc6 prior (in torch hub's checkpoints, as
+    other tools cache it): a run that names no model uses CaffeNet fc8 with fc6, on the command line and on the
+    dashboard's first screen. Without them the offline default stays Lite0 with the demo prior."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import huggingface_hub.constants as hfc
+
+    from app import catalog
+    from dgnam_engine import priors as P
+    from dgnam_engine.caffenet import caffenet
+    from test_weights import _converter_keys, _hf_cache
+
+    torch_home, hf_home = tmp_path / "torch", tmp_path / "hf"
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(hf_home / "hub"))
+    assert T.default_target() == "efficientnet_lite0" and catalog.DEFAULT_MODEL == "efficientnet_lite0"
+    assert P.default_prior_name() == "lite0-b3"
+
+    torch.manual_seed(6)
+    enc = tmp_path / "caffenet.pt"
+    torch.save(_converter_keys({k: v.half() for k, v in caffenet().state_dict().items()}, ("fc6", "fc7", "fc8")), enc)
+    _hf_cache(hf_home / "hub", T.HF_DEEPSIM, "caffenet.pt", enc)
+    assert T.default_target() == "efficientnet_lite0"  # CaffeNet alone is not the paper's setup: no fc6 prior
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    os.link(fc6_file, torch_home / "hub" / "checkpoints" / "upconvGAN_fc6.pt")
+    assert T.default_target() == "caffenet" and catalog.DEFAULT_MODEL == "caffenet"
+    assert catalog.default_prior() == "fc6" and catalog.output_layer(catalog.DEFAULT_MODEL) == "fc8"
+    assert catalog.DEFAULT_UNIT < T.load_target("caffenet", random_weights=True).layer("fc8").units
+
+    out = tmp_path / "x.png"
+    p = subprocess.run([sys.executable, "-m", "dgnam_engine", "visualize", "--unit", str(catalog.DEFAULT_UNIT),
+                        "--iters", "2", "--out", str(out), "--json", "--quiet"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (run["model"], run["layer"], run["prior"]) == ("caffenet", "fc8", "fc6") and out.is_file()
+    assert run["weights"].endswith("caffenet.pt") and "models--binxu--DeePSim" in run["weights"]

@@ -384,3 +384,122 @@ def test_cancel_stops_the_download_and_leaves_nothing(server, online, torch_home
     assert seen and max(seen) < len(body)  # stopped part way
     assert _files_under(online) == [] and _files_under(torch_home) == []
     assert W.find(wf) is None
+
+
+# ----- the published layouts, where other tools keep them -----
+
+def _converter_keys(sd: dict, layers=None) -> dict:
+    """Keys as the Caffe-to-PyTorch converter writes them: each fully connected layer (or each layer in `layers`) is
+    Sequential(view, Linear), so `fc6.weight` reads `fc6.1.weight`."""
+    out = {}
+    for k, v in sd.items():
+        layer, _, param = k.rpartition(".")
+        out[f"{layer}.1.{param}" if layers is None or layer in layers else k] = v
+    return out
+
+
+def _hf_home(tmp_path, monkeypatch) -> Path:
+    import huggingface_hub.constants as hfc
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _place(layout: str, torch_home: Path, hf_cache: Path, filename: str, source: Path, repo: str) -> Path:
+    """Put `source` where `layout` keeps it: torch hub's checkpoints folder under another tool's name, Lucent's
+    TORCH_HOME/checkpoints, or the Hugging Face cache as huggingface_hub lays it out."""
+    if layout == "hf-cache":
+        return _hf_cache(hf_cache, repo, filename, source)
+    folder = torch_home if layout == "hub-checkpoints" else torch_home.parent.parent / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.link(source, folder / filename)
+    return folder / filename
+
+
+PRIOR_LAYOUTS = [  # (where, the file's name there, how it is written)
+    ("hub-checkpoints", "upconvGAN_conv3.pt", "converter keys"),
+    ("lucent", "upconvGAN_conv3.pt", "converter keys"),
+    ("hf-cache", "upconvGAN_conv3.pt", "converter keys"),
+    ("explicit", "conv3.pth", "state_dict wrapper, module. prefix"),
+    ("explicit", "conv3.ckpt", "model wrapper, G. prefix, converter keys"),
+]
+
+
+@pytest.mark.parametrize("where,filename,how", PRIOR_LAYOUTS, ids=[f"{w}-{h}" for w, _, h in PRIOR_LAYOUTS])
+def test_published_prior_layouts_give_the_same_generator(tmp_path, torch_home, monkeypatch, conv3_state_dict,
+                                                         where, filename, how):
+    hf_cache = _hf_home(tmp_path, monkeypatch)
+    ours = tmp_path / "ours" / "upconvGAN_conv3.pt"  # what the project writes: a bare state dict, its own keys
+    ours.parent.mkdir()
+    torch.save(conv3_state_dict, ours)
+    code = torch.rand(1, 384, 13, 13) * 5
+    expected = priors.load_prior("conv3", str(ours)).generator(code)
+
+    sd = _converter_keys(conv3_state_dict) if "converter" in how else dict(conv3_state_dict)
+    if "module." in how:
+        sd = {"module." + k: v for k, v in sd.items()}
+    if "G." in how:
+        sd = {"G." + k: v for k, v in sd.items()}
+    obj = {"state_dict": sd, "epoch": 7} if "state_dict" in how else {"model": sd} if "model" in how else sd
+    made = tmp_path / "made" / filename
+    made.parent.mkdir()
+    torch.save(obj, made)
+    assert not priors.is_available(priors.ORIGINAL_PRIORS["conv3"])
+    if where == "explicit":
+        pr = priors.load_prior("conv3", str(made))
+    else:
+        placed = _place(where, torch_home, hf_cache, filename, made, priors.HF_DEEPSIM)
+        assert priors.is_available(priors.ORIGINAL_PRIORS["conv3"])
+        pr = priors.load_prior("conv3")
+        assert Path(pr.path) == placed
+    assert torch.equal(pr.generator(code), expected)
+
+
+@pytest.fixture(scope="module")
+def caffenet_files(tmp_path_factory):
+    """CaffeNet with random weights (stored in fp16: half the bytes, the same numbers on loading) in the project's
+    layout and in the published converter's."""
+    from dgnam_engine.caffenet import caffenet
+
+    torch.manual_seed(5)
+    sd = {k: v.half() for k, v in caffenet().state_dict().items()}
+    folder = tmp_path_factory.mktemp("caffenet")
+    torch.save(sd, folder / "ours.pt")
+    fc = ("fc6", "fc7", "fc8")
+    torch.save(_converter_keys(sd, fc), folder / "published.pt")
+    torch.save({"state_dict": {"module." + k: v for k, v in _converter_keys(sd, fc).items()}},
+               folder / "wrapped.pth")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["hub-checkpoints", "hf-cache", "explicit"])
+def test_published_caffenet_layouts_give_the_same_network(tmp_path, torch_home, monkeypatch, caffenet_files, where):
+    from dgnam_engine import targets as T
+
+    hf_cache = _hf_home(tmp_path, monkeypatch)
+    x = torch.randn(1, 3, 227, 227) * 50
+    expected = T.load_target("caffenet", weights=str(caffenet_files / "ours.pt")).model(x)
+    spec = T.get_spec("caffenet")
+    assert not T.weights_available(spec)
+    if where == "explicit":
+        tgt = T.load_target("caffenet", weights=str(caffenet_files / "wrapped.pth"))
+    else:
+        # the encoder under the name some tools give it, or the Hub's own name in the Hugging Face cache
+        name = "upconvGAN_caffenet.pt" if where == "hub-checkpoints" else "caffenet.pt"
+        placed = _place(where, torch_home, hf_cache, name, caffenet_files / "published.pt", priors.HF_DEEPSIM)
+        assert T.weights_available(spec)
+        tgt = T.load_target("caffenet")
+        assert tgt.weights_path == str(placed)
+    assert torch.equal(tgt.model(x), expected)
+
+
+def test_key_rule_only_renames_into_the_models_own_names():
+    """torchvision's `classifier.1.weight` is a real name and stays; `fc6.1.weight` becomes `fc6.weight` only where
+    the model has `fc6.weight`."""
+    expected = {"classifier.1.weight", "fc6.weight", "fc6.bias"}
+    sd = {"module.classifier.1.weight": 1, "fc6.1.weight": 2, "G.fc6.1.bias": 3, "extra.1.weight": 4}
+    assert W.normalise_keys(sd, expected) == {"classifier.1.weight": 1, "fc6.weight": 2, "fc6.bias": 3,
+                                              "extra.1.weight": 4}
+    assert W.unwrap({"model": {"state_dict": {"a": 1}}}) == {"a": 1}
