@@ -21,7 +21,7 @@ def test_upload_a_photo_render_from_it_and_see_photo_reconstruction_result(serve
     url, data = server
     page.goto(f"{url}/run?model=efficientnet_lite0&layer=classifier&unit=967")
     idle(page)
-    page.get_by_text("Prior (image generator)").locator("..").locator("..").click()
+    page.get_by_role("combobox", name=re.compile("Prior")).click()
     page.get_by_role("option", name=re.compile("lite0-b3")).click()  # a photo is encoded by the prior's encoder
     idle(page)
     page.get_by_text("Start from a photo · hidden unit position · combine units").click()
