@@ -12,6 +12,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from dgnam_engine import objectives
+from dgnam_engine.convention import from_uint8
 from dgnam_engine.errors import UserError
 from dgnam_engine.imaging import save_png
 from dgnam_engine.photos import read_photo
@@ -148,9 +149,9 @@ def _terms(model: str, text: str, path: str) -> list[tuple[str, float, float]]:
 
     t = catalog.target(model)
     terms = objectives.parse(text)
-    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255.0
+    rgb = from_uint8(np.asarray(Image.open(path).convert("RGB")))
     with torch.no_grad():
-        acts = objectives.term_activations(t, t.rgb_to_gen(rgb.unsqueeze(0).to(t.device)), terms)[0]
+        acts = objectives.term_activations(t, t.rgb_to_gen(rgb.to(t.device)), terms)[0]
     return [(term.describe(t), term.weight, float(a)) for term, a in zip(terms, acts)]
 
 

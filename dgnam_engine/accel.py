@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import truncate
-from .targets import RGB_MEAN, Target
+from .convention import RGB_MEAN
+from .targets import Target
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .convention import from_uint8
 from .errors import UserError
 from .photos import read_photo, square
 from . import targets as T
@@ -180,8 +181,7 @@ def photo_batch(folder: Path, files: list[str], size: int) -> tuple[torch.Tensor
             status.append((rel, True))
         except UserError:
             status.append((rel, False))  # counted as covered: a damaged photo is not retried every run
-    x = (torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float() / 255.0 if ims
-         else torch.empty(0, 3, size, size))
+    x = from_uint8(ims) if ims else torch.empty(0, 3, size, size)
     return x, status
 
 

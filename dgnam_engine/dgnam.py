@@ -23,6 +23,7 @@ import torch
 
 from . import accel as _accel
 from .accel import Accel
+from .convention import gen_to_rgb
 from .errors import RunCancelled
 from .targets import LayerInfo, Target
 
@@ -59,12 +60,6 @@ def initial_codes(seeds: Sequence[int], code_shape: Sequence[int]) -> torch.Tens
     """h0 ~ N(0,1) drawn exactly like the original (np.random.seed(seed); np.random.normal), one seed per sample."""
     return torch.stack([torch.from_numpy(np.random.RandomState(s).normal(0, 1, tuple(code_shape)))
                         for s in seeds]).float()
-
-
-def to_rgb(x_gen: torch.Tensor) -> torch.Tensor:
-    """Generator convention (BGR, mean-subtracted, 0-255) -> RGB [0,1]: add the mean back and clamp."""
-    mean = x_gen.new_tensor((123.0, 117.0, 104.0)).view(1, 3, 1, 1)
-    return ((x_gen.flip(1) + mean) / 255.0).clamp(0, 1)
 
 
 def lr_at(i: int, n: int, lr_start: float, lr_end: float) -> float:
@@ -243,7 +238,7 @@ def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int
                 if not bool(active.any()):
                     acts[i + 1:] = acts[i]  # every sample stopped: the rest of the curve is flat
                     break
-    images = to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
+    images = gen_to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
     return BatchResult(images, acts.cpu(), h.detach().cpu(), time.perf_counter() - t0, steps_done.cpu(),
                        graph_captured=captured, batch_size=b if batched else 1)
 
@@ -252,7 +247,7 @@ def _report(callback: StepCallback, acts: torch.Tensor, start: int, end: int, n_
             preview: Optional[torch.Tensor], preview_step: int) -> None:
     """Hand steps start..end-1 to the callback from one copy of the buffers; RunCancelled if it says stop."""
     host = acts[start:end].cpu()
-    image = to_rgb(preview).cpu() if preview is not None and preview_step >= start else None
+    image = gen_to_rgb(preview).cpu() if preview is not None and preview_step >= start else None
     for j in range(start, end):
         info = StepInfo(j, n_iters, host[j - start].clone(), image if j == preview_step else None)
         if callback(info) is False:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dgnam import to_rgb
+from .convention import from_uint8, gen_to_rgb
 from .errors import UserError
 from .photos import square
 from .priors import Prior
@@ -46,7 +46,7 @@ def encode_photo(prior: Prior, encoder: Target, rgb: np.ndarray) -> PhotoStart:
     _, layer_name = encoder_of(prior)
     layer = encoder.layer(layer_name)
     size = output_size(prior)
-    sq = torch.from_numpy(square(rgb, size)).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+    sq = from_uint8(square(rgb, size))
     photo_gen = encoder.rgb_to_gen(sq.to(encoder.device))
     code = encoder.forward_to(encoder.preprocess(photo_gen), layer).float()[0]
     if tuple(code.shape) != tuple(prior.spec.code_shape):
@@ -61,5 +61,5 @@ def encode_photo(prior: Prior, encoder: Target, rgb: np.ndarray) -> PhotoStart:
 
 def pixel_error(a_gen: torch.Tensor, b_gen: torch.Tensor, target: Target) -> float:
     """Mean absolute difference, in [0, 1], of two generator-convention images as the target sees them."""
-    a, b = to_rgb(target.crop(a_gen.float())), to_rgb(target.crop(b_gen.float()))
+    a, b = gen_to_rgb(target.crop(a_gen.float())), gen_to_rgb(target.crop(b_gen.float()))
     return float((a - b).abs().mean())

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from .dgnam import BatchResult, StepCallback, optimise
 from .objectives import UnitObjective
-from .targets import RGB_MEAN, LayerInfo, Target
+from .convention import gen_pixel_bounds
+from .targets import LayerInfo, Target
 
 PIXEL_DEFAULTS = dict(lr_start=6.0, lr_end=1.0, decay=0.999, jitter=8, blur_every=4, blur_sigma=0.5)
 
@@ -72,8 +73,8 @@ def run(target: Target, layer: LayerInfo, units: Sequence[int], *, seeds: Sequen
     size = target.spec.input_size
     # Start near the mean image: small noise in the generator convention, one start per sample from its seed.
     x0 = torch.stack([torch.from_numpy(np.random.RandomState(s).normal(0, 10, (3, size, size))) for s in seeds])
-    mean_bgr = torch.tensor(RGB_MEAN[::-1], device=dev).view(1, 3, 1, 1)
-    param = PixelParam(seeds, -mean_bgr, 255.0 - mean_bgr, decay=decay, jitter=jitter, blur_every=blur_every,
+    lo, hi = gen_pixel_bounds(dev)
+    param = PixelParam(seeds, lo, hi, decay=decay, jitter=jitter, blur_every=blur_every,
                        blur_sigma=blur_sigma)
     obj = objective or UnitObjective(layer, torch.as_tensor(list(units), device=dev), position)
     return optimise(param, obj, target, x0.float(), n_iters=n_iters, lr_start=lr_start, lr_end=lr_end,

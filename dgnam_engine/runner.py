@@ -15,8 +15,7 @@ from . import priors as P
 from . import targets as T
 from .errors import UserError
 from . import objectives, photo_init
-from .dgnam import to_rgb
-from .imaging import to_uint8
+from .convention import from_uint8, gen_to_rgb, to_uint8
 from .photos import read_photo
 from .receptive_field import receptive_field
 
@@ -234,8 +233,7 @@ def photo_views(model: str, prior_name: Optional[str], init_image: str, layer: O
     photo, recon, measures = _photo_measures(start, pr, tgt, 0)
     info = tgt.layer(layer)
     u = torch.as_tensor([unit], device=tgt.device)
-    acts = [float(tgt.unit_activations(tgt.rgb_to_gen(torch.from_numpy(im).permute(2, 0, 1).float()
-                                                      .unsqueeze(0).to(tgt.device) / 255.0), info, u, position)[0])
+    acts = [float(tgt.unit_activations(tgt.rgb_to_gen(from_uint8(im).to(tgt.device)), info, u, position)[0])
             for im in (photo, recon)]
     return {"photo": photo, "reconstruction": recon, "photo_activation": acts[0],
             "reconstruction_activation": acts[1], **measures}
@@ -256,8 +254,8 @@ def _photo_measures(start: photo_init.PhotoStart, pr: P.Prior, tgt: T.Target, se
     photo_view = start.photo_gen.float()  # at the generator's output size, like recon
     measures = {"start_pixel_error": photo_init.pixel_error(recon, photo_view, tgt),
                 "random_start_pixel_error": photo_init.pixel_error(rand, photo_view, tgt)}
-    photo_img = to_uint8(to_rgb(tgt.crop(photo_view)).cpu())[0]
-    recon_img = to_uint8(to_rgb(tgt.crop(recon)).cpu())[0]
+    photo_img = to_uint8(gen_to_rgb(tgt.crop(photo_view)).cpu())[0]
+    recon_img = to_uint8(gen_to_rgb(tgt.crop(recon)).cpu())[0]
     return photo_img, recon_img, measures
 
 
@@ -265,7 +263,7 @@ def top_classes(target: T.Target, image: np.ndarray, k: int = 5) -> list[tuple[i
     """The target's top-k ImageNet classes for an RGB uint8 image (only for 1000-class outputs)."""
     from .imagenet import class_names
 
-    rgb = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+    rgb = from_uint8(image)
     probs = target.classify(rgb)[0].cpu()
     if probs.numel() != 1000:
         return []

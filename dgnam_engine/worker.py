@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from . import runner
+from .convention import to_uint8
 from .errors import RunCancelled, UserError
 from .store import Identity, ResultsStore, StoredResult, identify
 from .targets import resolve_device
@@ -105,8 +106,7 @@ class Job:
         for c, a in zip(self.curves, acts):
             c.append(a)
         if info.images is not None:
-            self.preview = [(im.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
-                            for im in info.images]
+            self.preview = to_uint8(info.images)
         self.step = info.step + 1
         return True
 

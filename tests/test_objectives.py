@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dgnam_engine import dgnam, objectives
+from dgnam_engine.convention import gen_to_rgb
 from dgnam_engine.errors import UserError
 from dgnam_engine.runner import Settings, get_prior, visualize
 
@@ -39,7 +40,7 @@ def test_two_unit_objective_raises_both_units(lite0):
                      target=lite0, prior=prior)
     terms = objectives.parse("bee + daisy")
     with torch.no_grad():  # both units in the starting picture G(h0) of seed 0, measured like the result
-        start_img = dgnam.to_rgb(lite0.crop(prior.generator(dgnam.initial_codes([0], prior.lower.shape))))
+        start_img = gen_to_rgb(lite0.crop(prior.generator(dgnam.initial_codes([0], prior.lower.shape))))
         start = objectives.term_activations(lite0, lite0.rgb_to_gen(start_img), terms)[0]
     final = {row["label"]: row["activation"] for row in r.extra["terms"]}
     assert r.label == "bee + daisy" and r.extra["objective"] == "bee + daisy"

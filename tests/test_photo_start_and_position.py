@@ -161,3 +161,15 @@ def test_photos_that_are_not_photos_get_one_line(tmp_path):
         f.truncate(31 * 2**20)
     with pytest.raises(UserError, match="larger than"):
         read_photo(big)
+
+
+def test_caffenet_hidden_layers_are_read_after_their_relu_like_caffe_blobs():
+    from dgnam_engine.runner import get_target
+
+    t = get_target("caffenet", random_weights=True)
+    x = torch.randn(2, 3, 227, 227) * 50
+    for name in ("conv1", "conv5", "fc6", "fc7"):
+        out = t.forward_to(x, t.layer(name))
+        assert float(out.min()) == 0.0, name  # post-ReLU, and some units are off: exactly 0
+    assert float(t.forward_to(x, t.layer("fc8")).min()) < 0  # the class scores have no ReLU
+    assert t.layer("pool5").shape == (256, 6, 6)  # the pool5 prior's code, for starting from a photo
