@@ -1,7 +1,7 @@
 """Gallery: everything rendered so far, filterable; one PNG, or a ZIP of a selection with its settings."""
 import streamlit as st
 
-from app import cards, catalog, export, layout, state
+from app import cards, catalog, export, layout, pictures, state
 
 SHOW_MAX = 60
 
@@ -20,6 +20,7 @@ if not results:
             else "No picture matches these filters.")
     st.stop()
 
+pictures.damaged_notice(store)
 shown = results[:SHOW_MAX]
 st.caption(f"{len(results)} pictures" + (f", the newest {SHOW_MAX} shown" if len(results) > SHOW_MAX else ""))
 
@@ -34,8 +35,7 @@ chosen = []
 cols = st.columns(6)
 for i, r in enumerate(shown):
     with cols[i % 6]:
-        st.image(str(r.image_path), caption=f"{cards.unit_caption(r)} · {cards.short_prior(r.prior)}",
-                 width="stretch")
+        pictures.show(r, caption=f"{cards.unit_caption(r)} · {cards.short_prior(r.prior)}")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
                    f"steps · activation {r.activation_final:.1f}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):

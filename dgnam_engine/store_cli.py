@@ -1,0 +1,173 @@
+"""`python -m dgnam_engine store check [--repair]`: what is wrong with a results folder, and the repair that keeps
+every readable result and sets the rest aside (a damaged database is moved, never overwritten)."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import cli
+from .errors import UserError
+from .imaging import remove_stale_parts
+from .store import (_COLUMNS, ENV_DATA_DIR, ResultsStore, StoreError, connect_read_only, damaged_message,
+                    default_root, picture_problem, read_only_message)
+
+MAX_ROWID_GAP = 1000  # rowid walk over a damaged table: stop after this many unreadable rowids in a row
+
+
+def _db_problem(db: Path) -> Optional[str]:
+    """Why the database is damaged (integrity_check's first lines, or the error opening it); None if it is sound."""
+    try:
+        con = connect_read_only(db)
+        try:
+            lines = [r[0] for r in con.execute("PRAGMA integrity_check(5)")]
+            con.execute("SELECT COUNT(*) FROM results").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if lines == ["ok"] else "; ".join(lines[:3])
+
+
+def readable_rows(db: Path) -> tuple[list[dict], Optional[str]]:
+    """Every row that can still be read: a full scan of the table (no index), else row by row. Returns the rows
+    and why some may be missing (None when the scan went through)."""
+    try:
+        con = connect_read_only(db)
+    except sqlite3.DatabaseError as exc:
+        return [], str(exc)
+    try:
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM results NOT INDEXED")], None
+        except sqlite3.DatabaseError as exc:
+            why = str(exc)
+        rows, gap, rowid = [], 0, 0
+        while gap < MAX_ROWID_GAP:
+            rowid += 1
+            try:
+                r = con.execute("SELECT * FROM results WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError:
+                r = None
+            if r is None:
+                gap += 1
+            else:
+                gap = 0
+                rows.append(dict(r))
+        return rows, why
+    finally:
+        con.close()
+
+
+def check(root: Path) -> tuple[list[str], list[str]]:
+    """(findings that are fine, problems) for the results folder `root`; reads only."""
+    ok, problems = [], []
+    if not root.exists():
+        return [f"no results folder yet at {root} (it is created by the first run)"], []
+    if not root.is_dir():
+        return [], [f"the data folder {root} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
+                    "(or move the file away)"]
+    images, db = root / "images", root / "results.sqlite"
+    if not os.access(root, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        problems.append(read_only_message(root))
+    elif images.is_dir() and not os.access(images, os.W_OK | os.X_OK):
+        problems.append(read_only_message(images, "pictures folder"))
+    if not db.exists():
+        ok.append(f"no results database yet in {root}")
+        return ok, problems
+    why = _db_problem(db)
+    if why is not None:
+        problems.append(damaged_message(db, why))
+    rows, _ = readable_rows(db)
+    bad = []
+    for r in rows:
+        reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
+        if reason is not None:
+            bad.append(f"{r.get('model')} {r.get('layer')} unit {r.get('unit')}: picture {reason}")
+    ok.append(f"{len(rows)} results readable, {len(rows) - len(bad)} with a good picture")
+    if bad:
+        problems.append(f"{len(bad)} results have a missing or damaged picture (they are rendered again when "
+                        f"asked for): " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    parts = list(images.glob("*.part")) + list(images.glob(".*.part")) if images.is_dir() else []
+    if parts:
+        ok.append(f"{len(parts)} unfinished .part files in {images} (removed at the next start once their "
+                  "writer is gone)")
+    damaged = images / "damaged"
+    if damaged.is_dir() and any(damaged.iterdir()):
+        ok.append(f"{sum(1 for _ in damaged.iterdir())} damaged pictures set aside earlier in {damaged}")
+    return ok, problems
+
+
+def repair(root: Path) -> list[str]:
+    """Keep every readable result whose picture is good; move a damaged database aside and rebuild it from the
+    readable rows; drop rows whose picture is missing or damaged (damaged pictures go to images/damaged/)."""
+    if not root.is_dir():
+        raise StoreError(f"the data folder {root} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
+                         "(or move the file away)" if root.exists() else f"no results folder at {root}")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreError(read_only_message(root) + "; a repair needs to write there")
+    db, images = root / "results.sqlite", root / "images"
+    done = [f"removed {len(remove_stale_parts(images))} unfinished .part files"] if images.is_dir() else []
+    if not db.exists():
+        ResultsStore(root)
+        return done + [f"created an empty results database in {root}"]
+    why = _db_problem(db)
+    rows, _ = readable_rows(db)
+    if why is not None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = db.with_name(f"{db.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(db) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(aside) + suffix))
+        done.append(f"moved the damaged database ({why}) to {aside}")
+    store = ResultsStore(root)
+    keep, dropped = [], 0
+    for r in rows:
+        reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
+        if reason is None:
+            keep.append(r)
+        else:
+            dropped += 1
+            path = images / str(r.get("image"))
+            if reason != "missing" and path.exists():
+                (images / "damaged").mkdir(exist_ok=True)
+                os.replace(path, images / "damaged" / path.name)
+    if why is not None:
+        store._insert([tuple(r.get(c) for c in _COLUMNS) for r in keep])
+    elif dropped:
+        with store._db() as con:
+            good = {r["key"] for r in keep}
+            con.executemany("DELETE FROM results WHERE key = ?", [(r["key"],) for r in rows if r["key"] not in good])
+    done.append(f"kept {len(keep)} results, dropped {dropped} whose picture was missing or damaged")
+    return done
+
+
+def cmd_store_check(args) -> int:
+    root = Path(args.store).expanduser() if args.store else default_root()
+    if args.repair:
+        for line in repair(root):
+            print(line)
+    ok, problems = check(root)
+    for line in ok:
+        print(f"ok: {line}")
+    for line in problems:
+        print(f"problem: {line}")
+    if problems:
+        hint = "" if args.repair else "; `store check --repair` keeps what is readable and sets the rest aside"
+        raise UserError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {root}{hint}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("store", help="check (and repair) the results folder")
+    ssub = s.add_subparsers(dest="store_command", required=True, parser_class=cli._Parser)
+    c = ssub.add_parser("check", help="report what is wrong with the results folder")
+    c.add_argument("--repair", action="store_true",
+                   help="keep every readable result, set the damaged database and pictures aside, rebuild")
+    c.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    c.set_defaults(func=cmd_store_check)
+
+
+cli._EXTRA_COMMANDS.append(add_parser)
