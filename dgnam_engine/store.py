@@ -263,8 +263,8 @@ def picture_problem(path: Path, checksum: Optional[str]) -> Optional[str]:
         data = path.read_bytes()
     except FileNotFoundError:
         return "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({getattr(exc, 'strerror', None) or exc})"
     if checksum:
         return None if hashlib.sha256(data).hexdigest() == checksum else "its content differs from the checksum"
     from PIL import Image

@@ -2,8 +2,10 @@
 every readable result and sets the rest aside (a damaged database is moved, never overwritten)."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -32,32 +34,57 @@ def _db_problem(db: Path) -> Optional[str]:
 
 
 def readable_rows(db: Path) -> tuple[list[dict], Optional[str]]:
-    """Every row that can still be read: a full scan of the table (no index), else row by row. Returns the rows
-    and why some may be missing (None when the scan went through)."""
+    """Every row that can still be read, and why some may be missing (None when a full scan went through).
+
+    A full scan of the table (no index) first; if that fails, row by row from a copy of the file padded back to
+    the size its header states, so a file cut short still yields the rows on the pages that are left (SQLite
+    refuses to read even the schema of a file shorter than its header says). The original is never written."""
     try:
         con = connect_read_only(db)
-    except sqlite3.DatabaseError as exc:
-        return [], str(exc)
-    try:
         try:
             return [dict(r) for r in con.execute("SELECT * FROM results NOT INDEXED")], None
-        except sqlite3.DatabaseError as exc:
-            why = str(exc)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        why = str(exc)
+    with tempfile.TemporaryDirectory(prefix="dgnam-salvage-") as tmp:
+        copy = Path(tmp) / "copy.sqlite"
+        data = db.read_bytes()
+        if len(data) >= 100 and data.startswith(b"SQLite format 3\0"):
+            size = int.from_bytes(data[16:18], "big")
+            page = 65536 if size == 1 else size
+            data += b"\0" * max(0, page * int.from_bytes(data[28:32], "big") - len(data))
+        copy.write_bytes(data)
+        try:
+            con = connect_read_only(copy)
+        except sqlite3.DatabaseError:
+            return [], why
         rows, gap, rowid = [], 0, 0
-        while gap < MAX_ROWID_GAP:
-            rowid += 1
-            try:
-                r = con.execute("SELECT * FROM results WHERE rowid = ?", (rowid,)).fetchone()
-            except sqlite3.DatabaseError:
-                r = None
-            if r is None:
-                gap += 1
-            else:
-                gap = 0
-                rows.append(dict(r))
-        return rows, why
-    finally:
-        con.close()
+        try:
+            while gap < MAX_ROWID_GAP:
+                rowid += 1
+                try:
+                    r = con.execute("SELECT * FROM results WHERE rowid = ?", (rowid,)).fetchone()
+                except sqlite3.DatabaseError:
+                    r = None
+                if r is None:
+                    gap += 1
+                else:
+                    gap = 0
+                    if _sane(dict(r)):  # a page cut in the middle can give a row of zeros
+                        rows.append(dict(r))
+        finally:
+            con.close()
+    return rows, why
+
+
+def _sane(row: dict) -> bool:
+    try:
+        return (isinstance(row["key"], str) and row["image"] == f"{row['key']}.png" and "\0" not in row["key"]
+                and isinstance(json.loads(row["settings"]), dict) and isinstance(json.loads(row["activations"]), list)
+                and all(isinstance(row[c], str) for c in ("model", "layer", "prior", "label")))
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def check(root: Path) -> tuple[list[str], list[str]]:
