@@ -283,11 +283,15 @@ def connect_read_only(db_path: Path) -> sqlite3.Connection:
     """A read-only connection that works in a folder nobody may write to: WAL readers normally create side files,
     so fall back to opening the file as immutable when that fails."""
     base = f"file:{quote(str(db_path.resolve()))}"
+    con = sqlite3.connect(f"{base}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
     try:
-        con = sqlite3.connect(f"{base}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
         con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
+        con.close()
         con = sqlite3.connect(f"{base}?mode=ro&immutable=1", uri=True, timeout=30.0, isolation_level=None)
+    except BaseException:
+        con.close()  # a connection left open would keep WAL side files next to a damaged database
+        raise
     con.row_factory = sqlite3.Row
     return con
 

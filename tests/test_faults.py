@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dgnam_engine import store_cli
+from dgnam_engine import cli, store_cli
 from dgnam_engine.store import ResultsStore, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,14 +51,14 @@ def shared_tmp(tmp_path):
             os.chmod(p, 0o755)
 
 
-def run(args: list[str], base: Path, as_nobody: bool = False, code: str | None = None):
+def run(args: list[str], base: Path, as_nobody: bool = False, code: str | None = None, extra: list[str] = ()):
     """`python -m dgnam_engine ARGS` (or `python -c CODE`) with its own caches; `as_nobody`: bound by permissions
     like any user, even as root."""
     home = base / "home"
     home.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
            "TORCH_HOME": str(home / "torch"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "dgnam_engine", *args]
+    cmd = [sys.executable, "-c", code, *extra] if code else [sys.executable, "-m", "dgnam_engine", *args]
     if as_nobody and os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: a read-only folder cannot stop root")
@@ -73,25 +73,28 @@ def precompute(store: Path, base: Path, as_nobody: bool = False):
 
 # The Gallery and Setup pages as a script: the read-only cases run it as nobody.
 PAGES = """
-import json, sys
+import json, os, sys
 from streamlit.testing.v1 import AppTest
 out = {}
-for page in ("pages/gallery.py", "pages/setup.py"):
-    at = AppTest.from_file(%r, default_timeout=120)
-    at.run()
-    at.switch_page(page).run()
-    out[page] = {"exception": [str(e.value) for e in at.exception], "error": [str(e.value) for e in at.error],
-                 "images": len(at.image), "captions": [str(e.value) for e in at.caption],
-                 "tables": len(at.dataframe)}
+for root in sys.argv[1:]:
+    os.environ["DGNAM_DATA_DIR"] = root
+    for page in ("pages/gallery.py", "pages/setup.py"):
+        at = AppTest.from_file(%r, default_timeout=120)
+        at.run()
+        at.switch_page(page).run()
+        out[root + " " + page] = {"exception": [str(e.value) for e in at.exception],
+                                  "error": [str(e.value) for e in at.error], "images": len(at.image),
+                                  "tables": len(at.dataframe)}
 print(json.dumps(out))
 """ % APP
 
 
-def pages(data_dir: Path, base: Path, as_nobody: bool = False) -> dict:
-    env_code = f"import os; os.environ['DGNAM_DATA_DIR'] = {str(data_dir)!r}\n" + PAGES
-    res = run([], base, as_nobody, code=env_code)
+def pages(data_dirs: list[Path], base: Path, as_nobody: bool = False) -> dict:
+    """What the Gallery and Setup pages show for each data folder: {(folder, page): elements}."""
+    res = run([], base, as_nobody, code=PAGES, extra=[str(d) for d in data_dirs])
     assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return {tuple(k.split(" ")): v for k, v in out.items()}
 
 
 def one_error_line(res) -> str:
@@ -101,10 +104,18 @@ def one_error_line(res) -> str:
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file's bytes, but SQLite's own -wal/-shm side files, which a reader of a WAL database may leave."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
 
-def test_fault_matrix(shared_tmp):
+def _check_in_process(root: Path, capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.main(["store", "check", "--store", str(root)])
+    return code, capsys.readouterr().out
+
+
+def test_fault_matrix(shared_tmp, capsys):
     base = shared_tmp
     faults = {}
 
@@ -138,20 +149,24 @@ def test_fault_matrix(shared_tmp):
     os.chmod(ro_images / "images", 0o555)
     faults["read-only images"] = (ro_images, "pictures folder", True)
 
+    before = {name: snapshot(root) if root.is_dir() else root.read_bytes() for name, (root, _, _) in faults.items()}
+    seen = {**pages([f[0] for f in faults.values() if not f[2]], base),
+            **pages([f[0] for f in faults.values() if f[2]], base, as_nobody=True)}
     report = {}
     for name, (root, words, as_nobody) in faults.items():
-        before = snapshot(root) if root.is_dir() else root.read_bytes()
         line = one_error_line(precompute(root, base, as_nobody))
         assert words in line and str(root) in line, (name, line)
         if "damaged" in words:
             assert "store check --repair" in line
         if "read-only" in words or "pictures folder" in words:
             assert "DGNAM_DATA_DIR" in line and "permissions" in line
-        check = run(["store", "check", "--store", str(root)], base, as_nobody)
-        assert check.returncode == 2 and any(words in ln for ln in check.stdout.splitlines()
-                                             if ln.startswith("problem: ")), (name, check.stdout, check.stderr)
-        seen = pages(root, base, as_nobody)
-        gallery, setup = seen["pages/gallery.py"], seen["pages/setup.py"]
+        if as_nobody:
+            check = run(["store", "check", "--store", str(root)], base, as_nobody)
+            code, out = check.returncode, check.stdout
+        else:
+            code, out = _check_in_process(root, capsys)
+        assert code == 2 and any(words in ln for ln in out.splitlines() if ln.startswith("problem: ")), (name, out)
+        gallery, setup = seen[(str(root), "pages/gallery.py")], seen[(str(root), "pages/setup.py")]
         assert not gallery["exception"] and not setup["exception"], (name, seen)
         assert setup["tables"] == 2, name  # Setup always opens
         if name.startswith("read-only"):  # browsing works: every stored picture is shown
@@ -160,20 +175,21 @@ def test_fault_matrix(shared_tmp):
             assert any(words in e for e in gallery["error"]), (name, gallery)
             assert any(words in e for e in setup["error"]), (name, setup)
         # nothing was written, moved or recreated
-        assert (snapshot(root) if root.is_dir() else root.read_bytes()) == before, name
+        assert (snapshot(root) if root.is_dir() else root.read_bytes()) == before[name], name
         report[name] = line
     print(json.dumps(report, indent=1))  # the lines a user reads (pytest -s shows them)
 
     # --repair keeps what is readable and sets the damaged database aside, never overwriting it
-    rep = run(["store", "check", "--repair", "--store", str(truncated)], base)
-    assert rep.returncode == 0, rep.stdout + rep.stderr
-    aside = list(truncated.glob("results.sqlite.damaged-*"))
-    assert any(p.name.count("-") == 2 for p in aside) and "kept" in rep.stdout
+    assert cli.main(["store", "check", "--repair", "--store", str(truncated)]) == 0
+    assert "kept" in capsys.readouterr().out
+    assert len(list(truncated.glob("results.sqlite.damaged-*"))) >= 1
     kept = ResultsStore(truncated).query()
     assert 10 <= len(kept) < 60 and all(np.asarray(__import__("PIL.Image").Image.open(r.image_path)).shape
                                         == (16, 16, 3) for r in kept)
-    rep = run(["store", "check", "--repair", "--store", str(garbage)], base)
-    assert rep.returncode == 0 and len(ResultsStore(garbage)) == 0 and list(garbage.glob("results.sqlite.damaged-*"))
+    garbage_bytes = before["garbage database"]["results.sqlite"]
+    assert cli.main(["store", "check", "--repair", "--store", str(garbage)]) == 0
+    assert len(ResultsStore(garbage)) == 0
+    assert [p.read_bytes() for p in garbage.glob("results.sqlite.damaged-*")] == [garbage_bytes]
     assert len(list((garbage / "images").glob("*.png"))) == 3  # the pictures themselves stay
 
 
