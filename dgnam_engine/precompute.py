@@ -7,6 +7,7 @@ their results come back to this process, which alone writes the store, and a fai
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -55,15 +56,15 @@ def render(request: Request, units: list[int], device: Optional[str] = None) -> 
                             prior_file=request.prior_file, random_weights=request.random_weights)
 
 
-def store_results(store: ResultsStore, request: Request, results: Iterable[runner.UnitResult]) -> list[int]:
-    """Store each result on its own; returns the units stored."""
-    stored = []
+def store_results(store: ResultsStore, request: Request, results: Iterable[runner.UnitResult],
+                  progress: "Progress") -> None:
+    """Store each result on its own and count it at once, so an interruption knows exactly what was written."""
     for res in results:
         ident = request.identity(res.unit)
         settings = {**ident.settings, "n_iters": res.n_iters, "lr_start": res.lr_start, "lr_end": res.lr_end}
-        store.put(res, ident.key, settings, ident.weights_id)
-        stored.append(res.unit)
-    return stored
+        with _stop_signals.deferred():  # stored and counted, or neither: the interruption line stays exact
+            store.put(res, ident.key, settings, ident.weights_id)
+            progress.add([res.unit])
 
 
 def auto_batch(request: Request, n_units: int, unit: int) -> int:
@@ -114,7 +115,7 @@ def store_every(request: Request, batch: int) -> int:
 def run_local(request: Request, batches: list[list[int]], store: ResultsStore, progress: Progress) -> None:
     for batch in batches:
         for piece in chunks(batch, store_every(request, len(batch))):
-            progress.add(store_results(store, request, render(request, piece)))
+            store_results(store, request, render(request, piece), progress)
 
 
 def _ray_task(request: Request, units: list[int]) -> list[runner.UnitResult]:
@@ -164,7 +165,7 @@ def run_ray(request: Request, units: list[int], batch: Optional[int], store: Res
                 else:
                     failed.extend(batch)
                 continue
-            progress.add(store_results(store, request, results))
+            store_results(store, request, results, progress)
         return failed
     finally:
         if started:
@@ -179,23 +180,47 @@ def _written(progress: Progress) -> str:
     return f"{len(w)} unit{'s' if len(w) > 1 else ''} ({listed})"
 
 
-class _terminate_as_interrupt:
-    """A plain kill (SIGTERM) ends precompute like Ctrl-C, so it too says what was written."""
+class _StopSignals:
+    """Ctrl-C and a plain kill (SIGTERM) end precompute with KeyboardInterrupt, so both say what was written; one
+    that arrives while a unit is being stored waits until it is stored and counted."""
+
+    def __init__(self):
+        self.old: dict = {}
+        self.depth = 0
+        self.pending = False
 
     def __enter__(self):
-        self.old = None
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self._raise)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self._on_signal)
         return self
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
     def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        self.old.clear()
+        self.pending = False
         return False
+
+    def _on_signal(self, signum, frame):
+        if self.depth:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.pending and not self.depth:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+_stop_signals = _StopSignals()
 
 
 def parse_units(text: str, n_units: int) -> list[int]:
@@ -230,7 +255,7 @@ def cmd_precompute(args) -> int:
     if todo:
         batch = int(args.batch) if args.batch != "auto" else None
         try:
-            with _terminate_as_interrupt():
+            with _stop_signals:
                 if args.ray:
                     failed = run_ray(request, todo, batch, store, progress, args.ray, args.workers)
                 else:
