@@ -260,3 +260,23 @@ def test_store_reports_a_bad_picture_once_and_old_rows_are_checked_by_decoding(t
     con = sqlite3.connect(store.db_path)
     assert con.execute("SELECT sha256 FROM results WHERE key = ?", (good.key,)).fetchone()[0]
     con.close()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/dgnam-pwned-by-checkpoint",))
+
+
+def test_a_zip_checkpoint_with_python_objects_says_so_and_runs_nothing(tmp_path):
+    import torch
+
+    from dgnam_engine import weights as W
+    from dgnam_engine.errors import WeightsCorrupt
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": _RunsCode()}, path)  # torch's zip format
+    with pytest.raises(WeightsCorrupt) as e:
+        W.load_state_dict(path)
+    assert str(e.value) == (f"{path} is not a readable weights file: it stores Python objects, not only tensors, "
+                            "and weights are never loaded by running code from a file")
+    assert not Path("/tmp/dgnam-pwned-by-checkpoint").exists()
