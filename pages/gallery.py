@@ -15,12 +15,12 @@ priors = c3.multiselect("Prior", store.distinct("prior"), key="gal_priors", plac
                         format_func=cards.short_prior)
 results = [r for r in store.query() if (not models or r.model in models) and (not layers or r.layer in layers)
            and (not priors or r.prior in priors)]
+pictures.damaged_notice(store)
 if not results:
     st.info("Nothing here yet. Render a neuron on the **Run** page and it appears here." if len(store) == 0
             else "No picture matches these filters.")
     st.stop()
 
-pictures.damaged_notice(store)
 shown = results[:SHOW_MAX]
 st.caption(f"{len(results)} pictures" + (f", the newest {SHOW_MAX} shown" if len(results) > SHOW_MAX else ""))
 
