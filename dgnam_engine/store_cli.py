@@ -91,6 +91,10 @@ def check(root: Path) -> tuple[list[str], list[str]]:
     """(findings that are fine, problems) for the results folder `root`; reads only."""
     ok, problems = [], []
     if not root.exists():
+        blocker = next((p for p in root.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return [], [f"the data folder {root} cannot be created: {blocker} is a file; point {ENV_DATA_DIR} at a "
+                        "folder"]
         return [f"no results folder yet at {root} (it is created by the first run)"], []
     if not root.is_dir():
         return [], [f"the data folder {root} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
@@ -182,7 +186,9 @@ def cmd_store_check(args) -> int:
     for line in problems:
         print(f"problem: {line}")
     if problems:
-        hint = "" if args.repair else "; `store check --repair` keeps what is readable and sets the rest aside"
+        repairable = any("damaged" in p or "picture" in p for p in problems)
+        hint = ("; `store check --repair` keeps what is readable and sets the rest aside"
+                if repairable and not args.repair else "")
         raise UserError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {root}{hint}")
     return 0
 
