@@ -2,8 +2,9 @@
 
 Units already in the store (with a good picture) are skipped, and every unit is stored as soon as it is done: on a
 CPU a batch is rendered in pieces of CPU_STORE_EVERY units, so a kill in the middle of a batch keeps what finished,
-and a run that was killed resumes where it stopped. Ctrl-C (or a plain kill) says exactly what was written. With `--ray ADDRESS` the batches become Ray tasks (one per GPU, or per CPU worker);
-their results come back to this process, which alone writes the store, and a failed task's units are retried.
+and a run that was killed resumes where it stopped. Ctrl-C (or a plain kill) says exactly what was written.
+With `--ray ADDRESS` the batches become Ray tasks (one per GPU, or per CPU worker); their results come back to this
+process, which alone writes the store, and a failed task's units are retried.
 """
 from __future__ import annotations
 
