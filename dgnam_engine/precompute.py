@@ -247,7 +247,8 @@ def cmd_precompute(args) -> int:
                       args.random_weights, args.device)
     units = parse_units(args.units, layer.units)
     store = ResultsStore(args.store)
-    store.check_writable()  # a read-only folder is reported before any work, not after it
+    store.check_writable()  # a read-only folder or a damaged database is reported before any work, not after it
+    store.check_sound()
     todo = [u for u in units if not store.has(request.identity(u).key)]  # a damaged picture counts as missing
     skipped = len(units) - len(todo)
     t0 = time.perf_counter()

@@ -487,6 +487,14 @@ class ResultsStore:
         if not self.images_writable:
             raise StoreError(read_only_message(self.images, "pictures folder"))
 
+    def check_sound(self) -> None:
+        """Raise StoreError if SQLite finds damage (a damaged index page breaks only some statements, and
+        would otherwise surface after the work that wants to store its results)."""
+        with self._db() as con:
+            lines = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
+        if lines != ["ok"]:
+            raise StoreError(damaged_message(self.db_path, " ".join("; ".join(lines).split())[:200]))
+
     def put(self, result: Any, key: str, settings: Optional[dict] = None,
             weights_id: Optional[str] = None) -> StoredResult:
         """Store a runner.UnitResult (or anything with its fields) under `key`; the same key replaces.

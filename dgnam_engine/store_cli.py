@@ -30,7 +30,7 @@ def _db_problem(db: Path) -> Optional[str]:
             con.close()
     except sqlite3.DatabaseError as exc:
         return str(exc)
-    return None if lines == ["ok"] else "; ".join(lines[:3])
+    return None if lines == ["ok"] else " ".join("; ".join(lines[:3]).split())  # one line
 
 
 def readable_rows(db: Path) -> tuple[list[dict], Optional[str]]:

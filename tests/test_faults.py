@@ -209,6 +209,9 @@ def test_damaged_index_page_breaks_filtered_queries_and_repair_keeps_every_row(t
     with pytest.raises(StoreError) as e:
         fresh.query(model="efficientnet_lite0", layer="classifier")
     assert "is damaged" in str(e.value) and "store check --repair" in str(e.value)
+    with pytest.raises(StoreError) as e:  # what precompute asks before any work
+        fresh.check_sound()
+    assert "is damaged (*** in database main *** Page" in str(e.value) and "\n" not in str(e.value)
     ok, problems = store_cli.check(tmp_path)
     assert len(problems) == 1 and "is damaged" in problems[0]
     store_cli.repair(tmp_path)
