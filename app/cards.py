@@ -10,7 +10,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import beyond, catalog, runs
+from . import beyond, catalog, pictures, runs
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -75,7 +75,8 @@ def result_card(r: StoredResult, key: str) -> None:
     with st.container(border=True):
         st.subheader(unit_caption(r))
         left, right = st.columns([1, 1.4])
-        left.image(str(r.image_path), caption=caption(r), width="stretch")
+        with left:
+            pictures.show(r, caption=caption(r))
         left.download_button("Download PNG", r.png(), file_name=f"{r.model}_{r.layer}_{r.unit}_{r.prior}.png",
                              mime="image/png", key=f"{key}_dl", icon=":material/download:")
         right.plotly_chart(activation_chart({short_prior(r.prior): r.activations}), width="stretch",

@@ -6,7 +6,7 @@ from typing import Optional
 
 import streamlit as st
 
-from dgnam_engine.store import ResultsStore, default_root
+from dgnam_engine.store import ResultsStore, StoreError, default_root
 from dgnam_engine.targets import resolve_device
 from dgnam_engine.worker import Worker, get_worker
 
@@ -20,7 +20,17 @@ def _store(root: str) -> ResultsStore:
 
 
 def store() -> ResultsStore:
+    """The results store; an unusable data folder raises StoreError, whose one line the page shows."""
     return _store(str(default_root()))
+
+
+def store_problem() -> Optional[str]:
+    """What is wrong with the results folder (the same line the other pages show), or None."""
+    try:
+        store()
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def device() -> str:

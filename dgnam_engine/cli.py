@@ -312,4 +312,5 @@ def main(argv: Optional[list[str]] = None) -> int:
 from . import atlas  # noqa: E402,F401
 from . import dataset_index  # noqa: E402,F401
 from . import precompute  # noqa: E402,F401
+from . import store_cli  # noqa: E402,F401
 from .training import cli_train  # noqa: E402,F401

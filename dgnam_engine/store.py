@@ -9,22 +9,30 @@ threads and processes read and write at the same time.
 from __future__ import annotations
 
 import hashlib
+import contextlib
+import io
 import json
+import logging
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
+from urllib.parse import quote
 
 import numpy as np
 
-from .imaging import png_bytes
+from .errors import UserError
+from .imaging import png_bytes, remove_stale_parts
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "dgnam-studio"
 ENV_DATA_DIR = "DGNAM_DATA_DIR"
-KEY_VERSION = 1  # bump when the meaning of a result changes, so old rows are not reused
+KEY_VERSION = 2  # bump when the meaning of a result changes, so old rows are not reused (2: content hashes)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -44,7 +52,8 @@ CREATE TABLE IF NOT EXISTS results (
     seconds REAL NOT NULL,
     device TEXT NOT NULL,
     image TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS results_unit ON results (model, layer, unit);
 CREATE INDEX IF NOT EXISTS results_prior ON results (prior);
@@ -62,14 +71,76 @@ def default_root() -> Path:
 
 
 def file_identity(path: Optional[str | os.PathLike]) -> str:
-    """A weights file's identity: name and size (cheap, survives copies); "random" for no file."""
+    """A weights or prior file's identity: its name and the sha256 of its content (so two different files of the
+    same name and size never share results); "random" for no file."""
     if path is None:
         return "random"
     p = Path(path)
+    digest = content_hash(p)
+    return f"{p.name}:{digest[:32]}" if digest else f"{p.name}:missing"
+
+
+_hash_memo: dict[tuple, str] = {}
+_hash_lock = threading.Lock()
+
+
+def _hash_cache_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "file_hashes.json"
+
+
+def content_hash(path: str | os.PathLike) -> Optional[str]:
+    """sha256 of a file, computed once and remembered by (path, size, mtime) in this process and in a small JSON
+    file in the user cache folder, so a large checkpoint is not read again on every run. None for no such file.
+    A cache that cannot be read or written only costs the hashing again."""
+    p = Path(path)
     try:
-        return f"{p.name}:{p.stat().st_size}"
+        st = p.stat()
+        real = str(p.resolve())
     except OSError:
-        return f"{p.name}:missing"
+        return None
+    stamp = (real, st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if stamp in _hash_memo:
+            return _hash_memo[stamp]
+    cache_file = _hash_cache_path()
+    cache = _read_hash_cache(cache_file)
+    entry = cache.get(real)
+    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        digest = str(entry.get("sha256"))
+    else:
+        h = hashlib.sha256()
+        try:
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        digest = h.hexdigest()
+        cache[real] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        _write_hash_cache(cache_file, cache)
+    with _hash_lock:
+        _hash_memo[stamp] = digest
+    return digest
+
+
+def _read_hash_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_hash_cache(path: Path, cache: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        log.debug("cannot write the file hash cache %s", path, exc_info=True)
 
 
 def key_for(model: str, weights_id: str, layer: str, unit: int, prior_id: str, settings: dict,
@@ -151,6 +222,8 @@ class StoredResult:
     image_path: Path
     created: float
 
+    checksum: Optional[str] = None  # sha256 of the PNG; None for rows stored before checksums
+
     def png(self) -> bytes:
         return self.image_path.read_bytes()
 
@@ -164,13 +237,115 @@ class StoredResult:
                 "created": self.created}
 
 
+_COLUMNS = ("key", "model", "weights_id", "layer", "unit", "label", "prior", "prior_kind", "seed", "settings",
+            "activation_start", "activation_final", "activations", "seconds", "device", "image", "created", "sha256")
+
+
+class StoreError(UserError):
+    """The data folder or its database cannot be used; the message names the folder and what to do."""
+
+
+def read_only_message(root: Path, what: str = "results folder") -> str:
+    return (f"the {what} {root} is read-only: stored results can be browsed but nothing new can be saved; "
+            f"fix its permissions or choose another folder with {ENV_DATA_DIR}")
+
+
+def damaged_message(db_path: Path, reason: str) -> str:
+    return (f"the results database {db_path} is damaged ({reason}): run `python -m dgnam_engine store check "
+            f"--repair` to keep what is readable and set the rest aside, or choose another folder with "
+            f"{ENV_DATA_DIR}")
+
+
+def picture_problem(path: Path, checksum: Optional[str]) -> Optional[str]:
+    """Why a stored picture cannot be served (missing, checksum differs, does not decode), or None if it is good.
+    Rows from before checksums are checked by decoding the whole picture."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    if checksum:
+        return None if hashlib.sha256(data).hexdigest() == checksum else "its content differs from the checksum"
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.width < 1 or im.height < 1 or im.mode not in ("RGB", "RGBA", "L", "P"):
+                return f"unexpected picture ({im.mode} {im.width}x{im.height})"
+    except Exception as exc:  # PIL raises many kinds for a damaged file
+        return f"does not decode as a PNG ({type(exc).__name__})"
+    return None
+
+
+def connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """A read-only connection that works in a folder nobody may write to: WAL readers normally create side files,
+    so fall back to opening the file as immutable when that fails."""
+    base = f"file:{quote(str(db_path.resolve()))}"
+    con = sqlite3.connect(f"{base}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+    try:
+        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        con.close()
+        con = sqlite3.connect(f"{base}?mode=ro&immutable=1", uri=True, timeout=30.0, isolation_level=None)
+    except BaseException:
+        con.close()  # a connection left open would keep WAL side files next to a damaged database
+        raise
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class ResultsStore:
+    """Results under `root`. Opening checks the folder: a file instead of a folder, a folder that cannot be created
+    or a damaged database raise StoreError; a read-only folder opens read-only (browsing works, put raises)."""
+
     def __init__(self, root: Optional[str | os.PathLike] = None):
         self.root = Path(root) if root is not None else default_root()
         self.images = self.root / "images"
-        self.images.mkdir(parents=True, exist_ok=True)
+        self.damaged = self.images / "damaged"
         self.db_path = self.root / "results.sqlite"
-        self._create()
+        self._problems: list[dict] = []
+        self._reported: set[str] = set()
+        self._verified: set[tuple] = set()
+        self._lock = threading.Lock()
+        self._open_folder()
+        if self.read_only:
+            if not self.db_path.is_file():
+                raise StoreError(f"the results folder {self.root} is read-only and holds no results database; "
+                                 f"fix its permissions or choose another folder with {ENV_DATA_DIR}")
+            with self._db() as con:  # a damaged database is reported now, not on the first page
+                con.execute("SELECT COUNT(*) FROM results").fetchone()
+        else:
+            remove_stale_parts(self.images)
+            self._create()
+
+    def _open_folder(self) -> None:
+        for p in (self.root, self.images):
+            if p.exists() and not p.is_dir():
+                raise StoreError(f"the data folder {p} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
+                                 "(or move the file away)")
+        try:
+            self.images.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if not self.root.is_dir():
+                raise StoreError(f"cannot create the data folder {self.root} ({exc.strerror or exc}): choose "
+                                 f"another folder with {ENV_DATA_DIR} or fix the permissions") from None
+        writable = os.access(self.root, os.W_OK | os.X_OK)
+        if writable and self.db_path.exists():
+            writable = os.access(self.db_path, os.W_OK)
+        self.read_only = not writable
+        self.images_writable = self.images.is_dir() and os.access(self.images, os.W_OK | os.X_OK)
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise StoreError(damaged_message(self.db_path, "it is not a file"))
+        if (self.db_path.is_file() and self.db_path.stat().st_size == 0 and self.images.is_dir()
+                and any(self.images.glob("*.png"))):
+            # SQLite would take an empty file for a new database and the pictures would lose their rows
+            raise StoreError(damaged_message(self.db_path, "the file is empty but pictures are stored"))
 
     def _create(self, wait_s: float = 30.0) -> None:
         """WAL mode (persistent: readers never block the writer) and the table. Switching to WAL takes an
@@ -178,25 +353,53 @@ class ResultsStore:
         (the dashboard and a worker, say) would see "database is locked": retry instead."""
         deadline = time.monotonic() + wait_s
         while True:
-            con = self._connect()
             try:
-                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
+                with self._db() as con:
+                    if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")
+                    con.executescript(_SCHEMA)
+                    cols = {r[1] for r in con.execute("PRAGMA table_info(results)")}
+                    if "sha256" not in cols:  # a store from before checksums: its rows are checked by decoding
+                        con.execute("ALTER TABLE results ADD COLUMN sha256 TEXT")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            finally:
-                con.close()
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"the results database {self.db_path} stays locked: {exc}") from None
             time.sleep(0.02)
 
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per call: safe across threads and processes.
+        if self.read_only:
+            return connect_read_only(self.db_path)
         con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
         con.execute("PRAGMA busy_timeout=30000")
         con.row_factory = sqlite3.Row
         return con
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose failures become one StoreError line; "locked" passes through for the retry above."""
+        try:
+            con = self._connect()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            yield con
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise
+            raise self._error(exc) from None
+        finally:
+            con.close()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        msg = str(exc).strip() or type(exc).__name__
+        if "readonly" in msg or "read-only" in msg:
+            return StoreError(read_only_message(self.root))
+        if "unable to open" in msg:
+            return StoreError(f"cannot open the results database {self.db_path} ({msg}): fix the permissions of "
+                              f"{self.root} or choose another folder with {ENV_DATA_DIR}")
+        return StoreError(damaged_message(self.db_path, msg))
 
     def _row(self, r: sqlite3.Row) -> StoredResult:
         return StoredResult(
@@ -204,21 +407,93 @@ class ResultsStore:
             label=r["label"], prior=r["prior"], prior_kind=r["prior_kind"], seed=r["seed"],
             settings=json.loads(r["settings"]), activation_start=r["activation_start"],
             activation_final=r["activation_final"], activations=json.loads(r["activations"]),
-            seconds=r["seconds"], device=r["device"], image_path=self.images / r["image"], created=r["created"])
+            seconds=r["seconds"], device=r["device"], image_path=self.images / r["image"], created=r["created"],
+            checksum=r["sha256"] if "sha256" in r.keys() else None)
+
+    def _good(self, res: StoredResult) -> bool:
+        """Whether a stored picture may be served; a damaged one is reported once and set aside."""
+        try:
+            st = res.image_path.stat()
+        except OSError:
+            return False  # deleted by hand (or set aside): compute again
+        stamp = (res.image_path.name, st.st_size, st.st_mtime_ns, res.checksum)
+        if stamp in self._verified:
+            return True
+        why = picture_problem(res.image_path, res.checksum)
+        if why == "missing":
+            return False
+        if why is None:
+            self._verified.add(stamp)
+            if res.checksum is None:
+                self._remember_checksum(res)
+            return True
+        self._set_aside(res, why)
+        return False
+
+    def _remember_checksum(self, res: StoredResult) -> None:
+        """An old row that decoded well gets its checksum, so the next check is a hash instead of a decode."""
+        if self.read_only:
+            return
+        try:
+            digest = hashlib.sha256(res.image_path.read_bytes()).hexdigest()
+            with self._db() as con:
+                con.execute("UPDATE results SET sha256 = ? WHERE key = ? AND sha256 IS NULL", (digest, res.key))
+        except (OSError, sqlite3.Error, StoreError):
+            pass  # only a speed-up
+
+    def _set_aside(self, res: StoredResult, why: str) -> None:
+        with self._lock:
+            if res.key in self._reported:
+                return
+            self._reported.add(res.key)
+        moved = None
+        if self.images_writable:
+            try:
+                self.damaged.mkdir(exist_ok=True)
+                dest = self.damaged / res.image_path.name
+                if dest.exists():
+                    dest = self.damaged / f"{res.image_path.stem}.{int(time.time())}.png"
+                os.replace(res.image_path, dest)
+                moved = dest
+            except OSError:
+                moved = None
+        log.warning("damaged picture %s (%s unit %s): %s; %s", res.image_path, res.model, res.unit, why,
+                    f"moved to {moved}, it will be rendered again" if moved else "not served")
+        with self._lock:
+            self._problems.append({"key": res.key, "model": res.model, "layer": res.layer, "unit": res.unit,
+                                   "image": str(res.image_path), "reason": why,
+                                   "moved_to": str(moved) if moved else None})
+
+    def problems(self) -> list[dict]:
+        """The damaged pictures this store found (each once): key, model, layer, unit, image, reason, moved_to."""
+        with self._lock:
+            return list(self._problems)
 
     def has(self, key: str) -> bool:
         return self.get(key) is not None
 
     def get(self, key: str) -> Optional[StoredResult]:
-        con = self._connect()
-        try:
+        with self._db() as con:
             r = con.execute("SELECT * FROM results WHERE key = ?", (key,)).fetchone()
-        finally:
-            con.close()
         if r is None:
             return None
         res = self._row(r)
-        return res if res.image_path.is_file() else None  # an image deleted by hand: compute again
+        return res if self._good(res) else None
+
+    def check_writable(self) -> None:
+        """Raise StoreError now if nothing could be saved, before any work is done."""
+        if self.read_only:
+            raise StoreError(read_only_message(self.root))
+        if not self.images_writable:
+            raise StoreError(read_only_message(self.images, "pictures folder"))
+
+    def check_sound(self) -> None:
+        """Raise StoreError if SQLite finds damage (a damaged index page breaks only some statements, and
+        would otherwise surface after the work that wants to store its results)."""
+        with self._db() as con:
+            lines = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
+        if lines != ["ok"]:
+            raise StoreError(damaged_message(self.db_path, " ".join("; ".join(lines).split())[:200]))
 
     def put(self, result: Any, key: str, settings: Optional[dict] = None,
             weights_id: Optional[str] = None) -> StoredResult:
@@ -230,12 +505,18 @@ class ResultsStore:
         image = np.asarray(result.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("result.image must be an HxWx3 uint8 array")
+        self.check_writable()
         name = f"{key}.png"
         final = self.images / name
-        tmp = self.images / f".{key}.{uuid.uuid4().hex}.part"  # unique: concurrent writers never share it
+        # unique and naming its writer: concurrent writers never share it, and a dead writer's is cleaned up
+        tmp = self.images / f".{key}.{os.getpid()}.{uuid.uuid4().hex}.part"
+        data = png_bytes(image)
         try:
-            tmp.write_bytes(png_bytes(image))
+            tmp.write_bytes(data)
             os.replace(tmp, final)
+        except OSError as exc:
+            raise StoreError(f"cannot save a picture in {self.images} ({exc.strerror or exc}): fix its "
+                             f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
         finally:
             tmp.unlink(missing_ok=True)
         settings = dict(settings or {})
@@ -247,23 +528,27 @@ class ResultsStore:
                int(result.unit), result.label, result.prior, result.prior_kind, int(result.seed),
                json.dumps(settings, sort_keys=True, default=list), float(result.activation_start),
                float(result.activation_final), json.dumps(curve), float(result.seconds), str(result.device),
-               name, time.time())
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            con.execute(f"INSERT OR REPLACE INTO results VALUES ({','.join('?' * len(row))})", row)
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+               name, time.time(), hashlib.sha256(data).hexdigest())
+        self._insert([row])
+        with self._lock:
+            self._reported.discard(key)  # a new picture may be reported again if it gets damaged
         return self.get(key)
+
+    def _insert(self, rows: list[tuple]) -> None:
+        sql = f"INSERT OR REPLACE INTO results ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"
+        with self._db() as con:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.executemany(sql, rows)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
 
     def query(self, model: Optional[str] = None, layer: Optional[str] = None, prior: Optional[str] = None,
               unit: Optional[int] = None, limit: Optional[int] = None) -> list[StoredResult]:
-        """Stored results matching every given field, newest first."""
+        """Stored results with a good picture matching every given field, newest first."""
         where, args = [], []
         for col, val in (("model", model), ("layer", layer), ("prior", prior), ("unit", unit)):
             if val is not None:
@@ -273,26 +558,17 @@ class ResultsStore:
         sql += " ORDER BY created DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        con = self._connect()
-        try:
+        with self._db() as con:
             rows = con.execute(sql, args).fetchall()
-        finally:
-            con.close()
-        return [r for r in map(self._row, rows) if r.image_path.is_file()]
+        return [r for r in map(self._row, rows) if self._good(r)]
 
     def distinct(self, column: str) -> list:
         """The values of one of model / layer / prior present in the store, sorted (for filters)."""
         if column not in ("model", "layer", "prior"):
             raise ValueError(f"cannot list {column!r}")
-        con = self._connect()
-        try:
+        with self._db() as con:
             return [r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM results ORDER BY {column}")]
-        finally:
-            con.close()
 
     def __len__(self) -> int:
-        con = self._connect()
-        try:
+        with self._db() as con:
             return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-        finally:
-            con.close()

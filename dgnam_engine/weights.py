@@ -118,10 +118,27 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
         return "no such file"
     if path.stat().st_size == 0:
         return "the file is empty"
-    if "Unsupported global" in str(exc):  # weights_only refused to build an object
+    if "Unsupported global" in str(exc) or _names_an_object(path, str(exc)):  # weights_only refused an object
         return "it stores Python objects, not only tensors, and weights are never loaded by running code from a file"
     kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch (.pt/.pth)"
     return f"not a {kind} checkpoint, or the file is damaged or cut short"
+
+
+def _names_an_object(path: Path, message: str) -> bool:
+    """A sound zip-format checkpoint whose pickle names a blocked global ("unsupported GLOBAL posix.system whose
+    module posix is blocked"). Random bytes can make torch name a garbage "GLOBAL" too, so the name must be a
+    dotted Python identifier and the zip must be intact."""
+    import re
+    import zipfile
+
+    m = re.search(r"unsupported GLOBAL ([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+) whose module", message)
+    if m is None or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None and any(n.endswith("data.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

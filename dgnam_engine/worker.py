@@ -3,7 +3,8 @@ fighting over the GPU or the CPU cores.
 
 A job is one `runner.visualize` call. Pollers read its state, queue position, step, activations so far and a
 preview image; `cancel()` stops it at the next step (the progress callback returns False). Results go into the
-results store only when the run finished and was not cancelled, so a stopped or failed run stores nothing.
+results store only when the run finished and was not cancelled, so a stopped or failed run stores nothing; each
+finished unit is stored on its own, so one that cannot be stored keeps the others.
 Models and priors come from runner's shared caches, so each is loaded once for all sessions.
 """
 from __future__ import annotations
@@ -171,8 +172,10 @@ class Worker:
             if job.cancel_requested:
                 raise RunCancelled("run cancelled")
             job.results = results
-            for res, ident in zip(results, ids):
-                job.stored.append(job.store.put(res, ident.key, ident.settings, ident.weights_id))
+            unsaved = self._store_each(job, results, ids)
+            if unsaved:
+                job._finish(FAILED, unsaved)
+                return
         except RunCancelled:
             job._finish(CANCELLED)
         except UserError as exc:
@@ -183,6 +186,22 @@ class Worker:
             job._finish(FAILED, f"the run failed unexpectedly ({type(exc).__name__}: {first})")
         else:
             job._finish(DONE)
+
+
+    @staticmethod
+    def _store_each(job: Job, results: list, ids: list[Identity]) -> Optional[str]:
+        """Store every finished unit on its own, so one that cannot be stored keeps the others; returns a line
+        about those that were not stored (None when all were)."""
+        failed: list[str] = []
+        for res, ident in zip(results, ids):
+            try:
+                job.stored.append(job.store.put(res, ident.key, ident.settings, ident.weights_id))
+            except Exception as exc:  # noqa: BLE001 - reported below; the other units are still stored
+                log.warning("run %s: unit %s not stored: %s", job.id, res.unit, exc)
+                failed.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if not failed:
+            return None
+        return (f"{len(failed)} of {len(results)} pictures could not be stored, the others were: {failed[0]}")
 
 
 _workers: dict[str, Worker] = {}

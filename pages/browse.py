@@ -2,7 +2,7 @@
 Each unit has its own link: ?model=...&layer=...&unit=... opens it directly."""
 import streamlit as st
 
-from app import atlas_view, cards, catalog, layout, runs, state, widgets
+from app import atlas_view, cards, catalog, layout, pictures, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -48,6 +48,7 @@ if sel is not None:
 
     st.subheader(f"Rendered in {catalog.friendly_layer(sel.model, sel.layer)} ({sel.layer})")
     grid = runs.best_per_unit(store.query(model=sel.model, layer=sel.layer))
+    pictures.damaged_notice(store)
     if grid:
         atlas_view.atlas(grid, sel.model, sel.layer, "browse_atlas")
     else:

@@ -1,7 +1,7 @@
 """Gallery: everything rendered so far, filterable; one PNG, or a ZIP of a selection with its settings."""
 import streamlit as st
 
-from app import cards, catalog, export, layout, state
+from app import cards, catalog, export, layout, pictures, state
 
 SHOW_MAX = 60
 
@@ -15,6 +15,7 @@ priors = c3.multiselect("Prior", store.distinct("prior"), key="gal_priors", plac
                         format_func=cards.short_prior)
 results = [r for r in store.query() if (not models or r.model in models) and (not layers or r.layer in layers)
            and (not priors or r.prior in priors)]
+pictures.damaged_notice(store)
 if not results:
     st.info("Nothing here yet. Render a neuron on the **Run** page and it appears here." if len(store) == 0
             else "No picture matches these filters.")
@@ -34,7 +35,7 @@ chosen = []
 cols = st.columns(6)
 for i, r in enumerate(shown):
     with cols[i % 6]:
-        st.image(str(r.image_path), caption=f"{cards.unit_caption(r)} · {cards.grid_caption(r)}", width="stretch")
+        pictures.show(r, caption=f"{cards.unit_caption(r)} · {cards.grid_caption(r)}")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
                    f"steps · activation {r.activation_final:.1f}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):

@@ -19,7 +19,11 @@ if dev.startswith("cuda"):
 else:
     st.info("Rendering on the CPU (no GPU found). A 200-step run takes a few seconds to a minute per picture.",
             icon=":material/memory:")
-st.caption(f"Results are saved in `{state.store().root}` (set `DGNAM_DATA_DIR` to use another folder).")
+store_problem = state.store_problem()  # the page opens whatever is wrong with the results folder
+if store_problem is None:
+    st.caption(f"Results are saved in `{state.store().root}` (set `DGNAM_DATA_DIR` to use another folder).")
+else:
+    st.error(store_problem, icon=":material/error:")
 
 
 def where(wf) -> str:

@@ -97,3 +97,85 @@ def test_bad_units_are_one_line_errors_and_nothing_is_written(tmp_path, fc6_file
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"error: {message}") and "\n" not in err
     assert not store_dir.exists()
+
+
+def _stored_units(store_dir) -> list[int]:
+    if not (store_dir / "results.sqlite").exists():
+        return []
+    return sorted(r.unit for r in ResultsStore(store_dir).query())
+
+
+def _start(fc6_file, store_dir, units, *extra):
+    return subprocess.Popen(CMD + _args(fc6_file, store_dir, units, *extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_units(proc, store_dir, n, timeout=240) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen = _stored_units(store_dir)
+        if len(seen) >= n:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"precompute ended or timed out first: {proc.communicate()}")
+
+
+def test_a_kill_in_the_middle_of_a_batch_keeps_every_finished_unit(tmp_path, fc6_file):
+    """One batch of 8 on the CPU: units are stored as they finish (CPU_STORE_EVERY at a time), so a SIGKILL
+    after the first ones keeps them, and Ctrl-C says exactly which units were written."""
+    store_dir = tmp_path / "store"
+    proc = _start(fc6_file, store_dir, "0-7", "--batch", "8")
+    seen = _wait_for_units(proc, store_dir, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    kept = _stored_units(store_dir)
+    assert set(seen) <= set(kept) and 1 <= len(kept) < 8, kept
+    _check_stored(ResultsStore(store_dir), _request(fc6_file), kept)
+
+    proc = _start(fc6_file, store_dir, "0-15", "--batch", "8")
+    _wait_for_units(proc, store_dir, len(kept) + 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    now = _stored_units(store_dir)
+    new = sorted(set(now) - set(kept))
+    assert proc.returncode == 130 and new
+    assert (f"interrupted: {len(new)} unit{'s' if len(new) > 1 else ''} ({','.join(map(str, new))}) written to "
+            f"{store_dir}") in err, err
+
+
+def test_a_damaged_picture_is_rendered_again(tmp_path, fc6_file, capsys):
+    store_dir = tmp_path / "store"
+    assert cli.main(["precompute", *_args(fc6_file, store_dir, "3-4", "--json", "--quiet")]) == 0
+    capsys.readouterr()
+    request = _request(fc6_file)
+    victim = ResultsStore(store_dir).get(request.identity(3).key).image_path
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    assert cli.main(["precompute", *_args(fc6_file, store_dir, "3-4", "--json", "--quiet")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rendered"] == 1 and summary["already_stored"] == 1
+    assert (store_dir / "images" / "damaged" / victim.name).is_file()
+    _check_stored(ResultsStore(store_dir), request, [3, 4])
+
+
+def test_same_size_weights_of_different_content_get_their_own_results(tmp_path, fc6_file, lite0, capsys):
+    """Two lite0.pth files of the same name and size, the second with its classifier negated."""
+    import torch
+
+    sd = {k: v.clone() for k, v in lite0.model.state_dict().items()}
+    a, b = tmp_path / "a" / "lite0.pth", tmp_path / "b" / "lite0.pth"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    torch.save(sd, a)
+    torch.save({k: -v if k.startswith("classifier") else v for k, v in sd.items()}, b)
+    assert a.stat().st_size == b.stat().st_size
+    store_dir = tmp_path / "store"
+    runs = []
+    for w in (a, b):
+        assert cli.main(["precompute", *_args(fc6_file, store_dir, "1", "--iters", "1", "--weights", str(w),
+                                              "--json", "--quiet")]) == 0
+        runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert [r["rendered"] for r in runs] == [1, 1] and runs[1]["already_stored"] == 0
+    stored = ResultsStore(store_dir).query(unit=1)
+    assert len(stored) == 2 and len({r.weights_id for r in stored}) == 2
+    first, second = sorted(stored, key=lambda r: r.created)
+    assert second.activation_start == pytest.approx(-first.activation_start, rel=1e-3, abs=1e-3)

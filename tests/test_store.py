@@ -1,8 +1,12 @@
 """The results store: keys, reuse, atomic writes and concurrent writers, on real SQLite files and PNGs."""
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
 import sqlite3
+import subprocess
+import time
 import types
 from pathlib import Path
 
@@ -149,3 +153,66 @@ def test_processes_opening_a_new_store_at_once(tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
         con.close()
+
+
+def test_weights_identity_is_the_content_and_is_hashed_once(tmp_path, monkeypatch):
+    import dgnam_engine.store as S
+
+    a, b = tmp_path / "a" / "lite0.pth", tmp_path / "b" / "lite0.pth"
+    for p, byte in ((a, 1), (b, 2)):
+        p.parent.mkdir()
+        p.write_bytes(bytes([byte]) * 4096)  # the same name and size, different content
+    assert file_identity(a) != file_identity(b) and file_identity(a).startswith("lite0.pth:")
+    cache = S._hash_cache_path()
+    assert str(a.resolve()) in json.loads(cache.read_text())
+    # remembered by (path, size, mtime): a new process reads the cache instead of the file
+    S._hash_memo.clear()
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *x, **k: (reads.append(str(f)), real_open(f, *x, **k))[1])
+    file_identity(a)
+    monkeypatch.undo()
+    assert str(a) not in reads
+    # a changed file is hashed again; an unwritable cache only costs the hashing
+    b.write_bytes(bytes([3]) * 4096)
+    os.utime(b, ns=(1, 1))
+    cache.write_text("not json")
+    assert file_identity(b) != file_identity(a)  # a damaged cache is replaced
+    assert str(b.resolve()) in json.loads(cache.read_text())
+    cache.unlink()
+    cache.mkdir()  # a cache that can be neither read nor written (a folder in its place)
+    S._hash_memo.clear()
+    try:
+        assert file_identity(b) != file_identity(a)
+    finally:
+        cache.rmdir()
+    assert file_identity(None) == "random" and file_identity(tmp_path / "nope.pth") == "nope.pth:missing"
+
+
+def test_leftover_part_files_are_removed_at_the_next_start(tmp_path):
+    from dgnam_engine.imaging import save_png
+
+    dead = _dead_pid()
+    images = tmp_path / "store" / "images"
+    images.mkdir(parents=True)
+    killed = images / f".{'a' * 32}.{dead}.{'b' * 32}.part"
+    live = images / f".{'c' * 32}.{os.getpid()}.{'d' * 32}.part"  # a writer that is still at work
+    old = images / f".{'e' * 32}.{'f' * 32}.part"  # the former naming: removed once it is an hour old
+    for p in (killed, live, old):
+        p.write_bytes(b"half a png")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    ResultsStore(tmp_path / "store")
+    assert not killed.exists() and live.exists() and not old.exists()
+    # next to a --out file
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".x.png.{dead}.part"
+    stale.write_bytes(b"half")
+    save_png(np.zeros((4, 4, 3), np.uint8), out / "y.png")
+    assert not stale.exists() and sorted(p.name for p in out.iterdir()) == ["y.png"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

@@ -140,3 +140,30 @@ def test_cli_registers_train_prior():
     res = subprocess.run([sys.executable, "-m", "dgnam_engine", "train-prior", "--help"], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "--layer" in res.stdout and "--images" in res.stdout
+
+
+def test_damaged_checkpoint_or_cache_is_named_and_restart_recovers(photos, tmp_path):
+    from dgnam_engine.errors import UserError
+    from dgnam_engine.training.train_prior import CHECKPOINT, TrainConfig, train
+
+    work = tmp_path / "train" / "p"
+    cfg = TrainConfig(layer="pooled", images=str(photos), out=str(tmp_path / "p.safetensors"), steps=1, size=32,
+                      batch_size=2, crops_per_image=1, width=8, fc_width=32, comparator_layer="blocks.1",
+                      heldout_fraction=0.0, work_dir=str(work), log_every=1, ckpt_every=1)
+    train(cfg, lambda _: None)
+    ckpt = work / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:300])  # cut short
+    with pytest.raises(UserError) as e:
+        train(replace(cfg, steps=2), lambda _: None)
+    assert str(e.value).startswith(f"the training checkpoint {ckpt} is damaged or cut short")
+    assert "--restart" in str(e.value) and "\n" not in str(e.value)
+    cache = tmp_path / "train" / "cache"
+    files = sorted(cache.glob("*.pt"))
+    assert files
+    files[0].write_bytes(files[0].read_bytes()[:200])
+    with pytest.raises(UserError) as e:
+        train(replace(cfg, steps=2), lambda _: None)
+    assert str(e.value).startswith(f"a cached crops/codes file in {cache} is damaged") and "--restart" in str(e.value)
+    logs = []
+    card = train(replace(cfg, steps=2, restart=True), logs.append)
+    assert card["training"]["steps"] == 2 and any("cleared 2 cached crops/codes files" in ln for ln in logs)

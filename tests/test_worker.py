@@ -96,3 +96,14 @@ def test_bad_input_fails_with_a_message_and_stores_nothing(lite0, fc6_file, stor
 
 def test_one_worker_per_device():
     assert get_worker("cpu") is get_worker("cpu")
+
+
+def test_a_unit_that_cannot_be_stored_keeps_the_others(lite0, fc6_file, store):
+    r = req(fc6_file, units=(967, 1, 2), n_iters=2)
+    keys = [i.key for i in r.identities()]
+    (store.images / f"{keys[1]}.png").mkdir()  # the picture of the middle unit cannot be put in place
+    job = Worker("cpu").submit(r, store)
+    assert job.wait(120) and job.state == FAILED
+    assert job.error.startswith("1 of 3 pictures could not be stored, the others were: cannot save a picture in")
+    assert store.has(keys[0]) and not store.has(keys[1]) and store.has(keys[2])
+    assert [s.unit for s in job.stored] == [967, 2]

@@ -109,6 +109,37 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _first_line(exc: Exception) -> str:
+    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:160]
+
+
+def _load_checkpoint(path: Path, dev) -> dict:
+    """The training checkpoint; one that is cut short or damaged (a kill while writing it elsewhere, a full disk)
+    gives a line saying so and how to start over, not the zip reader's traceback."""
+    try:
+        ck = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:
+        raise UserError(f"the training checkpoint {path} is damaged or cut short ({_first_line(exc)}); run the "
+                        "same command with --restart to start again") from None
+    if not isinstance(ck, dict) or not {"key", "gen", "disc", "opt_g", "opt_d", "state"} <= set(ck):
+        raise UserError(f"{path} is not a training checkpoint of this program; run the same command with "
+                        "--restart to start again")
+    return ck
+
+
+def _clear_cache(cache: Path, log: Callable[[str], None]) -> None:
+    """--restart: the crops and codes are made again too, so a damaged cache file cannot survive a restart."""
+    removed = 0
+    for f in list(cache.glob("crops-*.pt")) + list(cache.glob("codes-*.pt")):
+        try:
+            f.unlink()
+            removed += 1
+        except OSError:
+            pass
+    if removed:
+        log(f"--restart: cleared {removed} cached crops/codes files in {cache}")
+
+
 def _fmt_time(s: float) -> str:
     s = int(max(s, 0))
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -149,8 +180,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     target = load_target(cfg.encoder, cfg.device)
     layer = target.layer(cfg.layer)  # UserError for an unknown layer, before any work
     comparator = Comparator(target, cfg.comparator_layer)
-    ds = D.prepare(cfg.images, target, layer.name, cfg.size, cfg.crops_per_image, cfg.heldout_fraction, cfg.seed,
-                   work.parent / "cache", log)
+    cache = work.parent / "cache"
+    if cfg.restart:
+        _clear_cache(cache, log)
+    try:
+        ds = D.prepare(cfg.images, target, layer.name, cfg.size, cfg.crops_per_image, cfg.heldout_fraction,
+                       cfg.seed, cache, log)
+    except UserError:
+        raise
+    except Exception as exc:  # a cache file cut short or damaged: torch's zip reader says it in its own words
+        raise UserError(f"a cached crops/codes file in {cache} is damaged ({_first_line(exc)}); run the same "
+                        "command with --restart to clear the cache and start again") from None
     code_shape = tuple(ds.codes.shape[1:])
     arch_kwargs = {"code_shape": list(code_shape), "width": cfg.width, "out_size": cfg.size,
                    "fc_width": cfg.fc_width}
@@ -164,7 +204,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     state = {"step": 0, "seconds": 0.0, "d_on": True, "adv_on": True, "history": []}
 
     if ckpt_path.is_file() and not cfg.restart:
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ck = _load_checkpoint(ckpt_path, dev)
         if ck["key"] != cfg.resume_key():
             raise UserError(f"{ckpt_path} was made with other settings; use --restart to start again or "
                             f"another --work-dir")

@@ -1,0 +1,206 @@
+"""`python -m dgnam_engine store check [--repair]`: what is wrong with a results folder, and the repair that keeps
+every readable result and sets the rest aside (a damaged database is moved, never overwritten)."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import cli
+from .errors import UserError
+from .imaging import remove_stale_parts
+from .store import (_COLUMNS, ENV_DATA_DIR, ResultsStore, StoreError, connect_read_only, damaged_message,
+                    default_root, picture_problem, read_only_message)
+
+MAX_ROWID_GAP = 1000  # rowid walk over a damaged table: stop after this many unreadable rowids in a row
+
+
+def _db_problem(db: Path) -> Optional[str]:
+    """Why the database is damaged (integrity_check's first lines, or the error opening it); None if it is sound."""
+    try:
+        con = connect_read_only(db)
+        try:
+            lines = [r[0] for r in con.execute("PRAGMA integrity_check(5)")]
+            con.execute("SELECT COUNT(*) FROM results").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if lines == ["ok"] else " ".join("; ".join(lines[:3]).split())  # one line
+
+
+def readable_rows(db: Path) -> tuple[list[dict], Optional[str]]:
+    """Every row that can still be read, and why some may be missing (None when a full scan went through).
+
+    A full scan of the table (no index) first; if that fails, row by row from a copy of the file padded back to
+    the size its header states, so a file cut short still yields the rows on the pages that are left (SQLite
+    refuses to read even the schema of a file shorter than its header says). The original is never written."""
+    try:
+        con = connect_read_only(db)
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM results NOT INDEXED")], None
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        why = str(exc)
+    with tempfile.TemporaryDirectory(prefix="dgnam-salvage-") as tmp:
+        copy = Path(tmp) / "copy.sqlite"
+        data = db.read_bytes()
+        if len(data) >= 100 and data.startswith(b"SQLite format 3\0"):
+            size = int.from_bytes(data[16:18], "big")
+            page = 65536 if size == 1 else size
+            data += b"\0" * max(0, page * int.from_bytes(data[28:32], "big") - len(data))
+        copy.write_bytes(data)
+        try:
+            con = connect_read_only(copy)
+        except sqlite3.DatabaseError:
+            return [], why
+        rows, gap, rowid = [], 0, 0
+        try:
+            while gap < MAX_ROWID_GAP:
+                rowid += 1
+                try:
+                    r = con.execute("SELECT * FROM results WHERE rowid = ?", (rowid,)).fetchone()
+                except sqlite3.DatabaseError:
+                    r = None
+                if r is None:
+                    gap += 1
+                else:
+                    gap = 0
+                    if _sane(dict(r)):  # a page cut in the middle can give a row of zeros
+                        rows.append(dict(r))
+        finally:
+            con.close()
+    return rows, why
+
+
+def _sane(row: dict) -> bool:
+    try:
+        return (isinstance(row["key"], str) and row["image"] == f"{row['key']}.png" and "\0" not in row["key"]
+                and isinstance(json.loads(row["settings"]), dict) and isinstance(json.loads(row["activations"]), list)
+                and all(isinstance(row[c], str) for c in ("model", "layer", "prior", "label")))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def check(root: Path) -> tuple[list[str], list[str]]:
+    """(findings that are fine, problems) for the results folder `root`; reads only."""
+    ok, problems = [], []
+    if not root.exists():
+        blocker = next((p for p in root.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return [], [f"the data folder {root} cannot be created: {blocker} is a file; point {ENV_DATA_DIR} at a "
+                        "folder"]
+        return [f"no results folder yet at {root} (it is created by the first run)"], []
+    if not root.is_dir():
+        return [], [f"the data folder {root} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
+                    "(or move the file away)"]
+    images, db = root / "images", root / "results.sqlite"
+    if not os.access(root, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        problems.append(read_only_message(root))
+    elif images.is_dir() and not os.access(images, os.W_OK | os.X_OK):
+        problems.append(read_only_message(images, "pictures folder"))
+    if not db.exists():
+        ok.append(f"no results database yet in {root}")
+        return ok, problems
+    why = _db_problem(db)
+    if why is not None:
+        problems.append(damaged_message(db, why))
+    rows, _ = readable_rows(db)
+    bad = []
+    for r in rows:
+        reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
+        if reason is not None:
+            bad.append(f"{r.get('model')} {r.get('layer')} unit {r.get('unit')}: picture {reason}")
+    ok.append(f"{len(rows)} results readable, {len(rows) - len(bad)} with a good picture")
+    if bad:
+        problems.append(f"{len(bad)} results have a missing or damaged picture (they are rendered again when "
+                        f"asked for): " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+    parts = list(images.glob("*.part")) + list(images.glob(".*.part")) if images.is_dir() else []
+    if parts:
+        ok.append(f"{len(parts)} unfinished .part files in {images} (removed at the next start once their "
+                  "writer is gone)")
+    damaged = images / "damaged"
+    if damaged.is_dir() and any(damaged.iterdir()):
+        ok.append(f"{sum(1 for _ in damaged.iterdir())} damaged pictures set aside earlier in {damaged}")
+    return ok, problems
+
+
+def repair(root: Path) -> list[str]:
+    """Keep every readable result whose picture is good; move a damaged database aside and rebuild it from the
+    readable rows; drop rows whose picture is missing or damaged (damaged pictures go to images/damaged/)."""
+    if not root.is_dir():
+        raise StoreError(f"the data folder {root} is a file, not a folder: point {ENV_DATA_DIR} at a folder "
+                         "(or move the file away)" if root.exists() else f"no results folder at {root}")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreError(read_only_message(root) + "; a repair needs to write there")
+    db, images = root / "results.sqlite", root / "images"
+    done = [f"removed {len(remove_stale_parts(images))} unfinished .part files"] if images.is_dir() else []
+    if not db.exists():
+        ResultsStore(root)
+        return done + [f"created an empty results database in {root}"]
+    why = _db_problem(db)
+    rows, _ = readable_rows(db)
+    if why is not None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = db.with_name(f"{db.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(db) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(aside) + suffix))
+        done.append(f"moved the damaged database ({why}) to {aside}")
+    store = ResultsStore(root)
+    keep, dropped = [], 0
+    for r in rows:
+        reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
+        if reason is None:
+            keep.append(r)
+        else:
+            dropped += 1
+            path = images / str(r.get("image"))
+            if reason != "missing" and path.exists():
+                (images / "damaged").mkdir(exist_ok=True)
+                os.replace(path, images / "damaged" / path.name)
+    if why is not None:
+        store._insert([tuple(r.get(c) for c in _COLUMNS) for r in keep])
+    elif dropped:
+        with store._db() as con:
+            good = {r["key"] for r in keep}
+            con.executemany("DELETE FROM results WHERE key = ?", [(r["key"],) for r in rows if r["key"] not in good])
+    done.append(f"kept {len(keep)} results, dropped {dropped} whose picture was missing or damaged")
+    return done
+
+
+def cmd_store_check(args) -> int:
+    root = Path(args.store).expanduser() if args.store else default_root()
+    if args.repair:
+        for line in repair(root):
+            print(line)
+    ok, problems = check(root)
+    for line in ok:
+        print(f"ok: {line}")
+    for line in problems:
+        print(f"problem: {line}")
+    if problems:
+        repairable = any("damaged" in p or "picture" in p for p in problems)
+        hint = ("; `store check --repair` keeps what is readable and sets the rest aside"
+                if repairable and not args.repair else "")
+        raise UserError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {root}{hint}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("store", help="check (and repair) the results folder")
+    ssub = s.add_subparsers(dest="store_command", required=True, parser_class=cli._Parser)
+    c = ssub.add_parser("check", help="report what is wrong with the results folder")
+    c.add_argument("--repair", action="store_true",
+                   help="keep every readable result, set the damaged database and pictures aside, rebuild")
+    c.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    c.set_defaults(func=cmd_store_check)
+
+
+cli._EXTRA_COMMANDS.append(add_parser)
