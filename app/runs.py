@@ -75,7 +75,7 @@ def version_label(r: StoredResult) -> str:
 def stored_results(req: Request) -> list[Optional[StoredResult]]:
     """What the store already holds for each (unit, seed) of a request, in order."""
     store = state.store()
-    return [store.get(i.key) for i in req.identities()]
+    return [store.get(i.key) for i in req.identities(state.device())]
 
 
 def _missing_part(req: Request) -> Optional[Request]:

@@ -76,6 +76,13 @@ def for_device(device: torch.device | str) -> Accel:
     return Accel(channels_last=True)
 
 
+def describe(accel: Optional[Accel], device: torch.device | str) -> str:
+    """The device and precision a run really uses, as results are keyed and labelled: 'cpu bfloat16', 'cuda
+    float32 plain' (the reference path)."""
+    dev = torch.device(device).type
+    return f"{dev} float32 plain" if accel is None else f"{dev} {accel.dtype}"
+
+
 def resolve(accel: "Accel | str | None", device: torch.device | str) -> Optional[Accel]:
     """None / 'plain' -> the reference path; 'auto' -> `for_device`; an Accel is used as it is."""
     if accel is None or accel == "plain":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image
 from .errors import UserError
 
 ATLAS_DIR = Path(__file__).resolve().parent.parent / "assets" / "atlas"
+ENV_ATLAS_DIR = "DGNAM_ATLAS_DIR"  # another folder of atlases (tests, or atlases kept elsewhere)
 THUMB = 128  # px: sharp in a grid, and 1000 pictures stay within a few MB
 WEBP_QUALITY = 82
 
@@ -52,7 +54,13 @@ def webp_bytes(png_path: Path, size: int = THUMB) -> bytes:
     return buf.getvalue()
 
 
-def atlas_dirs(folder: Path = ATLAS_DIR) -> list[Path]:
+def atlas_root() -> Path:
+    env = os.environ.get(ENV_ATLAS_DIR)
+    return Path(env).expanduser() if env else ATLAS_DIR
+
+
+def atlas_dirs(folder: Optional[Path] = None) -> list[Path]:
+    folder = folder or atlas_root()
     return sorted(p.parent for p in folder.glob(f"*/{INDEX}")) if folder.is_dir() else []
 
 
@@ -83,27 +91,36 @@ class Atlas:
             con.close()
 
 
-def all_atlases(folder: Path = ATLAS_DIR) -> list[Atlas]:
+def all_atlases(folder: Optional[Path] = None) -> list[Atlas]:
     return [Atlas(d) for d in atlas_dirs(folder)]
 
 
 def _same_request(r, ident) -> bool:
     """Whether a stored result answers the request `ident` stands for, also when it was stored under an older key
-    scheme: the same weights file (by content, or by the name and size older keys used), prior and settings."""
+    scheme: the same weights file (by content, or by the name and size older keys used), prior and settings (a
+    setting older results lack had its default; their "auto" path is the one their device resolves it to)."""
+    from . import accel as Acc
     from . import targets as T
     from . import weights as W
+    from .runner import Settings
 
-    path = W.find(T.get_spec(r.model).weights) if T.get_spec(r.model).weights else None
+    spec = T.get_spec(r.model)
+    path = W.find(spec.weights) if spec.weights else None
     legacy = f"{path.name}:{path.stat().st_size}" if path is not None else None
     if r.weights_id not in (ident.weights_id, legacy):
         return False
     if r.prior != (ident.settings.get("prior") or "pixel"):
         return False
+    stored = {**Settings().to_dict(), **r.settings}
+    if stored.get("accel") in ("auto", "plain"):
+        dev = T.resolve_device(r.device.split(":")[0])
+        stored["accel"] = Acc.describe(Acc.resolve(stored["accel"], dev), dev)
     # settings the request fixes must match; the run fills in what it left open (learning rates)
-    return all(r.settings.get(k) == v for k, v in ident.settings.items() if v is not None)
+    return all(stored.get(k) == v for k, v in ident.settings.items() if v is not None)
 
 
-def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: Optional[str] = None) -> dict:
+def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: Optional[str] = None,
+         n_iters: Optional[int] = None) -> dict:
     """Write the store's results of one model and layer, made with the default settings, into an atlas file."""
     from . import targets as T
     from .runner import Settings
@@ -111,9 +128,9 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
 
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
-    store = ResultsStore(store_root)
+    store = ResultsStore(store_root, atlases=[])
     results = store.query(model=model, layer=layer)
-    settings = Settings(prior=prior)
+    settings = Settings(prior=prior, n_iters=n_iters)
     rows, missing, pictures = [], 0, {}
     seen = set()
     for r in results:
@@ -160,8 +177,8 @@ def cmd_atlas(args) -> int:
         from . import targets as T
 
         layer = args.layer or T.get_spec(args.model).output_layer
-        out = Path(args.out) if args.out else ATLAS_DIR / f"{args.model.replace('/', '_')}--{layer}"
-        info = pack(Path(args.store), args.model, layer, out, args.prior)
+        out = Path(args.out) if args.out else atlas_root() / f"{args.model.replace('/', '_')}--{layer}"
+        info = pack(Path(args.store), args.model, layer, out, args.prior, args.iters)
         print(json.dumps(info) if args.json else
               f"atlas: {info['units']} units -> {info['atlas']} ({info['bytes'] / 1e6:.1f} MB)")
         return 0
@@ -178,6 +195,7 @@ def add_parser(sub) -> None:
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None)
     s.add_argument("--prior", default=None)
+    s.add_argument("--iters", type=int, default=None, help="the steps the results were made with (default: 200)")
     s.add_argument("--out", default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_atlas)

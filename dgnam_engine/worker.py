@@ -47,10 +47,10 @@ class Request:
     def seed_list(self) -> list[int]:
         return list(self.seeds) if self.seeds is not None else [self.settings.seed] * len(self.units)
 
-    def identities(self) -> list[Identity]:
-        """One store identity per (unit, seed), in the order visualize returns its results."""
+    def identities(self, device: str = "auto") -> list[Identity]:
+        """One store identity per (unit, seed) when run on `device`, in the order visualize returns its results."""
         return [identify(self.model, u, self.layer, self.settings, s, model_weights=self.model_weights,
-                         prior_file=self.prior_file, random_weights=self.random_weights)
+                         prior_file=self.prior_file, random_weights=self.random_weights, device=device)
                 for u, s in zip(self.units, self.seed_list())]
 
 
@@ -164,7 +164,7 @@ class Worker:
         job.state, job.started = RUNNING, time.time()
         r = job.request
         try:
-            ids = r.identities() if job.store is not None else []
+            ids = r.identities(self.device) if job.store is not None else []
             results = runner.visualize(
                 r.model, r.units, r.layer, r.settings, seeds=r.seed_list(), device=self.device,
                 model_weights=r.model_weights, prior_file=r.prior_file, random_weights=r.random_weights,
