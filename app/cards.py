@@ -1,7 +1,7 @@
-"""How results look: captions, the activation chart, the result card and thumbnail grids."""
+"""How results look: captions, the activation chart and the result card."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -10,7 +10,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import catalog, pictures, runs
+from . import beyond, catalog, pictures, runs
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -83,6 +83,7 @@ def result_card(r: StoredResult, key: str) -> None:
                            config=CHART_CONFIG, key=f"{key}_chart")
         if r.prior_kind == "trained":
             st.caption("Made with a demo prior. " + catalog.DEMO_CAVEAT)
+        beyond.variant_views(r, key)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**What the network sees in this picture**")
@@ -99,13 +100,3 @@ def result_card(r: StoredResult, key: str) -> None:
 
 def grid_caption(r: StoredResult) -> str:
     return f"{short_prior(r.prior)}" + (" · quick preview" if runs.is_preview(r) else "")
-
-
-def thumbnail_grid(results: Sequence[StoredResult], key: str, on_open: Callable[[StoredResult], None],
-                   columns: int = 6) -> None:
-    """Small pictures with a button each, named after the unit; `on_open(result)` runs as its callback."""
-    cols = st.columns(columns)
-    for i, r in enumerate(results):
-        with cols[i % columns]:
-            st.image(str(r.image_path), caption=grid_caption(r), width="stretch")
-            st.button(unit_caption(r), key=f"{key}_{r.key}", on_click=on_open, args=(r,), width="stretch")

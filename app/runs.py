@@ -24,8 +24,17 @@ POLL_S = 0.2
 
 
 def is_preview(r: StoredResult) -> bool:
-    """A quick-preview result (or one no longer than a preview): a first look, never a unit's best picture."""
+    """A quick-preview result: a first look, never a unit's best picture. Results stored before previews were
+    marked count as previews when they are no longer than one."""
+    if "preview" in r.settings:
+        return bool(r.settings["preview"])
     return (r.settings.get("n_iters") or 0) <= accel.PREVIEW_ITERS
+
+
+def is_variant(r: StoredResult) -> bool:
+    """Started from a photo, at a position other than the centre, or a combination of units: a picture of what
+    the unit adds or of a mix, not the unit's own preferred picture."""
+    return bool(r.settings.get("init_image") or r.settings.get("objective") or r.settings.get("position"))
 
 
 ODD_LR = (1e-5, 1e3)  # the learning rate a run used (scaled to its prior); outside this it was a test of the method
@@ -41,9 +50,9 @@ def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
     """The one rule for which stored result represents a unit (grid thumbnails, the big picture, the versions
     list): a full run with a prior, then default settings, then the paper's original priors before demo priors,
     then the longest, then the newest."""
-    return sorted(results, key=lambda r: (is_preview(r), r.prior == catalog.PIXEL, has_odd_settings(r),
-                                          r.prior_kind != "original", -(r.settings.get("n_iters") or 0),
-                                          -r.created))
+    return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior == catalog.PIXEL,
+                                          has_odd_settings(r), r.prior_kind != "original",
+                                          -(r.settings.get("n_iters") or 0), -r.created))
 
 
 def best_per_unit(results: Sequence[StoredResult]) -> list[StoredResult]:
@@ -66,7 +75,7 @@ def version_label(r: StoredResult) -> str:
 def stored_results(req: Request) -> list[Optional[StoredResult]]:
     """What the store already holds for each (unit, seed) of a request, in order."""
     store = state.store()
-    return [store.get(i.key) for i in req.identities()]
+    return [store.get(i.key) for i in req.identities(state.device())]
 
 
 def _missing_part(req: Request) -> Optional[Request]:

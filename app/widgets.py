@@ -280,7 +280,9 @@ def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: 
                              placeholder="model default",
                              help=f"How big each step is at the start ({LR_RANGE[0]:g}–{LR_RANGE[1]:g}).")
         seed = c3.number_input("Seed", value=0, step=1, key=f"{prefix}_seed",
-                               help="The random starting code; the same seed gives the same picture.")
+                               help="The random starting code. On this computer's CPU the same seed and settings "
+                               "always give the same picture; on a GPU the units rendered with it can change "
+                               "details.")
         n = c4.number_input("Seeds side by side", 1, 4, 1, key=f"{prefix}_nseeds",
                             help="Several starting codes show how much the picture varies.") \
             if seeds_side_by_side else 1

@@ -33,6 +33,7 @@ from dgnam_engine import dgnam, generators, worker  # noqa: E402
 from dgnam_engine import priors as P  # noqa: E402
 from dgnam_engine import targets as T  # noqa: E402
 from dgnam_engine.errors import UserError  # noqa: E402
+from dgnam_engine.objectives import UnitObjective  # noqa: E402
 
 UNIT_STEPS = 200  # the figures are per unit at 200 steps, the paper's setting
 PREVIEW_EVERY = 5  # the dashboard worker's preview interval (worker.Worker.submit)
@@ -119,8 +120,6 @@ def factor_variants(acc: A.Accel) -> dict[str, A.Accel]:
         steps["+fast_linear"] = A.Accel(dtype=acc.dtype, channels_last=True, fast_linear=True)
     if acc.int8_linear:
         steps["+int8_linear"] = A.Accel(dtype=acc.dtype, channels_last=True, fast_linear=True, int8_linear=True)
-    if acc.tune_threads:
-        steps["+tune_threads"] = replace(acc, compile=False)
     if acc.cuda_graph:
         steps["+cuda_graph"] = replace(acc, compile=False)
     if acc.compile:
@@ -134,12 +133,10 @@ class Stepper:
 
     def __init__(self, b: Bench, accel, unit: int, n: int, threads: Optional[int] = None):
         gen, tgt = (b.gen, b.target) if accel is None else A.prepare(b.gen, b.target, accel)
-        # the thread count dgnam.run would use: tuned for the optimised path, the process's for the plain one
-        self.tune = accel is not None and accel.tune_threads and b.dev.type == "cpu"
-        self.threads = threads or torch.get_num_threads()
-        self.picks: list[int] = []
-        self.step = dgnam.make_step(gen, tgt, b.layer, torch.tensor([unit], device=b.dev), None,
-                                    b.lower.unsqueeze(0), b.upper.unsqueeze(0), dgnam.DECAY)
+        # the thread count dgnam.run uses on a CPU (fixed: dgnam.CPU_THREADS), unless a count is asked for
+        self.threads = threads or (dgnam.CPU_THREADS if b.dev.type == "cpu" else torch.get_num_threads())
+        param = dgnam.CodeParam(gen, b.lower.unsqueeze(0).to(b.dev), b.upper.unsqueeze(0).to(b.dev))
+        self.step = dgnam.make_step(param, UnitObjective(b.layer, torch.tensor([unit], device=b.dev)), tgt)
         self.b, self.n, self.i = b, n, 0
         self.h = dgnam.initial_codes([0], b.lower.shape).to(b.dev)
         self.active = torch.ones(1, dtype=torch.bool, device=b.dev)
@@ -149,8 +146,7 @@ class Stepper:
 
     def advance(self) -> None:
         lr = dgnam.lr_at(self.i, self.n, *self.b.lr)
-        n = A.pick_threads(self.step, self.h, self.active, lr) if self.tune else self.threads
-        self.picks.append(n)
+        n = self.threads
         with A.cpu_threads(n):
             t, c = time.perf_counter(), time.process_time()
             a, _view, self.h, self.active = self.step(self.h, self.active, lr)
@@ -191,8 +187,7 @@ def bench_single(b: Bench, acc: A.Accel, steps: int, repeats: int, per_step: boo
             out[f"{key}_unit_seconds"] = statistics.median(r.wall) * UNIT_STEPS
             out[f"{key}_unit_cpu_seconds"] = statistics.median(r.cpu) * UNIT_STEPS
             out[f"{key}_run_seconds"] = sum(r.wall) * UNIT_STEPS / steps
-        picks = runs["optimized"].picks
-        out["optimized_threads"] = {str(n): picks.count(n) for n in sorted(set(picks))}  # steps per count
+        out["optimized_threads"] = runs["optimized"].threads
         finals = {k: (r.activation, r.h) for k, r in runs.items()}
     else:
         wall = {"plain": [], "optimized": []}

@@ -13,7 +13,6 @@ import gc
 import logging
 import os
 import threading
-import time
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -26,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import truncate
-from .targets import RGB_MEAN, Target
+from .convention import RGB_MEAN
+from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ class Accel:
     compile: bool = False  # torch.compile the generator and the target (slow first call)
     cuda_graph: bool = False  # capture one whole step and replay it (GPU; live runs read progress every check_every)
     check_every: int = 1  # k: steps between host reads (progress, cancel, "all samples stopped"; a GPU sync each)
-    tune_threads: bool = False  # CPU: time a step at each thread count and run with the fastest (see pick_threads)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -73,8 +72,15 @@ def for_device(device: torch.device | str) -> Accel:
     if cpu_has_fast_bf16():
         # int8_linear stays opt-in: its private kernel (torch._weight_int8pack_mm) crashed the process once in
         # backward during a 4-unit run here, and a live demo must not die.
-        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True, tune_threads=True)
-    return Accel(channels_last=True, tune_threads=True)
+        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True)
+    return Accel(channels_last=True)
+
+
+def describe(accel: Optional[Accel], device: torch.device | str) -> str:
+    """The device and precision a run really uses, as results are keyed and labelled: 'cpu bfloat16', 'cuda
+    float32 plain' (the reference path)."""
+    dev = torch.device(device).type
+    return f"{dev} float32 plain" if accel is None else f"{dev} {accel.dtype}"
 
 
 def resolve(accel: "Accel | str | None", device: torch.device | str) -> Optional[Accel]:
@@ -332,7 +338,7 @@ _lock = threading.Lock()
 
 def _cached(module: nn.Module, accel: Accel, make):
     """One converted copy per (module, settings that change the copy), shared by every run and thread."""
-    key = replace(accel, check_every=1, cuda_graph=False, tune_threads=False)
+    key = replace(accel, check_every=1, cuda_graph=False)
     with _lock:
         per = _converted.setdefault(module, {})
         if key not in per:
@@ -373,38 +379,6 @@ def _maybe_compile(module: nn.Module, accel: Accel) -> nn.Module:
 
 
 # ----- CPU threads -----------------------------------------------------------------------------------------------
-
-RETUNE_SECONDS = 20.0  # the load from other processes changes; a new pick costs about four steps
-_threads_pick: dict = {}
-
-
-def pick_threads(step, h: torch.Tensor, active: torch.Tensor, lr) -> int:
-    """The fastest intra-op thread count for this step, from the process's count, half of it and 1, each timed on
-    two real steps (their results are discarded: `step` only reads its inputs). On a CPU shared with other busy
-    processes every parallel op waits for a descheduled thread at its barrier, and one thread can be many times
-    faster than two (docs/performance.md); on an idle CPU all threads win. Cached for RETUNE_SECONDS per shape."""
-    base = _threads_pick.get("base") or torch.get_num_threads()
-    _threads_pick["base"] = base
-    key = tuple(h.shape)
-    hit = _threads_pick.get(key)
-    if hit is not None and time.monotonic() - hit[1] < RETUNE_SECONDS:
-        return hit[0]
-    candidates = sorted({base, max(1, base // 2), 1}, reverse=True)
-    best, best_t = base, float("inf")
-    if len(candidates) > 1:
-        with cpu_threads(base):
-            step(h, active, lr)  # warm-up: first-call kernel set-up is not what we are timing
-        for n in candidates:
-            with cpu_threads(n):
-                for _ in range(2):
-                    t = time.perf_counter()
-                    step(h, active, lr)
-                    dt = time.perf_counter() - t
-                    if dt < best_t:
-                        best, best_t = n, dt
-    _threads_pick[key] = (best, time.monotonic())
-    return best
-
 
 class cpu_threads:
     """Run a block with `n` intra-op threads, then restore the previous count."""
@@ -559,7 +533,9 @@ def fit_batch(n_units: int, measure, free_bytes, confirm, release, *, fraction: 
 
 
 def threads_for_cpu() -> int:
-    """All cores this process may use (the default already; named so callers can set it explicitly)."""
+    """All cores this process may use: how many samples a CPU run computes side by side (dgnam.per_sample_step).
+    Each pass has one intra-op thread; a thread count picked by timing (as an earlier version did) followed the
+    machine's load and summed in another order: 20 units rendered twice differed by 50/255 per pixel."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

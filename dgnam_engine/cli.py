@@ -145,23 +145,58 @@ def _parse_units(text: str) -> list[int]:
     return units
 
 
+def _parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2) or min(vals) < 0:
+        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)")
+    return (vals[0], vals[-1])
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before a long run, not after it: the nearest existing folder above `path` must be a writable folder."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: no permission to write in {parent}")
+
+
+def _rf_path(p: Path) -> Path:
+    return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
+
+
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
-    units = _parse_units(args.unit)
+    if (args.unit is None) == (args.objective is None):
+        raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    units = _parse_units(args.unit) if args.unit is not None else [0]
+    if args.objective is not None and args.xy is not None:
+        raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
         raise UserError(f"prior file not found: {args.prior_file}")
+    if args.init_image and not Path(args.init_image).is_file():
+        raise UserError(f"photo not found: {args.init_image}")
     out = Path(args.out)
     if len(units) > 1 and out.suffix.lower() == ".png":
         raise UserError("with several units --out must be a folder, not a .png file")
     if len(units) == 1 and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    position = None
-    if args.xy is not None:
-        position = (args.xy, args.xy)
+    _check_writable(out if len(units) == 1 else out / "x.png")
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
-                        lr_end=args.lr_end, seed=args.seed, position=position)
+                        lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
+                        init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
+                        objective=args.objective)
 
     def progress(info):
         if not args.quiet and (info.step % 10 == 0 or info.step == info.n_iters - 1):
@@ -177,12 +212,17 @@ def cmd_visualize(args) -> int:
                                            for r in results]
     summaries = []
     for r, p in zip(results, paths):
-        try:
-            save_png(r.image, p)
-        except OSError as exc:
-            raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
         d = r.summary()
-        d["image"] = str(p)
+        writes = [(r.image, p, "image")]
+        if args.xy is not None and "receptive_field" in r.extra:
+            top, left, bottom, right = r.extra["receptive_field"]
+            writes.append((r.image[top:bottom, left:right], _rf_path(p), "rf_image"))
+        for image, path, key in writes:
+            try:
+                save_png(image, path)
+            except OSError as exc:
+                raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+            d[key] = str(path)
         summaries.append(d)
         if not args.json:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
@@ -217,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None,
                    help="default: caffenet when it and the fc6 prior are present, else efficientnet_lite0")
     s.add_argument("--layer", default=None, help="default: the output layer")
-    s.add_argument("--unit", required=True, help="unit index, or a list: 1,2,3 or 10-20")
+    s.add_argument("--unit", default=None, help="unit index, or a list: 1,2,3 or 10-20")
+    s.add_argument("--objective", default=None, metavar="TEXT",
+                   help="several units in one picture, weighted: 'bee + 0.5*daisy', '309 - 985' (a minus between "
+                   "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
     s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
     s.add_argument("--prior-file", default=None, help="weights file for the prior")
     s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
@@ -225,8 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iters", type=int, default=None)
     s.add_argument("--lr", type=float, default=None, help="start learning rate")
     s.add_argument("--lr-end", type=float, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--xy", type=int, default=None, help="conv units: row and column (default: centre)")
+    s.add_argument("--seed", type=int, default=0, help="the random start code: a whole number from 0 to 2^32-1")
+    s.add_argument("--xy", default=None, metavar="ROW,COL",
+                   help="conv units: the position to maximise, e.g. 2,5 (N alone: N,N; default: the centre); "
+                   "also writes the picture cut to that position's receptive field (<out>_rf.png)")
+    s.add_argument("--init-image", default=None, metavar="PHOTO",
+                   help="start from this photo's code instead of a random one (30 steps, smaller steps)")
     s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     s.add_argument("--weights", default=None, help="weights file for the model")
     s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
@@ -262,6 +309,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 # Subcommands defined next to the code they drive; importing them registers them.
+from . import atlas  # noqa: E402,F401
+from . import dataset_index  # noqa: E402,F401
 from . import precompute  # noqa: E402,F401
 from . import store_cli  # noqa: E402,F401
 from .training import cli_train  # noqa: E402,F401

@@ -11,8 +11,10 @@ the crop of G(h) from the last forward pass, i.e. the image at the start of the 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -21,10 +23,12 @@ import torch
 
 from . import accel as _accel
 from .accel import Accel
+from .convention import gen_to_rgb
 from .errors import RunCancelled
 from .targets import LayerInfo, Target
 
 DECAY = 0.99
+CPU_THREADS = 1  # per pass on a CPU: a fixed count makes the same request give the same picture (per_sample_step)
 log = logging.getLogger(__name__)
 
 
@@ -58,12 +62,6 @@ def initial_codes(seeds: Sequence[int], code_shape: Sequence[int]) -> torch.Tens
                         for s in seeds]).float()
 
 
-def to_rgb(x_gen: torch.Tensor) -> torch.Tensor:
-    """Generator convention (BGR, mean-subtracted, 0-255) -> RGB [0,1]: add the mean back and clamp."""
-    mean = x_gen.new_tensor((123.0, 117.0, 104.0)).view(1, 3, 1, 1)
-    return ((x_gen.flip(1) + mean) / 255.0).clamp(0, 1)
-
-
 def lr_at(i: int, n: int, lr_start: float, lr_end: float) -> float:
     return lr_start + (lr_end - lr_start) * i / n
 
@@ -82,18 +80,51 @@ def _update(h: torch.Tensor, d: torch.Tensor, active: torch.Tensor, lr, lo: torc
     return torch.where(keep, new_h, h), ok
 
 
-def make_step(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: torch.Tensor,
-              position: Optional[tuple[int, int]], lo: torch.Tensor, hi: torch.Tensor, decay: float):
-    """step(h, active, lr) -> (activations, crop of G(h), next h, ok): one forward, backward and update.
-    It only reads its inputs, so it can be captured in a CUDA graph and replayed."""
+class CodeParam:
+    """The DGN-AM parameterisation: a generator code h, the picture G(h), and the original update rule."""
+
+    def __init__(self, generator: torch.nn.Module, lo: torch.Tensor, hi: torch.Tensor, decay: float = DECAY):
+        self.generator, self.lo, self.hi, self.decay = generator, lo, hi, decay
+
+    def render(self, h: torch.Tensor) -> torch.Tensor:
+        return self.generator(h).float()  # a no-op in fp32; lower-precision generators hand back fp32 images
+
+    def update(self, h, d, active, lr) -> tuple[torch.Tensor, torch.Tensor]:
+        return _update(h, d, active, lr, self.lo, self.hi, self.decay)
+
+    def view(self, target: Target, x: torch.Tensor, new_h: torch.Tensor) -> torch.Tensor:
+        return target.crop(x.detach())  # the picture of this step's forward pass, as the original returns it
+
+    def select(self, b: int) -> "CodeParam":
+        return self
+
+
+def make_step(param, objective, target: Target):
+    """step(h, active, lr) -> (objective values, picture, next h, ok): one forward, backward and update of the
+    parameterisation `param` (a generator code, or pixels) towards `objective` (objectives.py). It only reads its
+    inputs, so it can be captured in a CUDA graph and replayed."""
     def step(h, active, lr):
         h = h.detach().requires_grad_(True)
-        x = generator(h).float()  # a no-op in fp32; lower-precision generators hand back fp32 images
-        a = target.unit_activations(x, layer, units, position).float()
+        x = param.render(h)
+        a = objective(target, x).float()
         (d,) = torch.autograd.grad(a.sum(), h)
         with torch.no_grad():
-            new_h, ok = _update(h.detach(), d, active, lr, lo, hi, decay)
-        return a.detach(), target.crop(x.detach()), new_h, ok
+            new_h, ok = param.update(h.detach(), d, active, lr)
+        return a.detach(), param.view(target, x, new_h), new_h, ok
+    return step
+
+
+def per_sample_step(param, objective, target: Target, b: int, pool):
+    """The same step computed one sample at a time, the samples side by side on `pool`'s threads. On a CPU the
+    kernels' arithmetic depends on the batch shape and on the thread count, and 200 normalised steps amplify a
+    last-bit difference into another picture (measured: bee alone and beside two other classes differed by
+    42-72/255 per pixel, and by 76/255 between 1 and 2 threads). One sample per pass, each pass on one thread,
+    makes a sample's picture independent of its batch mates, of the core count and of the machine's load."""
+    steps = [make_step(param.select(j), objective.select(j), target) for j in range(b)]
+
+    def step(h, active, lr):
+        futures = [pool.submit(s, h[j:j + 1], active[j:j + 1], lr) for j, s in enumerate(steps)]
+        return tuple(torch.cat(parts) for parts in zip(*(f.result() for f in futures)))
     return step
 
 
@@ -101,8 +132,11 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
         lower: torch.Tensor, upper: torch.Tensor, seeds: Sequence[int], n_iters: int, lr_start: float,
         lr_end: float, decay: float = DECAY, position: Optional[tuple[int, int]] = None,
         init_codes: Optional[torch.Tensor] = None, callback: Optional[StepCallback] = None,
-        preview_every: int = 0, accel: Optional[Accel] = None) -> BatchResult:
-    """Optimise one code per (unit, seed) pair; units and seeds have the same length B.
+        preview_every: int = 0, accel: Optional[Accel] = None, objective=None,
+        per_sample: Optional[bool] = None) -> BatchResult:
+    """Optimise one code per (unit, seed) pair; units and seeds have the same length B. `objective` (see
+    objectives.py) replaces the default "unit b of `layer` at `position` for sample b" with another one, e.g. a
+    weighted sum of units.
 
     accel=None is the plain fp32 eager reference. An `accel.Accel` computes the passes faster (lower precision,
     channels-last, compile, a CUDA graph) with the same update rule; see accel.py and docs/performance.md.
@@ -112,16 +146,20 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
     preview step among them, and returning False stops the run at that read, so within k steps. Without a
     callback, a batch that runs out of GPU memory is split in halves that run one after the other.
     """
+    from .objectives import UnitObjective
+
     if len(units) != len(seeds):
         raise ValueError("units and seeds must have the same length")
     if accel is not None:
         generator, target = _accel.prepare(generator, target, accel)
     h0 = init_codes if init_codes is not None else initial_codes(seeds, lower.shape)
+    dev = target.device
+    param = CodeParam(generator, lower.to(dev).unsqueeze(0), upper.to(dev).unsqueeze(0), decay)
 
     def one_batch(h0_part: torch.Tensor, units_part: Sequence[int]) -> BatchResult:
-        return _optimise(generator, target, layer, units_part, h0_part, lower, upper, n_iters=n_iters,
-                         lr_start=lr_start, lr_end=lr_end, decay=decay, position=position, callback=callback,
-                         preview_every=preview_every, accel=accel)
+        obj = objective or UnitObjective(layer, torch.as_tensor(list(units_part), device=dev), position)
+        return optimise(param, obj, target, h0_part, n_iters=n_iters, lr_start=lr_start, lr_end=lr_end,
+                        callback=callback, preview_every=preview_every, accel=accel, per_sample=per_sample)
 
     if callback is not None:  # a live view's batch is small, and its progress must stay one batch
         return one_batch(h0, list(units))
@@ -149,38 +187,39 @@ def _halving_on_oom(one_batch, h0: torch.Tensor, units: list[int], device: torch
                        first.graph_captured and second.graph_captured, max(first.batch_size, second.batch_size))
 
 
-def _optimise(generator, target: Target, layer: LayerInfo, units: Sequence[int], h0: torch.Tensor,
-              lower: torch.Tensor, upper: torch.Tensor, *, n_iters: int, lr_start: float, lr_end: float,
-              decay: float, position, callback: Optional[StepCallback], preview_every: int,
-              accel: Optional[Accel]) -> BatchResult:
-    """The loop for one batch. Per-step results go to buffers on the device (activations, the latest preview
-    crop); the host reads them every k steps. The loop is the same on every path: on a GPU the step is a CUDA
-    graph replay and the buffer writes are queued behind it, so nothing waits for the GPU between reads; on a CPU
-    the buffers are ordinary tensors, so the tests there exercise the same reads, previews and cancel rule."""
+def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int, lr_start: float,
+             lr_end: float, callback: Optional[StepCallback] = None, preview_every: int = 0,
+             accel: Optional[Accel] = None, per_sample: Optional[bool] = None) -> BatchResult:
+    """The one loop of every method (DGN-AM on a generator code, the pixel baseline on pixels), for one batch.
+
+    Per-step results go to buffers on the device (activations, the latest preview picture); the host reads them
+    every k steps. On a GPU the step is a CUDA graph replay of the whole batch and the buffer writes are queued
+    behind it, so nothing waits for the GPU between reads; on a CPU each sample gets its own pass
+    (`per_sample_step`) with the process's fixed thread count, so the same request gives the same picture
+    whatever its batch mates and the machine's load. `per_sample` overrides that choice (None: by device)."""
     dev = target.device
     t0 = time.perf_counter()
     h = h0.to(dev, torch.float32)
-    lo, hi = lower.to(dev).unsqueeze(0), upper.to(dev).unsqueeze(0)
-    unit_t = torch.as_tensor(list(units), device=dev)
     b = h.shape[0]
     active = torch.ones(b, dtype=torch.bool, device=dev)
     steps_done = torch.zeros(b, dtype=torch.long, device=dev)
     acts = torch.empty(n_iters, b, device=dev)  # device buffer: one row per step
-    preview: Optional[torch.Tensor] = None  # device buffer: the crop of the latest preview step
+    preview: Optional[torch.Tensor] = None  # device buffer: the picture of the latest preview step
     preview_step = -1
     k = max(1, accel.check_every) if accel is not None else 1  # steps between host reads
     reported = 0  # steps handed to the callback so far
-    step = make_step(generator, target, layer, unit_t, position, lo, hi, decay)
+    batched = b == 1 or (dev.type == "cuda" if per_sample is None else not per_sample)
+    pool = None if batched else ThreadPoolExecutor(min(b, _accel.threads_for_cpu()), "dgnam-sample")
+    step = make_step(param, objective, target) if batched else per_sample_step(param, objective, target, b, pool)
     lrs: Sequence = [lr_at(i, n_iters, lr_start, lr_end) for i in range(n_iters)]
     captured = False
     last_view = None
     with _accel.fast_kernels(dev, accel):
         if accel is not None and accel.cuda_graph and dev.type == "cuda" and n_iters > 1:
             step, lrs, captured = _accel.graph_step(step, h, active, lrs)
-        threads = torch.get_num_threads()
-        if accel is not None and accel.tune_threads and dev.type == "cpu":
-            threads = _accel.pick_threads(step, h, active, lrs[0])
-        with _accel.cpu_threads(threads):
+        # one intra-op thread on a CPU, whatever the process's setting: see per_sample_step
+        threads = CPU_THREADS if dev.type == "cpu" else torch.get_num_threads()
+        with _accel.cpu_threads(threads), (pool or contextlib.nullcontext()):
             for i in range(n_iters):
                 a, view, h, ok = step(h, active, lrs[i])
                 acts[i] = a
@@ -199,16 +238,16 @@ def _optimise(generator, target: Target, layer: LayerInfo, units: Sequence[int],
                 if not bool(active.any()):
                     acts[i + 1:] = acts[i]  # every sample stopped: the rest of the curve is flat
                     break
-    images = to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
+    images = gen_to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
     return BatchResult(images, acts.cpu(), h.detach().cpu(), time.perf_counter() - t0, steps_done.cpu(),
-                       graph_captured=captured, batch_size=b)
+                       graph_captured=captured, batch_size=b if batched else 1)
 
 
 def _report(callback: StepCallback, acts: torch.Tensor, start: int, end: int, n_iters: int,
             preview: Optional[torch.Tensor], preview_step: int) -> None:
     """Hand steps start..end-1 to the callback from one copy of the buffers; RunCancelled if it says stop."""
     host = acts[start:end].cpu()
-    image = to_rgb(preview).cpu() if preview is not None and preview_step >= start else None
+    image = gen_to_rgb(preview).cpu() if preview is not None and preview_step >= start else None
     for j in range(start, end):
         info = StepInfo(j, n_iters, host[j - start].clone(), image if j == preview_step else None)
         if callback(info) is False:

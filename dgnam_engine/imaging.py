@@ -1,5 +1,4 @@
-"""Result images: RGB [0,1] tensors to uint8 arrays, and PNGs written atomically, so an interrupted run never
-leaves a half-written file."""
+"""Result images as PNGs, written atomically, so an interrupted run never leaves a half-written file."""
 from __future__ import annotations
 
 import io
@@ -9,11 +8,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-
-def to_uint8(images) -> list[np.ndarray]:
-    """(B,3,H,W) RGB in [0,1] (a CPU tensor) -> B arrays of (H,W,3) uint8."""
-    return [(im.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8) for im in images]
 
 
 def png_bytes(image: np.ndarray) -> bytes:

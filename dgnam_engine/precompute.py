@@ -47,7 +47,7 @@ class Request:
     def identity(self, unit: int) -> Identity:
         return identify(self.model, unit, self.layer, runner.Settings(**self.settings), None,
                         model_weights=self.model_weights, prior_file=self.prior_file,
-                        random_weights=self.random_weights)
+                        random_weights=self.random_weights, device=self.device)
 
 
 def render(request: Request, units: list[int], device: Optional[str] = None) -> list[runner.UnitResult]:

@@ -14,7 +14,10 @@ from . import dgnam, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
-from .imaging import to_uint8
+from . import objectives, photo_init
+from .convention import from_uint8, gen_to_rgb, to_uint8
+from .photos import read_photo
+from .receptive_field import receptive_field
 
 
 @dataclass
@@ -29,6 +32,9 @@ class Settings:
     decay: float = dgnam.DECAY
     seed: int = 0
     position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
+    init_image: Optional[str] = None  # start from this photo's code instead of random codes (dgnam only)
+    objective: Optional[str] = None  # a weighted sum of units ("bee + 0.5*daisy", objectives.py) instead of one unit
+    preview: bool = False  # a quick preview (as_preview): marked, and stored apart from full runs
     accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
 
     def to_dict(self) -> dict:
@@ -38,7 +44,7 @@ class Settings:
         """The quick preview of these settings for live views: accel.PREVIEW_ITERS steps (the same schedule,
         compressed), the fast path. A few seconds on a laptop CPU; see docs/performance.md."""
         return replace(self, n_iters=min(self.n_iters or _accel.PREVIEW_ITERS, _accel.PREVIEW_ITERS),
-                       accel="auto")
+                       accel="auto", preview=True)
 
 
 @dataclass
@@ -61,11 +67,12 @@ class UnitResult:
     device: str
     weights: Optional[str] = None  # the target's weights file; None = random weights
     prior_file: Optional[str] = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # JSON-ready numbers and names (photo start, receptive field)
+    photo: Optional[np.ndarray] = None  # with init_image: the photo as the model sees it, HxWx3 uint8
+    reconstruction: Optional[np.ndarray] = None  # with init_image: G(E(photo)), the picture at step 0
 
     def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "image"}
-        return d
+        return {k: v for k, v in asdict(self).items() if k not in ("image", "photo", "reconstruction")}
 
 
 _cache_lock = threading.Lock()
@@ -117,48 +124,146 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     seeds = [int(x) for x in seeds] if seeds is not None else [s.seed] * len(units)
     if len(seeds) != len(units):
         raise UserError("give one seed per unit")
-    if s.n_iters is not None and s.n_iters < 1:
-        raise UserError("the number of steps must be at least 1")
+    check_numbers(s, seeds)
+    if s.init_image is not None and s.method != "dgnam":
+        raise UserError("starting from a photo needs a generator prior; the pixel method has none")
     tgt = target or get_target(model, device, model_weights, random_weights)
+    terms, combined = None, None
+    if s.objective is not None:
+        terms = objectives.parse(s.objective)
+        objectives.validate(tgt, terms)
+        combined = objectives.SumObjective(tuple(terms))
+        layer, units = terms[0].layer, [terms[0].unit] * len(units)  # the card is filed under the first term
     info = tgt.layer(layer)
+    if s.position is not None and info.kind != "conv":
+        raise UserError(f"a position is for convolutional layers; {info.name} of {tgt.name} has no rows and "
+                        "columns")
     for u in units:
         tgt.check_unit(info, u, s.position)
-    n = s.n_iters or tgt.spec.n_iters
+    rf = receptive_field(tgt, info, s.position or info.centre()) if info.kind == "conv" else None
+    n = s.n_iters or (photo_init.PHOTO_ITERS if s.init_image else tgt.spec.n_iters)
+    start = None
     if s.method == "pixel":
         lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
         lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
-                           position=s.position, callback=callback, preview_every=preview_every)
+                           position=s.position, callback=callback, preview_every=preview_every, objective=combined)
         prior_name, prior_kind, pfile = "pixel", "none", None
     else:
         pr = prior or get_prior(s.prior, prior_file, device)
         if pr.lower.device != tgt.device:
             pr = pr.to(tgt.device)
-        scale = pr.lr_scale
+        scale = pr.lr_scale * (photo_init.PHOTO_LR_FACTOR if s.init_image else 1.0)
         lr0 = s.lr_start if s.lr_start is not None else tgt.spec.lr[0] * scale
         lr1 = s.lr_end if s.lr_end is not None else tgt.spec.lr[1]
+        init = None
+        if s.init_image is not None:
+            start = _photo_start(pr, s.init_image, device)
+            init = start.code.unsqueeze(0).expand(len(units), *start.code.shape).clone()
         res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
-                        lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, callback=callback,
-                        preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device))
+                        lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, init_codes=init,
+                        callback=callback, preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device),
+                        objective=combined)
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
     images = to_uint8(res.images)
     per_unit = res.seconds / len(units)
+    extra, photo, recon = {}, None, None
+    if rf is not None:
+        extra["position"] = list(s.position or info.centre())
+        extra["receptive_field"] = list(rf)  # top, left, bottom, right in the picture's pixels
+    if start is not None:
+        photo, recon, measures = _photo_measures(start, pr, tgt, seeds[0])
+        extra.update(init_image=str(s.init_image), **measures)
+    term_rows = _term_report(tgt, terms, res.images) if terms else None
     out = []
     for j, u in enumerate(units):
         curve = [float(v) for v in res.activations[:, j]]
+        label = tgt.unit_label(info, u)
+        more = dict(extra)
+        if terms:
+            label = combined.describe(tgt)
+            more.update(objective=s.objective, terms=term_rows[j])
         out.append(UnitResult(
-            model=tgt.name, layer=info.name, unit=u, label=tgt.unit_label(info, u), prior=prior_name,
+            model=tgt.name, layer=info.name, unit=u, label=label, prior=prior_name,
             prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
-            seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile))
+            seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
+            extra=more, photo=photo, reconstruction=recon))
     return out
+
+
+@torch.no_grad()
+def _term_report(tgt: T.Target, terms: list, images: torch.Tensor) -> list[list[dict]]:
+    """Per picture, each term of a combined objective with its activation in that picture (as saved)."""
+    acts = objectives.term_activations(tgt, tgt.rgb_to_gen(images.to(tgt.device)), terms).cpu()
+    return [[{"unit": t.unit, "layer": tgt.layer(t.layer).name, "position": list(t.position) if t.position else None,
+              "weight": t.weight, "label": t.describe(tgt), "activation": float(acts[j, i])}
+             for i, t in enumerate(terms)] for j in range(acts.shape[0])]
+
+
+MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws the start codes as the original does, takes 0 .. 2^32-1
+
+
+def check_numbers(s: Settings, seeds: Sequence[int]) -> None:
+    """Every number of a request, checked before any work, each answered in one line."""
+    if s.n_iters is not None and not 1 <= s.n_iters <= 100_000:
+        raise UserError(f"steps must be between 1 and 100000, not {s.n_iters}")
+    for name, v in (("start learning rate", s.lr_start), ("end learning rate", s.lr_end)):
+        if v is not None and not (np.isfinite(v) and v >= 0):
+            raise UserError(f"the {name} must be a number >= 0, not {v}")
+    if s.lr_start is not None and s.lr_start == 0:
+        raise UserError("the start learning rate must be above 0 (0 would never change the picture)")
+    if not (np.isfinite(s.decay) and 0 < s.decay <= 1):
+        raise UserError(f"the decay must be in (0, 1], not {s.decay}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise UserError(f"seed {seed} is out of range: use a whole number from 0 to {MAX_SEED}")
+    if s.position is not None and (len(s.position) != 2 or min(s.position) < 0):
+        raise UserError(f"position {s.position} must be two numbers >= 0: row, column")
+
+
+@torch.no_grad()
+def photo_views(model: str, prior_name: Optional[str], init_image: str, layer: Optional[str], unit: int,
+                position: Optional[tuple[int, int]] = None, device: str = "cpu") -> dict:
+    """For a card: the photo and its reconstruction G(E(photo)) as the target sees them, with the unit's activation
+    in each (the reconstruction is the picture a photo start begins from)."""
+    tgt = get_target(model, device)
+    pr = get_prior(prior_name, None, device)
+    start = _photo_start(pr, init_image, device)
+    photo, recon, measures = _photo_measures(start, pr, tgt, 0)
+    info = tgt.layer(layer)
+    u = torch.as_tensor([unit], device=tgt.device)
+    acts = [float(tgt.unit_activations(tgt.rgb_to_gen(from_uint8(im).to(tgt.device)), info, u, position)[0])
+            for im in (photo, recon)]
+    return {"photo": photo, "reconstruction": recon, "photo_activation": acts[0],
+            "reconstruction_activation": acts[1], **measures}
+
+
+def _photo_start(pr: P.Prior, path: str, device: str) -> photo_init.PhotoStart:
+    model, _ = photo_init.encoder_of(pr)
+    encoder = get_target(model, device)
+    return photo_init.encode_photo(pr, encoder, read_photo(path))
+
+
+@torch.no_grad()
+def _photo_measures(start: photo_init.PhotoStart, pr: P.Prior, tgt: T.Target, seed: int):
+    """The photo and its reconstruction as the target sees them, and how far a photo start and a random start are
+    from the photo at step 0 (mean absolute pixel error in [0, 1])."""
+    recon = pr.generator(start.code.unsqueeze(0)).float()
+    rand = pr.generator(dgnam.initial_codes([seed], pr.lower.shape).to(pr.lower.device)).float()
+    photo_view = start.photo_gen.float()  # at the generator's output size, like recon
+    measures = {"start_pixel_error": photo_init.pixel_error(recon, photo_view, tgt),
+                "random_start_pixel_error": photo_init.pixel_error(rand, photo_view, tgt)}
+    photo_img = to_uint8(gen_to_rgb(tgt.crop(photo_view)).cpu())[0]
+    recon_img = to_uint8(gen_to_rgb(tgt.crop(recon)).cpu())[0]
+    return photo_img, recon_img, measures
 
 
 def top_classes(target: T.Target, image: np.ndarray, k: int = 5) -> list[tuple[int, str, float]]:
     """The target's top-k ImageNet classes for an RGB uint8 image (only for 1000-class outputs)."""
     from .imagenet import class_names
 
-    rgb = torch.from_numpy(image).permute(2, 0, 1).float().unsqueeze(0) / 255.0
+    rgb = from_uint8(image)
     probs = target.classify(rgb)[0].cpu()
     if probs.numel() != 1000:
         return []

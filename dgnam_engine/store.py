@@ -164,9 +164,12 @@ class Identity:
 
 def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any = None, seed: Optional[int] = None,
              *, model_weights: Optional[str] = None, prior_file: Optional[str] = None,
-             random_weights: bool = False) -> Identity:
-    """The key of `runner.visualize(model, [unit], layer, settings, seeds=[seed], ...)`, found from the registries
-    and the weight files on disk without loading any model, so a stored result can be shown before any work."""
+             random_weights: bool = False, device: str = "auto") -> Identity:
+    """The key of `runner.visualize(model, [unit], layer, settings, seeds=[seed], device=device, ...)`, found from
+    the registries and the weight files on disk without loading any model, so a stored result can be shown before
+    any work. The key holds the device and precision the run really uses ("cpu bfloat16"), not "auto": the same
+    settings on another path give another picture."""
+    from . import accel as A
     from . import priors as P
     from . import targets as T
     from . import weights as W
@@ -185,6 +188,10 @@ def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any =
     d = dict(s.to_dict())
     d.pop("seed", None)
     d["n_iters"] = s.n_iters or spec.n_iters
+    dev = T.resolve_device(device)
+    d["accel"] = A.describe(None if s.method == "pixel" else A.resolve(s.accel, dev), dev)
+    if s.init_image:  # the photo by its content too: an edited photo under the same name is another start
+        d["init_image_id"] = file_identity(s.init_image)
     if s.method == "pixel":
         d["prior"], prior_id = None, "pixel"
     else:
@@ -223,6 +230,7 @@ class StoredResult:
     created: float
 
     checksum: Optional[str] = None  # sha256 of the PNG; None for rows stored before checksums
+    shipped: bool = False  # from an atlas that ships with the project (read-only, assets/atlas)
 
     def png(self) -> bytes:
         return self.image_path.read_bytes()
@@ -304,7 +312,11 @@ class ResultsStore:
     """Results under `root`. Opening checks the folder: a file instead of a folder, a folder that cannot be created
     or a damaged database raise StoreError; a read-only folder opens read-only (browsing works, put raises)."""
 
-    def __init__(self, root: Optional[str | os.PathLike] = None):
+    def __init__(self, root: Optional[str | os.PathLike] = None, atlases: Optional[list] = None):
+        """`atlases`: the shipped atlases served as read-only results (default: every one in assets/atlas)."""
+        from . import atlas as _atlas
+
+        self.atlases = _atlas.all_atlases() if atlases is None else atlases
         self.root = Path(root) if root is not None else default_root()
         self.images = self.root / "images"
         self.damaged = self.images / "damaged"
@@ -410,6 +422,27 @@ class ResultsStore:
             seconds=r["seconds"], device=r["device"], image_path=self.images / r["image"], created=r["created"],
             checksum=r["sha256"] if "sha256" in r.keys() else None)
 
+    def _shipped_row(self, r, folder: Path) -> StoredResult:
+        return StoredResult(
+            key=r["key"], model=r["model"], weights_id=r["weights_id"], layer=r["layer"], unit=r["unit"],
+            label=r["label"], prior=r["prior"], prior_kind=r["prior_kind"], seed=r["seed"],
+            settings=json.loads(r["settings"]), activation_start=r["activation_start"],
+            activation_final=r["activation_final"], activations=json.loads(r["activations"]),
+            seconds=r["seconds"], device=r["device"], image_path=folder / r["image"], created=r["created"],
+            checksum=r["sha256"], shipped=True)
+
+    def _shipped(self, where: str, args: tuple) -> list[StoredResult]:
+        """Good results of the shipped atlases matching an SQL condition."""
+        out = []
+        for a in self.atlases:
+            try:
+                rows = a.rows(where, args)
+            except sqlite3.Error as exc:
+                log.warning("atlas %s cannot be read (%s): reinstall the project to restore it", a.folder, exc)
+                continue
+            out += [res for res in (self._shipped_row(r, a.folder) for r in rows) if self._good(res)]
+        return out
+
     def _good(self, res: StoredResult) -> bool:
         """Whether a stored picture may be served; a damaged one is reported once and set aside."""
         try:
@@ -447,7 +480,7 @@ class ResultsStore:
                 return
             self._reported.add(res.key)
         moved = None
-        if self.images_writable:
+        if self.images_writable and not res.shipped:  # a shipped atlas is part of the install: never moved
             try:
                 self.damaged.mkdir(exist_ok=True)
                 dest = self.damaged / res.image_path.name
@@ -475,8 +508,9 @@ class ResultsStore:
     def get(self, key: str) -> Optional[StoredResult]:
         with self._db() as con:
             r = con.execute("SELECT * FROM results WHERE key = ?", (key,)).fetchone()
-        if r is None:
-            return None
+        if r is None:  # not rendered here: perhaps in a shipped atlas (same key, same request)
+            shipped = self._shipped("WHERE key = ?", (key,))
+            return shipped[0] if shipped else None
         res = self._row(r)
         return res if self._good(res) else None
 
@@ -547,27 +581,35 @@ class ResultsStore:
                 raise
 
     def query(self, model: Optional[str] = None, layer: Optional[str] = None, prior: Optional[str] = None,
-              unit: Optional[int] = None, limit: Optional[int] = None) -> list[StoredResult]:
-        """Stored results with a good picture matching every given field, newest first."""
+              unit: Optional[int] = None, limit: Optional[int] = None, shipped: bool = True) -> list[StoredResult]:
+        """Stored results with a good picture matching every given field, newest first; with `shipped`, also the
+        shipped atlases' results that were not rendered here under the same key."""
         where, args = [], []
         for col, val in (("model", model), ("layer", layer), ("prior", prior), ("unit", unit)):
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        sql = "SELECT * FROM results" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created DESC"
+        cond = " WHERE " + " AND ".join(where) if where else ""
+        sql = "SELECT * FROM results" + cond + " ORDER BY created DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._db() as con:
             rows = con.execute(sql, args).fetchall()
-        return [r for r in map(self._row, rows) if self._good(r)]
+        own = [r for r in map(self._row, rows) if self._good(r)]
+        if not shipped or not self.atlases:
+            return own
+        keys = {r.key for r in own}
+        more = [r for r in self._shipped(cond, tuple(args)) if r.key not in keys]
+        out = sorted(own + more, key=lambda r: -r.created)
+        return out[:limit] if limit is not None else out
 
     def distinct(self, column: str) -> list:
         """The values of one of model / layer / prior present in the store, sorted (for filters)."""
         if column not in ("model", "layer", "prior"):
             raise ValueError(f"cannot list {column!r}")
         with self._db() as con:
-            return [r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM results ORDER BY {column}")]
+            own = {r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM results")}
+        return sorted(own)
 
     def __len__(self) -> int:
         with self._db() as con:

@@ -16,11 +16,10 @@ from torch import nn
 
 from . import truncate
 from . import weights as W
+from .convention import gen_to_rgb, rgb_to_gen
 from .errors import UserError
 from .imagenet import class_names
 
-BGR_MEAN = (104.0, 117.0, 123.0)  # the pixel mean the original generators subtract
-RGB_MEAN = (123.0, 117.0, 104.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -146,16 +145,14 @@ class Target:
         x = self.crop(x_gen)
         if self.spec.colour == "caffe":
             return x
-        mean_rgb = x.new_tensor(RGB_MEAN).view(1, 3, 1, 1)
-        rgb = (x.flip(1) + mean_rgb) / 255.0
+        rgb = gen_to_rgb(x, clamp=False)
         m = x.new_tensor(self.spec.mean).view(1, 3, 1, 1)
         s = x.new_tensor(self.spec.std).view(1, 3, 1, 1)
         return (rgb - m) / s
 
     def rgb_to_gen(self, rgb: torch.Tensor) -> torch.Tensor:
         """RGB [0,1] images -> the generator convention, so real photos go through `preprocess` too."""
-        mean_rgb = rgb.new_tensor(RGB_MEAN).view(1, 3, 1, 1)
-        return (rgb * 255.0 - mean_rgb).flip(1)
+        return rgb_to_gen(rgb)
 
     # ----- activations -----
     def forward_to(self, x_model: torch.Tensor, layer: LayerInfo) -> torch.Tensor:
@@ -278,7 +275,10 @@ def _lite0_layers(model: nn.Module) -> list[LayerSpec]:
 
 _ALEXNET = [("conv1", "features.0"), ("conv2", "features.3"), ("conv3", "features.6"), ("conv4", "features.8"),
             ("conv5", "features.10"), ("fc6", "classifier.1"), ("fc7", "classifier.4"), ("fc8", "classifier.6")]
-_CAFFENET = [(n, n) for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")]
+# CaffeNet's ReLUs run in place in Caffe, so its blobs conv1 ... fc7 hold the values after the ReLU: read them there
+# (a unit that is dead at the start then stops at once, as in the original loop); pool5 is the pool5 prior's code.
+_CAFFENET = [(f"conv{i}", f"relu{i}") for i in range(1, 6)] + [("pool5", "pool5"), ("fc6", "relu6"),
+                                                                ("fc7", "relu7"), ("fc8", "fc8")]
 _GOOGLENET = [("conv1", "conv1"), ("conv2", "conv2"), ("conv3", "conv3")] + [
     (n, n) for n in ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
                      "inception4e", "inception5a", "inception5b")] + [("fc", "fc")]

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from . import runner
+from .convention import to_uint8
 from .errors import RunCancelled, UserError
 from .store import Identity, ResultsStore, StoredResult, identify
 from .targets import resolve_device
@@ -46,10 +47,10 @@ class Request:
     def seed_list(self) -> list[int]:
         return list(self.seeds) if self.seeds is not None else [self.settings.seed] * len(self.units)
 
-    def identities(self) -> list[Identity]:
-        """One store identity per (unit, seed), in the order visualize returns its results."""
+    def identities(self, device: str = "auto") -> list[Identity]:
+        """One store identity per (unit, seed) when run on `device`, in the order visualize returns its results."""
         return [identify(self.model, u, self.layer, self.settings, s, model_weights=self.model_weights,
-                         prior_file=self.prior_file, random_weights=self.random_weights)
+                         prior_file=self.prior_file, random_weights=self.random_weights, device=device)
                 for u, s in zip(self.units, self.seed_list())]
 
 
@@ -106,8 +107,7 @@ class Job:
         for c, a in zip(self.curves, acts):
             c.append(a)
         if info.images is not None:
-            self.preview = [(im.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
-                            for im in info.images]
+            self.preview = to_uint8(info.images)
         self.step = info.step + 1
         return True
 
@@ -164,7 +164,7 @@ class Worker:
         job.state, job.started = RUNNING, time.time()
         r = job.request
         try:
-            ids = r.identities() if job.store is not None else []
+            ids = r.identities(self.device) if job.store is not None else []
             results = runner.visualize(
                 r.model, r.units, r.layer, r.settings, seeds=r.seed_list(), device=self.device,
                 model_weights=r.model_weights, prior_file=r.prior_file, random_weights=r.random_weights,

@@ -2,11 +2,9 @@
 Each unit has its own link: ?model=...&layer=...&unit=... opens it directly."""
 import streamlit as st
 
-from app import cards, catalog, layout, pictures, runs, state, widgets
+from app import atlas_view, cards, catalog, layout, pictures, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
-
-GRID_MAX = 24
 
 layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Pick a "
                    "unit, or open a picture already rendered; the page address links straight to it.")
@@ -18,13 +16,6 @@ if not layout.presenting():
             "step, until the detector fires as strongly as it can. The result shows what that detector has "
             "learned to look for.\n\n"
             + "\n".join(f"- **{term.capitalize()}**: {text}" for term, text in catalog.TERMS.items()))
-
-
-def open_result(r) -> None:
-    st.session_state["selection"] = {"model": r.model, "layer": r.layer, "units": [r.unit]}
-    for k in [k for k in st.session_state if str(k).startswith("browse_u")]:
-        del st.session_state[k]
-    st.session_state["browse_version"] = r.key
 
 
 sel = widgets.pick_unit("browse")
@@ -59,8 +50,6 @@ if sel is not None:
     grid = runs.best_per_unit(store.query(model=sel.model, layer=sel.layer))
     pictures.damaged_notice(store)
     if grid:
-        cards.thumbnail_grid(grid[:GRID_MAX], "browse_thumb", on_open=open_result)
-        if len(grid) > GRID_MAX:
-            st.caption(f"{len(grid) - GRID_MAX} more in the Gallery.")
+        atlas_view.atlas(grid, sel.model, sel.layer, "browse_atlas")
     else:
         st.caption("Nothing rendered in this layer yet. Use **Run** or the button above.")

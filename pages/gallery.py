@@ -13,7 +13,7 @@ models = c1.multiselect("Network", store.distinct("model"), key="gal_models", pl
 layers = c2.multiselect("Layer", store.distinct("layer"), key="gal_layers", placeholder="all")
 priors = c3.multiselect("Prior", store.distinct("prior"), key="gal_priors", placeholder="all",
                         format_func=cards.short_prior)
-results = [r for r in store.query() if (not models or r.model in models) and (not layers or r.layer in layers)
+results = [r for r in store.query(shipped=False) if (not models or r.model in models) and (not layers or r.layer in layers)
            and (not priors or r.prior in priors)]
 pictures.damaged_notice(store)
 if not results:

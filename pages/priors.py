@@ -51,7 +51,7 @@ if sel is not None:
             boxes[title] = st.empty()
 
     def show(title: str) -> None:
-        r = state.store().get(dict(requests)[title].identities()[0].key)
+        r = state.store().get(dict(requests)[title].identities(state.device())[0].key)
         if r is not None:
             boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
 

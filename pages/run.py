@@ -1,7 +1,7 @@
 """Run: one button renders the chosen unit(s), with live progress, a preview and a Stop button."""
 import streamlit as st
 
-from app import cards, catalog, layout, runs, widgets
+from app import beyond, cards, catalog, layout, runs, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -19,18 +19,22 @@ if sel is not None:
         "Quick preview", key="run_quick", help="A first look in seconds: fewer steps on the fastest path. Its "
         "pictures are marked 'quick preview' and never replace a full run. Turn off for the full run.")
     adv = widgets.advanced("run", sel.model, preview=quick)
-    units = [u for u in sel.units for _ in range(adv.n_seeds)]
-    seeds = [adv.seed + k for _ in sel.units for k in range(adv.n_seeds)]
     method = "pixel" if prior == catalog.PIXEL else "dgnam"
+    more = beyond.beyond("run", sel.model, sel.layer, method)
+    picked = sel.units[:1] if more.objective else sel.units  # a combination is one picture per seed
+    units = [u for u in picked for _ in range(adv.n_seeds)]
+    seeds = [adv.seed + k for _ in picked for k in range(adv.n_seeds)]
     settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
-                        lr_start=adv.lr, seed=adv.seed)
+                        lr_start=adv.lr, seed=adv.seed, position=more.position, init_image=more.init_image,
+                        objective=more.objective)
+    problem = adv.problem or more.problem
     if quick:
         settings = settings.as_preview()
     req = Request(sel.model, units, sel.layer, settings, seeds)
     go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
-                            disabled=adv.problem is not None, width="stretch")
+                            disabled=problem is not None, width="stretch")
     runs.stopped_notice("run")
-    if adv.problem is None:
+    if problem is None:
         [results] = runs.render([("render", req)], "run", run=go)
         done = [r for r in results if r is not None]
     else:
@@ -55,5 +59,5 @@ if sel is not None:
             with st.expander("Details of each picture"):
                 for r in done:
                     cards.result_card(r, f"run_card_{r.key}")
-    elif not go and adv.problem is None:
+    elif not go and problem is None:
         st.caption("Not rendered yet with these settings.")

@@ -90,19 +90,6 @@ def test_fp32_fast_path_follows_the_plain_trajectory(tiny):
     assert torch.equal(fast.steps_done, plain.steps_done)
 
 
-def test_thread_tuning_picks_a_count_restores_it_and_keeps_the_result(tiny):
-    gen, target, lower, upper = tiny
-    step = dgnam.make_step(gen, target, target.layer("fc"), torch.tensor([1]), None, lower.unsqueeze(0),
-                           upper.unsqueeze(0), dgnam.DECAY)
-    before = torch.get_num_threads()
-    n = A.pick_threads(step, dgnam.initial_codes([0], CODE), torch.ones(1, dtype=torch.bool), 1.0)
-    assert 1 <= n <= before and torch.get_num_threads() == before
-    plain = _run(tiny, [1, 3], 4, None)
-    tuned = _run(tiny, [1, 3], 4, A.Accel(tune_threads=True))
-    torch.testing.assert_close(tuned.activations, plain.activations, rtol=1e-5, atol=1e-5)
-    assert torch.get_num_threads() == before
-
-
 def test_a_stopped_sample_stays_flat_when_checks_are_sparse(tiny):
     gen, target, lower, upper = tiny
     dead = Target(target.spec, nn.Sequential(OrderedDict(conv=target.model.conv, act=target.model.act,
@@ -118,7 +105,7 @@ def test_a_stopped_sample_stays_flat_when_checks_are_sparse(tiny):
 
 def test_default_cpu_path_keeps_lite0_activations_and_raises_a_class_logit(lite0, fc6_prior):
     acc = A.for_device("cpu")
-    assert acc.dtype == ("bfloat16" if A.cpu_has_fast_bf16() else "float32") and acc.tune_threads
+    assert acc.dtype == ("bfloat16" if A.cpu_has_fast_bf16() else "float32")
     layer = lite0.layer(None)
     codes = dgnam.initial_codes([0, 1], CODE).abs() * 3
     units = torch.tensor([LITE0_UNIT, LITE0_UNIT])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -169,12 +170,14 @@ def test_browse_link_opens_unit_and_renders_it(env):
     assert len(at.get("plotly_chart")) == 1 and at.dataframe  # activation chart, top-5 and settings tables
     top5 = at.dataframe[0].value
     assert len(top5) == 5 and "%" in top5["probability"][0]
-    # the grid lists it; opening another rendered unit from the grid switches the card
-    thumbs = [b for b in at.button if b.key and b.key.startswith("browse_thumb_")]
-    assert any(b.label == "goldfish (1)" for b in thumbs)
-    other = next(b for b in thumbs if b.label != "goldfish (1)")
-    other.click().run()
-    assert [s.value for s in at.subheader][0] == other.label
+    # the grid lists it, each picture a link to its unit; another rendered unit's link opens its card
+    grid = "".join(e.proto.body for e in at.get("html"))
+    links = dict(re.findall(r'href="\?model=efficientnet_lite0&amp;layer=classifier&amp;unit=(\d+)"[^>]*><img[^>]*'
+                            r'alt="([^"]+)"', grid))
+    assert links.get("1") == "goldfish (1)", links
+    other = next(u for u in links if u != "1")
+    assert [s.value for s in app(model="efficientnet_lite0", layer="classifier", unit=other).subheader][0] == \
+        links[other]
 
 
 def test_browse_bad_links_give_messages(env):

@@ -167,18 +167,19 @@ def test_callback_previews_and_cancel(tiny):
         _run(tiny, [0], [0], 5, callback=lambda info: info.step < 1 and None)
 
 
-STEPS_RUN = [0]  # generator calls of the current test: how many steps the loop has computed
+STEPS_RUN = [0]  # samples the generator rendered in the current test / 2 samples: how many steps the loop computed
 
 
 class CountingGenerator(nn.Module):
-    """The tiny generator, counting its calls in a global (accel's converted copy counts into the same one)."""
+    """The tiny generator, counting the samples it renders in a global, in steps of the tests' batch of two (on
+    a CPU each sample has its own pass; accel's converted copy counts into the same global)."""
 
     def __init__(self, gen: nn.Module):
         super().__init__()
         self.gen = gen
 
     def forward(self, h):
-        STEPS_RUN[0] += 1
+        STEPS_RUN[0] += h.shape[0] / 2
         return self.gen(h)
 
 
@@ -255,7 +256,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_result(tiny):
 
     def run(g, **kw):
         return dgnam.run(g, target, target.layer("fc"), units, lower=lower, upper=upper, seeds=seeds, n_iters=3,
-                         lr_start=2.0, lr_end=1e-10, **kw)
+                         lr_start=2.0, lr_end=1e-10, per_sample=False, **kw)  # batched, as on a GPU
 
     whole = run(gen)
     halved = run(OutOfMemoryAbove(gen, 2))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..convention import uint8_to_gen
 from ..errors import UserError
 from ..targets import Target
 
@@ -83,9 +84,7 @@ def centre_crop(path: Path, size: int) -> np.ndarray:
 
 def to_gen(rgb_u8: torch.Tensor) -> torch.Tensor:
     """(B,H,W,3) uint8 RGB -> generator convention (B,3,H,W): BGR, mean-subtracted, 0-255."""
-    x = rgb_u8.permute(0, 3, 1, 2).float()
-    mean = x.new_tensor((123.0, 117.0, 104.0)).view(1, 3, 1, 1)
-    return (x - mean).flip(1)
+    return uint8_to_gen(rgb_u8)
 
 
 @torch.no_grad()

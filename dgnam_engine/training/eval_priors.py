@@ -26,7 +26,8 @@ from .. import pixel_am
 from .. import weights as W
 from ..errors import UserError
 from ..imagenet import class_names
-from ..imaging import save_png, to_uint8
+from ..convention import from_uint8, gen_to_rgb, to_uint8
+from ..imaging import save_png
 from ..runner import Settings, get_prior, get_target, visualize
 from ..targets import Target, TargetSpec, _lite0_layers, _positional_remap, _timm_builder
 
@@ -68,7 +69,7 @@ def default_classes(n: int) -> list[int]:
 @torch.no_grad()
 def judge_ranks(judge: Target, images: Sequence[np.ndarray], classes: Sequence[int]) -> list[int]:
     """Rank (0 = top-1) of each image's target class under the judge."""
-    rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    rgb = from_uint8(list(images))
     probs = torch.cat([judge.classify(rgb[i:i + 16]) for i in range(0, len(rgb), 16)]).cpu()
     return [int((probs[j] > probs[j, c]).sum()) for j, c in enumerate(classes)]
 
@@ -130,7 +131,6 @@ def contact_sheet(priors: Sequence[str], units: Sequence[int], path: Path, with_
 def reconstruction_sheet(priors: Sequence[str], images: str, path: Path, n: int = 6) -> tuple[Path, dict]:
     """Top row: n held-out photos (the trainer's split); one row per prior: G(E(photo)). Returns the PNG path and
     each prior's mean squared error ([0,1] scale) next to that of each photo's own mean colour."""
-    from ..dgnam import to_rgb
     from . import data as D
 
     _, held = D.split_heldout(D.list_images(images), 0.1)
@@ -148,10 +148,10 @@ def reconstruction_sheet(priors: Sequence[str], images: str, path: Path, n: int 
         if not rows:
             rows.append(x)
         rows.append(rec)
-    big = [torch.nn.functional.interpolate(to_rgb(r), size=(128, 128), mode="bilinear", align_corners=False)
+    big = [torch.nn.functional.interpolate(gen_to_rgb(r), size=(128, 128), mode="bilinear", align_corners=False)
            for r in rows]
     sheet = torch.cat([torch.cat(list(r), 2) for r in big], 1)
-    img = (sheet.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    img = to_uint8(sheet.unsqueeze(0))[0]
     return save_png(img, path), errors
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..convention import gen_to_rgb
 from ..targets import Target
 
 
@@ -25,8 +26,7 @@ class Comparator(nn.Module):
 
     def forward(self, x_gen: torch.Tensor) -> torch.Tensor:
         t = self.target
-        mean_rgb = x_gen.new_tensor((123.0, 117.0, 104.0)).view(1, 3, 1, 1)
-        rgb = (x_gen.flip(1) + mean_rgb) / 255.0
+        rgb = gen_to_rgb(x_gen, clamp=False)
         m = x_gen.new_tensor(t.spec.mean).view(1, 3, 1, 1)
         s = x_gen.new_tensor(t.spec.std).view(1, 3, 1, 1)
         return t.forward_to((rgb - m) / s, self.layer)
