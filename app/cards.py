@@ -10,7 +10,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import beyond, catalog, pictures, runs
+from . import beyond, catalog, examples_view, pictures, runs
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -84,6 +84,7 @@ def result_card(r: StoredResult, key: str) -> None:
         if r.prior_kind == "trained":
             st.caption("Made with a demo prior. " + catalog.DEMO_CAVEAT)
         beyond.variant_views(r, key)
+        examples_view.real_examples(r, key)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**What the network sees in this picture**")

@@ -267,7 +267,7 @@ def examples(db: ExamplesDB, model: str, weights_id: str, layer: str, unit: int,
 
 # ----- command line ----------------------------------------------------------------------------------------------
 
-def _default_folder() -> Path:
+def default_folder() -> Path:
     """The offline photo corpus in the data folder, built on first use from the photos installed packages ship."""
     from .store import default_root
 
@@ -293,7 +293,7 @@ def cmd_index(args) -> int:
 
     if args.top < 1 or args.batch < 1:
         raise UserError("--top and --batch must be at least 1")
-    folder = Path(args.images).expanduser() if args.images else _default_folder()
+    folder = Path(args.images).expanduser() if args.images else default_folder()
     target = get_target(args.model or T.default_target(), args.device, args.weights, args.random_weights)
     layers = [s.strip() for s in (args.layers or target.spec.output_layer).split(",") if s.strip()]
     db = ExamplesDB(Path(args.store) if args.store else default_root())
