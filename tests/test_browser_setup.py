@@ -163,7 +163,7 @@ def test_paper_setup_then_compare_priors_for_caffenet_without_restart(dashboard,
     if any("BFloat16" in e for e in errors):  # CaffeNet's LRN has no bf16 CPU kernel: issue 9 item 1
         pytest.xfail("CaffeNet on the default bf16 path fails on this CPU until issue 9 item 1 is merged")
     for title in ("conv3 · original", "pool5 · original", "fc6 · original", "fc7 · original",
-                  "no prior (pixel baseline)"):
+                  "pixel · no prior"):
         expect(main.locator("strong", has_text=title)).to_be_visible()
     widths = rendered_widths(page, 5)
     assert len(widths) >= 5 and all(w > 0 for w in widths), widths
