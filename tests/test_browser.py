@@ -3,6 +3,7 @@ driven through Debian's chromium by Playwright. Open the app, pick a unit, rende
 stop a run, and compare priors side by side."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -39,6 +40,14 @@ def server(tmp_path_factory, fc6_file):
     data = base / "data"
     env = dict(os.environ, TORCH_HOME=str(base / "torch"), DGNAM_DATA_DIR=str(data), DGNAM_UI_STEPS="3",
                DGNAM_DEVICE="cpu", HF_HUB_OFFLINE="1")
+    with run_dashboard(base, env) as url:
+        yield url, data
+
+
+@contextlib.contextmanager
+def run_dashboard(base: Path, env: dict):
+    """`streamlit run streamlit_app.py` as a user starts it, on a free port of 127.0.0.1; yields its address once
+    it answers, and stops it afterwards. Its output goes to base/server.log."""
     port = _free_port()
     log = open(base / "server.log", "w")
     proc = subprocess.Popen(
@@ -57,7 +66,7 @@ def server(tmp_path_factory, fc6_file):
             assert proc.poll() is None, (base / "server.log").read_text()
             assert time.time() < deadline, "the dashboard did not start within 60 s"
             time.sleep(0.3)
-        yield url, data
+        yield url
     finally:
         proc.terminate()
         try:

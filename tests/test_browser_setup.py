@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
 from httpserver import FileServer
-from test_browser import CHROMIUM, ROOT, _free_port, idle, rendered_widths
+from test_browser import CHROMIUM, ROOT, idle, rendered_widths, run_dashboard
 
 REPO = "binxu/DeePSim_DosovitskiyBrox2016"
 
@@ -63,32 +59,8 @@ def dashboard(tmp_path_factory, hub):
     env = dict(os.environ, TORCH_HOME=str(base / "torch"), HF_HOME=str(base / "hf"), DGNAM_DATA_DIR=str(base / "data"),
                XDG_CACHE_HOME=str(base / "cache"), DGNAM_UI_STEPS="2", DGNAM_DEVICE="cpu", HF_HUB_OFFLINE="0",
                HF_ENDPOINT=hub.url, DGNAM_TORCH_MIRROR=hub.url, PYTHONPATH=str(ROOT))
-    port = _free_port()
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (base / "server.log").read_text()
-            assert time.time() < deadline, "the dashboard did not start within 60 s"
-            time.sleep(0.3)
+    with run_dashboard(base, env) as url:
         yield url, base / "hf" / "hub"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
