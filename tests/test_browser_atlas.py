@@ -17,6 +17,7 @@ from test_browser import CHROMIUM, ROOT, idle, page, server  # noqa: F401  (modu
 
 SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
 CELLS = '[data-testid="stMain"] a.atlas-cell img'
+DASHBOARD_ENV = {"DGNAM_ATLAS_DIR": str(ROOT / "assets" / "atlas")}  # the atlas that ships, as on a fresh install
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: install it with scripts/install_browser.sh")
