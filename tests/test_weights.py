@@ -276,7 +276,7 @@ def test_hub_file_lands_in_the_hugging_face_cache_where_find_looks(server, onlin
     assert online in path.parents and "snapshots" in path.parts  # the standard cache every tool reads
     assert W.find(wf) == path
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
-    assert f"GET /someone/weights/resolve/main/hubok.pt" in server.requests
+    assert "GET /someone/weights/resolve/main/hubok.pt" in server.requests
     n = len(server.requests)
     assert W.fetch(wf) == path and len(server.requests) == n  # already there: no second download
     assert not torch_home.exists() or _files_under(torch_home) == []
