@@ -50,7 +50,7 @@ def grid_html(results: Sequence[StoredResult]) -> str:
             continue  # gone since the query: the store re-renders it when asked
         name = html.escape(catalog.unit_name(r.model, r.layer, r.unit))
         cells.append(f'<a class="atlas-cell" href="{html.escape(_url(r))}" target="_self" title="{name} · activation '
-                     f'{r.activation_final:.1f}"><img src="{src}" alt="{name}" loading="lazy" width="{THUMB}" '
+                     f'{r.activation_final:.1f}"><img src="{src}" alt="{name}" width="{THUMB}" '
                      f'height="{THUMB}"><span>{name}</span></a>')
     return f'<div class="atlas-grid">{"".join(cells)}</div>'
 
