@@ -128,7 +128,7 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
 
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
-    store = ResultsStore(store_root, atlases=[])
+    store = ResultsStore(store_root)
     results = store.query(model=model, layer=layer)
     settings = Settings(prior=prior, n_iters=n_iters)
     rows, missing, pictures = [], 0, {}
@@ -200,7 +200,3 @@ def add_parser(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_atlas)
 
-
-from . import cli as _cli  # noqa: E402
-
-_cli._EXTRA_COMMANDS.append(add_parser)

@@ -4,7 +4,6 @@ Every user mistake ends in one line on stderr and exit code 2, with nothing writ
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -12,19 +11,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from . import atlas, dataset_index, precompute, store_cli
+from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
+                          parse_units, parse_xy, print_table)
 from .errors import RunCancelled, UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        raise UserError(f"{message} (see `python -m dgnam_engine {self.prog.split()[-1]} --help`)"
-                        if " " in self.prog else message)
-
-
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for r in [header] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+from .training import cli_train
 
 
 def cmd_models(args) -> int:
@@ -40,7 +31,7 @@ def cmd_models(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        _print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
+        print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
                       for r in rows], ["model", "weights", "description"])
         print("any other timm model: timm/<name>")
     return 0
@@ -56,7 +47,7 @@ def cmd_layers(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        _print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
+        print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
     return 0
 
@@ -75,7 +66,7 @@ def cmd_priors(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        _print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
+        print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
                        "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
                      ["prior", "present", "code", "inverts", "description"])
         print("* default. Demo priors are trained on a small photo corpus; the original priors "
@@ -130,46 +121,6 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _parse_units(text: str) -> list[int]:
-    units = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                units.extend(range(int(a), int(b) + 1))
-            else:
-                units.append(int(part))
-        except ValueError:
-            raise UserError(f"bad unit {part!r}: use numbers like 967 or 1,2,3 or 10-20") from None
-    return units
-
-
-def _parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
-    if text is None:
-        return None
-    parts = text.split(",")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2) or min(vals) < 0:
-        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)")
-    return (vals[0], vals[-1])
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before a long run, not after it: the nearest existing folder above `path` must be a writable folder."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {path}: no permission to write in {parent}")
-
-
 def _rf_path(p: Path) -> Path:
     return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
 
@@ -180,7 +131,7 @@ def cmd_visualize(args) -> int:
 
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
-    units = _parse_units(args.unit) if args.unit is not None else [0]
+    units = parse_units(args.unit) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
@@ -192,9 +143,9 @@ def cmd_visualize(args) -> int:
         raise UserError("with several units --out must be a folder, not a .png file")
     if len(units) == 1 and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    _check_writable(out if len(units) == 1 else out / "x.png")
+    check_writable(out if len(units) == 1 else out / "x.png")
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
-                        lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
+                        lr_end=args.lr_end, seed=args.seed, position=parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
                         objective=args.objective)
 
@@ -232,10 +183,7 @@ def cmd_visualize(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dgnam", description="DGN-AM Studio: see what a neuron has learned.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def add_core_commands(sub) -> None:
     s = sub.add_parser("models", help="list target networks and whether their weights are present")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
@@ -254,15 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
-    s.add_argument("--model", default=None,
-                   help="default: caffenet when it and the fc6 prior are present, else efficientnet_lite0")
+    add_model_options(s, device="cpu")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--unit", default=None, help="unit index, or a list: 1,2,3 or 10-20")
     s.add_argument("--objective", default=None, metavar="TEXT",
                    help="several units in one picture, weighted: 'bee + 0.5*daisy', '309 - 985' (a minus between "
                    "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
-    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
-    s.add_argument("--prior-file", default=None, help="weights file for the prior")
+    add_prior_options(s)
     s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior")
     s.add_argument("--iters", type=int, default=None)
@@ -274,21 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "also writes the picture cut to that position's receptive field (<out>_rf.png)")
     s.add_argument("--init-image", default=None, metavar="PHOTO",
                    help="start from this photo's code instead of a random one (30 steps, smaller steps)")
-    s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    s.add_argument("--weights", default=None, help="weights file for the model")
-    s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
-    s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
-    s.add_argument("--quiet", action="store_true")
+    add_output_options(s, quiet="no progress lines")
     s.set_defaults(func=cmd_visualize)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+
+# Every command, in the order `--help` lists them: each entry adds its parsers (with set_defaults(func=...)). A new
+# command is one function here; its module imports cli_options, never this module.
+COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, precompute.add_parser,
+            store_cli.add_parser, cli_train.add_parser)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="dgnam", description="DGN-AM Studio: see what a neuron has learned.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in COMMANDS:
+        add(sub)
     return p
-
-
-# Further subcommands register here: each adds its parser (with set_defaults(func=...)) to `sub`.
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -307,10 +255,3 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
 
-
-# Subcommands defined next to the code they drive; importing them registers them.
-from . import atlas  # noqa: E402,F401
-from . import dataset_index  # noqa: E402,F401
-from . import precompute  # noqa: E402,F401
-from . import store_cli  # noqa: E402,F401
-from .training import cli_train  # noqa: E402,F401

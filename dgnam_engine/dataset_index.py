@@ -377,7 +377,3 @@ def add_parsers(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_examples)
 
-
-from . import cli as _cli  # noqa: E402
-
-_cli._EXTRA_COMMANDS.append(add_parsers)

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
 from . import accel as A
-from . import cli
+from .atlas import all_atlases
+from .cli_options import (add_model_options, add_output_options, add_prior_options, add_store_option,
+                          parse_units as parse_unit_list)
 from . import runner
 from . import targets as T
 from .errors import UserError
@@ -229,7 +231,7 @@ _stop_signals = _StopSignals()
 def parse_units(text: str, n_units: int) -> list[int]:
     if text == "all":
         return list(range(n_units))
-    units = cli._parse_units(text)
+    units = parse_unit_list(text)
     bad = [u for u in units if not 0 <= u < n_units]
     if bad:
         raise UserError(f"unit {bad[0]} is out of range (0-{n_units - 1})")
@@ -249,7 +251,7 @@ def cmd_precompute(args) -> int:
     request = Request(args.model, layer.name, settings.to_dict(), args.weights, args.prior_file,
                       args.random_weights, args.device)
     units = parse_units(args.units, layer.units)
-    store = ResultsStore(args.store)
+    store = ResultsStore(args.store, all_atlases())  # a unit the shipped atlas holds is not rendered again
     store.check_writable()  # a read-only folder or a damaged database is reported before any work, not after it
     store.check_sound()
     todo = [u for u in units if not store.has(request.identity(u).key)]  # a damaged picture counts as missing
@@ -296,25 +298,18 @@ def cmd_precompute(args) -> int:
 
 def add_parser(sub) -> None:
     s = sub.add_parser("precompute", help="render many units into the results store (resumable)")
-    s.add_argument("--model", default=None, help="default: as for visualize")
+    add_model_options(s, device="auto")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
-    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
-    s.add_argument("--prior-file", default=None)
+    add_prior_options(s)
     s.add_argument("--iters", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch", default="auto", help="units per batch: auto (from free GPU memory) or a number")
-    s.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    s.add_argument("--weights", default=None, help="weights file for the model")
-    s.add_argument("--random-weights", action="store_true")
     s.add_argument("--plain", action="store_true", help="the fp32 eager reference path instead of the fast one")
-    s.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    add_store_option(s)
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="spread batches over a Ray cluster: an address, auto, or local (a private instance)")
     s.add_argument("--workers", type=int, default=None, help="with --ray local: CPU workers (default: cores)")
-    s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(s, quiet="no progress bar")
     s.set_defaults(func=cmd_precompute)
 
-
-cli._EXTRA_COMMANDS.append(add_parser)

@@ -1,0 +1,89 @@
+"""What every command shares: the one-line argument errors, the table printer, the unit and position parsers and
+the option groups several commands take. The commands import this; nothing here imports a command."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional
+
+from .errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UserError(f"{message} (see `python -m dgnam_engine {self.prog.split()[-1]} --help`)"
+                        if " " in self.prog else message)
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for r in [header] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def parse_units(text: str) -> list[int]:
+    units = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                units.extend(range(int(a), int(b) + 1))
+            else:
+                units.append(int(part))
+        except ValueError:
+            raise UserError(f"bad unit {part!r}: use numbers like 967 or 1,2,3 or 10-20") from None
+    return units
+
+
+def parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2) or min(vals) < 0:
+        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)")
+    return (vals[0], vals[-1])
+
+
+def check_writable(path: Path) -> None:
+    """Fail before a long run, not after it: the nearest existing folder above `path` must be a writable folder."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: no permission to write in {parent}")
+
+
+# ----- option groups shared by several commands -----
+
+def add_model_options(s, device: str = "cpu") -> None:
+    """--model, --weights, --random-weights and --device (the target network and where it runs)."""
+    s.add_argument("--model", default=None,
+                   help="default: caffenet when it and the fc6 prior are present, else efficientnet_lite0")
+    s.add_argument("--weights", default=None, help="weights file for the model")
+    s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
+    s.add_argument("--device", default=device, help="cpu, cuda or auto")
+
+
+def add_prior_options(s) -> None:
+    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
+    s.add_argument("--prior-file", default=None, help="weights file for the prior")
+
+
+def add_store_option(s) -> None:
+    s.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+
+
+def add_output_options(s, quiet: Optional[str] = None) -> None:
+    """--json (one JSON object as the last line) and, with `quiet` (its help), --quiet."""
+    s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
+    if quiet is not None:
+        s.add_argument("--quiet", action="store_true", help=quiet)
