@@ -6,6 +6,7 @@ from typing import Optional
 
 import streamlit as st
 
+from dgnam_engine.atlas import all_atlases
 from dgnam_engine.store import ResultsStore, StoreError, default_root
 from dgnam_engine.targets import resolve_device
 from dgnam_engine.worker import Worker, get_worker
@@ -16,7 +17,7 @@ ENV_STEPS = "DGNAM_UI_STEPS"  # default number of steps in the widgets (tests an
 
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> ResultsStore:
-    return ResultsStore(root)
+    return ResultsStore(root, all_atlases())
 
 
 def store() -> ResultsStore:

@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -312,11 +312,10 @@ class ResultsStore:
     """Results under `root`. Opening checks the folder: a file instead of a folder, a folder that cannot be created
     or a damaged database raise StoreError; a read-only folder opens read-only (browsing works, put raises)."""
 
-    def __init__(self, root: Optional[str | os.PathLike] = None, atlases: Optional[list] = None):
-        """`atlases`: the shipped atlases served as read-only results (default: every one in assets/atlas)."""
-        from . import atlas as _atlas
-
-        self.atlases = _atlas.all_atlases() if atlases is None else atlases
+    def __init__(self, root: Optional[str | os.PathLike] = None, atlases: Sequence = ()):
+        """`atlases`: the shipped atlases served as read-only results (atlas.all_atlases(); anything with a
+        `folder` and `rows(where, args)`). The store knows no atlas of its own: its callers choose."""
+        self.atlases = list(atlases)
         self.root = Path(root) if root is not None else default_root()
         self.images = self.root / "images"
         self.damaged = self.images / "damaged"
