@@ -102,7 +102,7 @@ def _same_request(r, ident) -> bool:
     from . import accel as Acc
     from . import targets as T
     from . import weights as W
-    from .runner import Settings
+    from .request import Settings
 
     spec = T.get_spec(r.model)
     path = W.find(spec.weights) if spec.weights else None
@@ -123,8 +123,8 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
          n_iters: Optional[int] = None) -> dict:
     """Write the store's results of one model and layer, made with the default settings, into an atlas file."""
     from . import targets as T
-    from .runner import Settings
-    from .store import ResultsStore, identify
+    from .request import Request, Settings, resolve
+    from .store import ResultsStore
 
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
@@ -134,7 +134,7 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     rows, missing, pictures = [], 0, {}
     seen = set()
     for r in results:
-        ident = identify(model, r.unit, layer, settings, r.seed)
+        [ident] = resolve(Request(model, [r.unit], layer, settings, [r.seed])).identities()
         if r.unit in seen or not _same_request(r, ident):  # another setting, weights or prior
             missing += 1
             continue

@@ -154,9 +154,7 @@ def cmd_visualize(args) -> int:
             acts = ", ".join(f"{a:.2f}" for a in info.activations[:4].tolist())
             print(f"step {info.step + 1}/{info.n_iters}  activation {acts}", file=sys.stderr, flush=True)
 
-    from .targets import default_target
-
-    results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
+    results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
     paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"

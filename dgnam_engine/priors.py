@@ -134,6 +134,14 @@ def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: 
     return path
 
 
+def read_file_bounds(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prior file's bounds alone (a few KB), without its generator."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor("bounds.lower").float(), f.get_tensor("bounds.upper").float()
+
+
 def spec_from_file(path: str | os.PathLike) -> PriorSpec:
     card = read_card(path)
     try:
