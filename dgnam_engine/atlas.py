@@ -172,6 +172,38 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     return {"atlas": str(out), "units": len(rows), "skipped": missing, "bytes": size}
 
 
+def rekey(folder: Path) -> dict:
+    """Key an atlas's rows as the results store keys their requests today (after store.KEY_VERSION changed): each
+    row's request (model, layer, unit, seed, prior, steps) is resolved again and must answer to what the row holds;
+    the pictures stay as they are. Raises UserError, changing nothing, if one does not."""
+    from types import SimpleNamespace
+
+    from .request import Request, Settings, resolve
+
+    con = sqlite3.connect(Path(folder) / INDEX)
+    con.row_factory = sqlite3.Row
+    try:
+        updates, settings = [], None
+        for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM results").fetchall():
+            st = json.loads(r["settings"])
+            req = Request(r["model"], [r["unit"]], r["layer"], Settings(prior=st.get("prior"), n_iters=st["n_iters"]),
+                          [r["seed"]])
+            [ident] = resolve(req).identities()
+            if not _same_request(SimpleNamespace(**{**dict(r), "settings": st}), ident):
+                raise UserError(f"{folder}: unit {r['unit']} was made with other settings or weights than its "
+                                "request resolves to here; pack the atlas again instead")
+            settings = {**st, **{k: v for k, v in ident.settings.items() if v is not None}}
+            updates.append((ident.key, json.dumps(settings, sort_keys=True), r["key"]))
+        con.executemany("UPDATE results SET key = ?, settings = ? WHERE key = ?", updates)
+        if settings is not None:
+            con.execute("UPDATE meta SET value = ? WHERE name = 'settings'", (json.dumps(settings),))
+        con.commit()
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    return {"atlas": str(folder), "units": len(updates)}
+
+
 def cmd_atlas(args) -> int:
     if args.action == "pack":
         from . import targets as T
@@ -182,6 +214,11 @@ def cmd_atlas(args) -> int:
         print(json.dumps(info) if args.json else
               f"atlas: {info['units']} units -> {info['atlas']} ({info['bytes'] / 1e6:.1f} MB)")
         return 0
+    if args.action == "rekey":
+        for a in all_atlases():
+            info = rekey(a.folder)
+            print(json.dumps(info) if args.json else f"atlas: {info['units']} units keyed again in {info['atlas']}")
+        return 0
     for a in all_atlases():
         m = a.meta()
         print(f"{a.folder.name}: {m.get('model')} {m.get('layer')}, {m.get('units')} units")
@@ -189,8 +226,9 @@ def cmd_atlas(args) -> int:
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, or list the atlases")
-    s.add_argument("action", choices=["pack", "list"])
+    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, list the atlases, or key "
+                       "them again after the key scheme changed")
+    s.add_argument("action", choices=["pack", "list", "rekey"])
     s.add_argument("--store", default="data/atlas-build", help="results folder filled by precompute")
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None)

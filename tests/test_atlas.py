@@ -84,3 +84,16 @@ def test_a_damaged_shipped_picture_is_not_served_and_not_moved(packed, tmp_path)
     assert (copy / f"{key}.webp").read_bytes() == b"garbage"  # part of the install: reported, never moved
     assert [p["unit"] for p in store.problems()] == [2]
     assert sorted(r.unit for r in store.query(model="efficientnet_lite0")) == [0, 1]
+
+
+def test_the_shipped_atlas_answers_todays_default_request(tmp_path, monkeypatch):
+    """Keyed as the store keys a request today (run `atlas rekey` after store.KEY_VERSION changes)."""
+    monkeypatch.delenv("DGNAM_ATLAS_DIR")
+    [shipped] = A.all_atlases()
+    made_on = shipped.meta()["settings"]["accel"]
+    req = Request("efficientnet_lite0", [0, 1, 309, 967], None, Settings(), device="cpu")
+    idents = req.identities()
+    if idents[0].settings["accel"] != made_on:
+        pytest.skip(f"this CPU runs {idents[0].settings['accel']}, the atlas was made with {made_on}")
+    store = ResultsStore(tmp_path / "fresh", atlases=[shipped])
+    assert all(store.get(i.key) is not None for i in idents)
