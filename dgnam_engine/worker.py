@@ -104,6 +104,10 @@ class Worker:
 
     def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5) -> Job:
         job = Job(request, store, preview_every)
+        try:  # the steps it will take, for progress bars before its first step (a bad request fails when it runs)
+            job.n_iters = resolve(replace(request, device=self.device)).n_iters
+        except UserError:
+            pass
         with self._cv:
             self._queue.append(job)
             if self._thread is None or not self._thread.is_alive():
