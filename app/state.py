@@ -38,6 +38,16 @@ def device() -> str:
     return str(resolve_device(os.environ.get(ENV_DEVICE, "auto")))
 
 
+def device_name() -> str:
+    """The GPU's name (or "CPU") of the device the dashboard renders on."""
+    dev = device()
+    if dev.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(dev))
+    return "CPU"
+
+
 def worker() -> Worker:
     return get_worker(device())
 

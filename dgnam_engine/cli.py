@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, dataset_index, precompute, store_cli
+from . import atlas, catalog, dataset_index, precompute, store_cli
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
                           parse_units, parse_xy, print_table)
 from .errors import RunCancelled, UserError
@@ -19,20 +19,17 @@ from .training import cli_train
 
 
 def cmd_models(args) -> int:
-    from . import targets as T
-
     rows = []
-    for name, spec in T.TARGETS.items():
-        rows.append({"name": name, "title": spec.title, "available": T.weights_available(spec),
-                     "weights": spec.weights.filename if spec.weights else None, "source": spec.source,
-                     "input_size": spec.input_size, "output_layer": spec.output_layer,
-                     "fetch": None if T.weights_available(spec) or not spec.weights.fetchable
-                     else f"python -m dgnam_engine fetch {spec.weights.fetch_name}"})
+    for e in catalog.networks():
+        rows.append({"name": e.name, "title": e.title, "available": e.available, "weights": e.weights,
+                     "source": e.source, "input_size": e.spec.input_size, "input": e.input,
+                     "output_layer": e.spec.output_layer, "size": e.size,
+                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
         print(json.dumps(rows))
     else:
         print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
-                      for r in rows], ["model", "weights", "description"])
+                     for r in rows], ["model", "weights", "description"])
         print("any other timm model: timm/<name>")
     return 0
 
@@ -53,37 +50,22 @@ def cmd_layers(args) -> int:
 
 
 def cmd_priors(args) -> int:
-    from . import priors as P
-
-    default = P.default_prior_name()
     rows = []
-    for name, spec in P.all_specs().items():
-        avail = P.is_available(spec)
-        rows.append({"name": name, "title": spec.title, "available": avail, "default": name == default,
-                     "kind": spec.kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
-                     "depth": spec.depth, "note": spec.note,
-                     "fetch": None if avail or spec.weights is None else f"python -m dgnam_engine fetch {name}"})
+    for e in catalog.priors():
+        spec = e.spec
+        rows.append({"name": e.name, "title": e.title, "available": e.available, "default": e.default,
+                     "kind": e.prior_kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
+                     "depth": e.depth, "note": spec.note, "size": e.size,
+                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
         print(json.dumps(rows))
     else:
         print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
-                       "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
-                     ["prior", "present", "code", "inverts", "description"])
+                      "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
+                    ["prior", "present", "code", "inverts", "description"])
         print("* default. Demo priors are trained on a small photo corpus; the original priors "
               "(`python -m dgnam_engine fetch fc6`) give paper-quality images.")
     return 0
-
-
-def _weight_files(name: str):
-    from . import priors as P
-    from . import targets as T
-
-    if name in P.ORIGINAL_PRIORS:
-        return P.ORIGINAL_PRIORS[name].weights
-    spec = T.get_spec(name)
-    if spec.weights is None or not spec.weights.fetchable:
-        return None
-    return spec.weights
 
 
 def cmd_fetch(args) -> int:
@@ -95,7 +77,7 @@ def cmd_fetch(args) -> int:
 
     files = []
     for name in args.names:
-        wf = _weight_files(name)  # raises UserError for unknown names before anything is downloaded
+        wf = catalog.weight_file(name)  # raises UserError for unknown names before anything is downloaded
         files.append((name, wf))
     for name, wf in files:
         if wf is None:

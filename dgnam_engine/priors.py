@@ -42,6 +42,12 @@ class PriorSpec:
     kind: str = "original"  # "original" or "trained"
     note: str = ""
     depth: str = ""  # which of the paper's layers it plays: conv3 / pool5 / fc6 / fc7
+    size: Optional[int] = None  # bytes to download, about (the generator's parameters x 4 bytes)
+
+    @property
+    def input_convention(self) -> str:
+        """What it reads and writes, in one line: its code and the encoder layer that code comes from."""
+        return f"code {'x'.join(map(str, self.code_shape))} of {self.encoder} -> BGR picture"
 
 
 @dataclass
@@ -76,14 +82,15 @@ def _hf(name: str) -> W.WeightFile:
 
 ORIGINAL_PRIORS = {
     "conv3": PriorSpec("conv3", "conv3 (original DeePSiM, layer 3)", "upconv_conv34", (384, 13, 13),
-                       "caffenet:conv3", _hf("conv3"), "conv3.txt", depth="conv3"),
+                       "caffenet:conv3", _hf("conv3"), "conv3.txt", depth="conv3", size=32_300_000),
     "pool5": PriorSpec("pool5", "pool5 (original DeePSiM, layer 5)", "upconv_pool5", (256, 6, 6),
-                       "caffenet:pool5", _hf("pool5"), "conv5.txt", depth="pool5"),
+                       "caffenet:pool5", _hf("pool5"), "conv5.txt", depth="pool5", size=50_800_000),
     "fc6": PriorSpec("fc6", "fc6 (original DeePSiM, layer 6, best)", "upconv_fc", (4096,), "caffenet:fc6",
-                     _hf("fc6"), "fc6.txt", depth="fc6"),
+                     _hf("fc6"), "fc6.txt", depth="fc6", size=224_400_000),
     "fc7": PriorSpec("fc7", "fc7 (original DeePSiM, layer 7)", "upconv_fc", (4096,), "caffenet:fc7",
-                     _hf("fc7"), "fc7.txt", depth="fc7"),
+                     _hf("fc7"), "fc7.txt", depth="fc7", size=224_400_000),
 }
+DEPTHS = ("conv3", "pool5", "fc6", "fc7")  # the paper's four priors, early to late
 
 
 def read_bounds(name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -154,15 +161,26 @@ def spec_from_file(path: str | os.PathLike) -> PriorSpec:
 
 
 def demo_prior_specs() -> dict[str, PriorSpec]:
+    """The prior files in assets/priors, read again only when the folder's files change (a page asks for every
+    option of every picker on every rerun)."""
+    if not DEMO_PRIORS_DIR.is_dir():
+        return {}
+    stamp = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(DEMO_PRIORS_DIR),
+                                                                                 key=lambda e: e.name)
+                  if e.name.endswith(".safetensors"))
+    return dict(_demo_specs(stamp))
+
+
+@lru_cache(maxsize=4)
+def _demo_specs(stamp: tuple) -> tuple:
     out = {}
-    if DEMO_PRIORS_DIR.is_dir():
-        for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
-            try:
-                s = spec_from_file(p)
-            except WeightsCorrupt:
-                continue
-            out[s.name] = s
-    return out
+    for name, _, _ in stamp:
+        try:
+            s = spec_from_file(DEMO_PRIORS_DIR / name)
+        except WeightsCorrupt:
+            continue
+        out[s.name] = s
+    return tuple(out.items())
 
 
 def all_specs() -> dict[str, PriorSpec]:
