@@ -10,6 +10,7 @@ from typing import Optional
 
 import streamlit as st
 
+from dgnam_engine import limits
 from dgnam_engine import targets as T
 
 from . import catalog, state
@@ -203,8 +204,8 @@ def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
                              "paper improves on.")
 
 
-MAX_STEPS = 2000
-LR_RANGE = (1e-4, 100.0)  # the models' defaults are 2 and 8; far outside, a run only makes noise
+MAX_STEPS = limits.STEPS[1]
+LR_RANGE = limits.LR
 
 
 @dataclass
@@ -217,15 +218,13 @@ class Advanced:
 
 
 def settings_problem(steps, lr, seed=0) -> Optional[str]:
-    """The one rule for every page's settings: what is wrong with them, in words, or None."""
-    if steps is None or not 1 <= steps <= MAX_STEPS:
-        return f"Steps must be a whole number from 1 to {MAX_STEPS} (you typed {steps}). Render is off until then."
-    if lr is not None and not LR_RANGE[0] <= lr <= LR_RANGE[1]:
-        return (f"Learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}, or empty for the model's "
-                f"default (you typed {lr:g}). Render is off until then.")
-    if seed is None or seed < 0:
-        return "Seed must be 0 or a positive whole number. Render is off until then."
-    return None
+    """The engine's one rule (limits.py), in its words, for every page's settings; None when they can run."""
+    problem = limits.steps_problem(steps) or limits.settings_problem(None, lr, seed)
+    if problem is None:
+        return None
+    if lr is not None and "learning rate" in problem:
+        problem += " (or empty for the model's default)"
+    return f"{problem[0].upper()}{problem[1:]}. Render is off until then."
 
 
 def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: bool = False) -> Advanced:

@@ -275,15 +275,20 @@ def test_typed_class_names_pick_exactly_one_class(env):
 
 def test_odd_settings_block_render_with_a_reason(env):
     at = app("pages/run.py")
-    for steps in (0, 99999):
+    for steps in (0, 99999):  # the engine's range (limits.STEPS), in the engine's words
         at.number_input(key="run_steps").set_value(steps).run()
-        assert "Steps must be a whole number from 1 to 2000" in texts(at.error)
+        assert "Steps must be a whole number between 1 and 10000" in texts(at.error)
         assert at.button(key="run_go").disabled and "shown from the library" not in texts(at.caption)
     at.number_input(key="run_steps").set_value(3).run()
     for lr in (0.0, 1e9):
         at.number_input(key="run_lr").set_value(lr).run()
-        assert "Learning rate must be between" in texts(at.error) and at.button(key="run_go").disabled
+        assert "start learning rate must be" in texts(at.error) and at.button(key="run_go").disabled
     at.number_input(key="run_lr").set_value(0.004).run()
+    assert not at.error and not at.button(key="run_go").disabled
+    at.number_input(key="run_seed").set_value(2**32).run()  # before, the page took it and the run failed
+    assert "Seed 4294967296 is out of range: use a whole number from 0 to 4294967295" in texts(at.error)
+    assert at.button(key="run_go").disabled
+    at.number_input(key="run_seed").set_value(2**32 - 1).run()
     assert not at.error and not at.button(key="run_go").disabled
     assert at.number_input(key="run_lr").value == 0.004 and at.number_input(key="run_lr").format == "%g"
 
