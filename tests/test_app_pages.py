@@ -225,14 +225,22 @@ def test_compare_models(env):
     assert "not an ImageNet class number" in texts(at.error)
 
 
-def test_gallery_filters_and_zip(env):
+def test_gallery_filters_and_zip(env, tmp_path, monkeypatch, lite0):
+    """On a results folder of its own, filled here (two pixel runs and one fc6 run of 1 step), whatever other
+    tests ran before."""
     from app.export import zip_of
 
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "gallery"))
+    own = store()
+    for settings, units in ((runner.Settings(method="pixel", n_iters=1), [1, 2]),
+                            (runner.Settings(prior="fc6", n_iters=1), [3])):
+        for r in runner.visualize("efficientnet_lite0", units, None, settings, target=lite0):
+            own.put(r)
     at = app("pages/gallery.py")
     n = len(store())
-    assert n >= 3 and f"{n} pictures" in texts(at.caption)
+    assert n == 3 and f"{n} pictures" in texts(at.caption)
     at.multiselect(key="gal_priors").select("pixel").run()
-    assert len(at.image) == len(store().query(prior="pixel")) >= 1
+    assert len(at.image) == len(store().query(prior="pixel")) == 2
     at.checkbox(key="gal_all").check().run()
     assert not at.exception
     zip_button = at.get("download_button")[-1]
