@@ -23,9 +23,10 @@ from typing import Optional
 
 from PIL import Image
 
+from .assets import ASSETS
 from .errors import UserError
 
-ATLAS_DIR = Path(__file__).resolve().parent.parent / "assets" / "atlas"
+ATLAS_DIR = ASSETS / "atlas"
 ENV_ATLAS_DIR = "DGNAM_ATLAS_DIR"  # another folder of atlases (tests, or atlases kept elsewhere)
 THUMB = 128  # px: sharp in a grid, and 1000 pictures stay within a few MB
 WEBP_QUALITY = 82

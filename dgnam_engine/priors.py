@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from . import generators, weights as W
+from .assets import ASSETS
 from .errors import UserError, WeightsCorrupt
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ACT_RANGE = ASSETS / "act_range" / "3x"
 DEMO_PRIORS_DIR = ASSETS / "priors"
 HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
