@@ -106,7 +106,7 @@ class Worker:
         job = Job(request, store, preview_every)
         try:  # the steps it will take, for progress bars before its first step (a bad request fails when it runs)
             job.n_iters = resolve(replace(request, device=self.device)).n_iters
-        except UserError:
+        except Exception:  # noqa: BLE001 - the run resolves it again and reports the reason in one line
             pass
         with self._cv:
             self._queue.append(job)
