@@ -150,6 +150,16 @@ def whole_arg(what: str, high: Optional[int] = None):
     return parse
 
 
+def decimal_arg(what: str):
+    """An argparse type: a finite number >= 0 in ASCII digits (`float` takes "nan", "inf" and "١.٥" too)."""
+    def parse(text: str) -> float:
+        try:
+            return numbers.decimal(text, what)
+        except numbers.NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def _check_writable(path: Path) -> None:
     """Fail before a long run, not after it: the nearest existing folder above `path` must be a writable folder."""
     parent = path.parent
@@ -259,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior")
     s.add_argument("--iters", type=whole_arg("--iters"), default=None)
-    s.add_argument("--lr", type=float, default=None, help="start learning rate")
-    s.add_argument("--lr-end", type=float, default=None)
+    s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
+    s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)
     s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0, help="the random start code: a whole number from 0 to 2^32-1")
     s.add_argument("--xy", default=None, metavar="ROW,COL",
                    help="conv units: the position to maximise, e.g. 2,5 (N alone: N,N; default: the centre); "

@@ -14,7 +14,7 @@ from .errors import UserError
 
 _WHOLE = re.compile(r"[0-9]+")
 _SIGNED = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 # No layer has anywhere near this many units; it bounds a list typed without knowing the layer (visualize checks
 # each unit against the layer once the model is loaded).
 MAX_UNITS = 100_000
@@ -49,10 +49,11 @@ def whole(text: str, what: str = "number", *, low: int = 0, high: Optional[int] 
 
 
 def decimal(text: str, what: str = "number") -> float:
-    """A finite, non-negative decimal number (0.5, 3, .25) written in ASCII digits."""
+    """A finite, non-negative decimal number (0.5, 3, .25, 1e-10) written in ASCII digits."""
     t = text.strip()
     if not _DECIMAL.fullmatch(t) or not math.isfinite(float(t)):
-        raise NumberError(f"bad {what} {text!r}: write a number like 0.5 with the digits 0-9")
+        raise NumberError(f"bad {what} {text!r}: write a number like 0.5 or 1e-3 with the digits 0-9", "format",
+                          text)
     return float(t)
 
 

@@ -44,6 +44,7 @@ def one_error(capsys, argv: list[str]) -> str:
     (["--objective", "²"], ["'²'", "digits 0-9"]),  # was a ValueError traceback
     (["--unit", "1", "--xy", "٣"], ["bad --xy '٣'"]),  # was read as 3
     (["--unit", "1", "--seed", "٣"], ["--seed", "'٣'", "digits 0-9"]),  # was read as 3
+    (["--unit", "1", "--lr", "١.٥"], ["learning rate", "'١.٥'"]),  # float() read it as 1.5
 ])
 def test_typed_numbers_are_ascii_digits_and_answered_in_one_line(args, words, tmp_path, capsys):
     line = one_error(capsys, C + args + ["--out", str(tmp_path / "x.png")])
@@ -271,7 +272,7 @@ def test_damaged_data_page_says_what_to_run_not_restart(tmp_path):
     data = bytearray(db.read_bytes())
     data[4096:8192] = os.urandom(4096)  # a damaged page, as a bit-flipping disk leaves it
     db.write_bytes(bytes(data))
-    at = AppTest.from_function(_damage_script)
+    at = AppTest.from_function(_damage_script, default_timeout=60)
     at.session_state["db"] = str(db)
     at.run()
     assert not at.exception
