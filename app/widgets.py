@@ -213,7 +213,7 @@ def parse_classes(text: str) -> list[int]:
                              "0–999.")
         if len(found) > 1:
             shown = ", ".join(catalog.class_label(i) for i in found[:6]) + (" …" if len(found) > 6 else "")
-            raise ValueError(f"“{plain(part)}” fits {len(found)} classes: {plain(shown)}. Type the full name or the "
+            raise ValueError(f"“{plain(part)}” fits {len(found)} classes: {shown}. Type the full name or the "
                              "number.")
         units.append(found[0])
     if not units:
