@@ -52,6 +52,12 @@ def test_typed_numbers_are_ascii_digits_and_answered_in_one_line(args, words, tm
     assert not list(tmp_path.iterdir())
 
 
+def test_examples_unit_is_ascii_digits(tmp_path, capsys):
+    line = one_error(capsys, ["examples", "--model", "caffenet", "--random-weights", "--unit", "٣", "--store",
+                              str(tmp_path)])
+    assert "bad --unit '٣'" in line  # int() read it as unit 3
+
+
 def test_a_huge_unit_range_is_refused_before_it_is_built(tmp_path):
     """`--unit 0-100000000000` built the list first (MemoryError; 0-30000000 took 2.6 GB). Under an 8 GB address
     space limit (torch alone reserves a few) it must answer in one line, at once."""
