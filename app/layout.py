@@ -91,6 +91,21 @@ def sidebar() -> None:
                    "neuron likes most.")
 
 
+def not_found_notice(page) -> None:
+    """An address naming no page (/nonexistent) opens the default page; say so instead of landing silently."""
+    from urllib.parse import urlparse
+
+    url = st.context.url
+    if not url or not getattr(page, "_default", False):
+        return
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    path = urlparse(url).path.strip("/")
+    path = path[len(base):].strip("/") if base and path.startswith(base) else path
+    if path and path != page.url_path:
+        st.warning(f"Page not found: /{path}. Here is {page.title} instead; every page is listed in the sidebar.",
+                   icon=":material/travel_explore:")
+
+
 @contextlib.contextmanager
 def friendly_errors():
     """No tracebacks for the audience: one line saying what went wrong and what to do."""

@@ -107,7 +107,7 @@ _download_buttons(missing_nets)
 
 st.subheader("Priors")
 rows = []
-for name, spec in P.all_specs().items():
+for name, spec in sorted(P.all_specs().items(), key=catalog.by_depth):
     ok = P.is_available(spec)
     rows.append({"prior": name, "weights": "present" if ok else "missing",
                  "get it with": "" if ok or spec.kind != "original" else catalog.fetch_command(name),
@@ -121,9 +121,11 @@ if missing:
     st.markdown("Or from a terminal, every missing original prior at once (needs internet once; the files go into "
                 "the folders above and are found automatically):")
     st.code(".venv/bin/python -m dgnam_engine fetch " + " ".join(c.split()[-1] for c in missing), language="bash")
-if not catalog.available_priors():
-    st.warning(catalog.NO_PRIOR)
-st.info(catalog.DEMO_CAVEAT, icon=":material/info:")
+if not catalog.available_priors():  # here the buttons above are the way, not "the Setup page"
+    st.warning("No generator prior is installed, so DGN-AM cannot run yet: download fc6 above (needs internet "
+               "once); until then the pixel-space baseline works.")
+st.info(catalog.DEMO_CAVEAT_SHORT + " Download them with the buttons above (needs internet once).",
+        icon=":material/info:")
 if online:
     with progress_area:
         _download_area()
