@@ -59,7 +59,7 @@ PRESENT_CSS = """
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandedSidebarControl"],
 [data-testid="stSidebarCollapseButton"], header[data-testid="stHeader"] { display: none !important; }
 [data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 1rem; }
-[data-testid="stMain"] [data-testid="stImage"] img { max-height: 52vh; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 50vh; }
 [data-testid="stImageCaption"] { font-size: 1.05rem; }
 """
 

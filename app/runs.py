@@ -155,20 +155,24 @@ PreviewSink = Callable[[str, list, list], None]  # (job name, preview images, th
 
 
 def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str], None]] = None,
-          on_preview: Optional[PreviewSink] = None) -> None:
+          on_preview: Optional[PreviewSink] = None, compact: bool = False) -> None:
     """Show progress until every job ended; cancels them all if the page is interrupted. `on_done(name)` runs
     as soon as a job finished, so a page can show that part while the rest still renders. `on_preview` draws the
     forming pictures where the page wants them (beside the controls, in their column); without it they appear
-    under the progress bar."""
+    under the progress bar. `compact`: Stop and one progress bar on a row, no panel, so nothing below moves."""
     dev = "GPU" if state.device().startswith("cuda") else "CPU"
     mine = st.session_state[f"{key}_jobs"] = list(jobs)
-    stop = st.empty()
+    if compact:
+        stop_col, bar_col = st.columns([1, 3.5], vertical_alignment="center")
+        stop, panel = stop_col.empty(), bar_col.container()
+    else:
+        stop, panel = st.empty(), None
     stop.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:", on_click=_stop, args=(key,),
                 help="Stops the run: what has finished is kept, the unfinished part is not saved.")
     reported: set[int] = set()
     finished = False
     try:
-        with st.status("Rendering…", expanded=True) as status:
+        with (panel if compact else st.status("Rendering…", expanded=True)) as status:
             bar = st.progress(0.0, text="queued")
             preview = st.empty() if on_preview is None else None
             shown = None
@@ -194,8 +198,11 @@ def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str
                 preview.empty()
             stop.empty()
             failed = [j for _, j in jobs if j.state == FAILED]
-            status.update(label="Could not render" if failed else "Done",
-                          state="error" if failed else "complete", expanded=bool(failed))
+            if compact:
+                bar.progress(1.0, text="Could not render" if failed else "Done")
+            else:
+                status.update(label="Could not render" if failed else "Done",
+                              state="error" if failed else "complete", expanded=bool(failed))
             for j in failed:
                 st.error(f"{j.error[:1].upper()}{j.error[1:]}.")
         finished = True
@@ -219,7 +226,7 @@ def stopped_notice(key: str) -> None:
 
 def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
            on_done: Optional[Callable[[str], None]] = None, again: bool = False,
-           on_preview: Optional[PreviewSink] = None) -> list[list[Optional[StoredResult]]]:
+           on_preview: Optional[PreviewSink] = None, compact: bool = False) -> list[list[Optional[StoredResult]]]:
     """Stored results for every request; with `run`, renders the missing ones first (with progress). With `again`
     every request is rendered live even when stored (to watch it form); the new picture replaces the stored one
     under the same key only once it is done."""
@@ -228,7 +235,8 @@ def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
         todo = [(name, part) for name, part in todo if part is not None]
         if todo:
             w, store = state.worker(), state.store()
-            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done, on_preview)
+            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done, on_preview,
+                  compact)
     return [stored_results(req) for _, req in requests]
 
 

@@ -8,7 +8,8 @@ from dgnam_engine.worker import Request
 
 layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Click a "
                    "picture to open its card; the page address links straight to it.")
-if not layout.presenting():
+card_slot = st.container()  # a unit's card, above the pickers and the grid (filled once they are read)
+if not layout.presenting() and "unit" not in st.query_params:
     with st.expander("What am I looking at?", icon=":material/help:"):
         st.markdown(
             "A network that recognises photos is built from millions of tiny detectors. This app asks one of "
@@ -39,7 +40,8 @@ def _card(model: str, layer: str, unit: int) -> dict:
     store = state.store()
     here = runs.best_first(store.query(model=model, layer=layer, unit=unit))
     name = catalog.unit_name(model, layer, unit)
-    st.button("Back to the grid", key="browse_close", icon=":material/grid_view:", on_click=_close_card)
+    top = st.columns([1, 2.2, 1.2], vertical_alignment="center")
+    top[0].button("Back to the grid", key="browse_close", icon=":material/grid_view:", on_click=_close_card)
     if not here:
         st.info(f"{name[:1].upper()}{name[1:]} has not been rendered yet.")
         prior = catalog.default_prior()
@@ -65,17 +67,16 @@ def _card(model: str, layer: str, unit: int) -> dict:
                      format_func=lambda k: runs.version_label(by_key[k]))
     r = by_key[st.session_state[vkey]]
     if r.shipped:
-        _full_size(r, vkey)
+        _full_size(r, vkey, top[1], top[2])
     cards.result_card(r, "browse_card")
     return {} if r.key == here[0].key else {"version": r.key[:8]}  # a link carries a picked version
 
 
-def _full_size(r, vkey: str) -> None:
+def _full_size(r, vkey: str, c1, c2) -> None:
     """An atlas picture ships as a small thumbnail: one click renders it again at full size with the same
     settings (watching it form), and keeps it in this computer's results."""
-    c1, c2 = st.columns([2, 1], vertical_alignment="center")
-    c1.caption("This is the atlas's small picture (128 px). Render it at full size to download it sharp and "
-               "watch it form.")
+    c1.caption("The atlas's small picture (128 px): render it at full size to download it sharp and watch it "
+               "form.")
     go = c2.button("Full size, rendered live", key="browse_full", icon=":material/high_quality:", width="stretch")
     runs.stopped_notice("browse_full")
     if go:
@@ -96,8 +97,9 @@ if picked is not None:
     unit = _open_unit(model, layer)
     link = {"model": model, "layer": layer}
     if unit is not None:
-        link |= {"unit": unit, **_card(model, layer, unit)}
-        st.subheader(f"All of {catalog.friendly_layer(model, layer)} ({layer})")
+        with card_slot:
+            link |= {"unit": unit, **_card(model, layer, unit)}
+            st.subheader(f"All of {catalog.friendly_layer(model, layer)} ({layer})")
     store = state.store()
     grid = runs.best_per_unit(store.query(model=model, layer=layer))
     pictures.damaged_notice(store)

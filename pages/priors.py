@@ -35,6 +35,10 @@ if sel is not None:
     b1, b2 = st.columns([1, 2.2], vertical_alignment="top")
     go = b1.button("Render all side by side", type="primary", key="cmpp_go", icon=":material/play_arrow:",
                    disabled=adv.problem is not None, width="stretch")
+    stored = adv.problem is None and all(all(runs.stored_results(req)) for _, req in requests)
+    again = stored and b1.button("Render all live again", key="cmpp_again", icon=":material/replay:",
+                                 width="stretch", help="All stored already, so shown at once: render them again "
+                                 "to watch each one form (a stored picture is replaced only when its new one is done).")
     demo = any(c is not None and c.kind == "trained" for _, c in lineup)
     if demo:
         b1.page_link("pages/setup.py", label="Get the original priors (Setup)", icon=":material/download:",
@@ -59,17 +63,22 @@ if sel is not None:
                 continue
             boxes[title] = st.empty()
 
-    def show(title: str) -> None:
+    def show(title: str) -> bool:
         r = state.store().get(dict(requests)[title].identities(state.device())[0].key)
         if r is not None:
             boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+        return r is not None
 
     def forming(title: str, images: list, captions: list) -> None:
         boxes[title].image(images[0], caption=captions[0].split(" · ", 1)[1], width="stretch")
 
     if adv.problem is None:
+        for title in boxes:  # what is stored already stands in its column from the start
+            if not show(title) and (go or again):
+                boxes[title].caption("Waiting for its turn…")
         with progress:
-            results = runs.render(requests, "cmpp", run=go, on_done=show, on_preview=forming)
+            results = runs.render(requests, "cmpp", run=go or again, on_done=show, on_preview=forming,
+                                  again=again, compact=True)
     else:
         results = [[None] for _ in requests]
     finals, curves = {}, {}

@@ -18,7 +18,7 @@ def _live(how: str) -> None:
     st.session_state["run_live"] = how
 
 
-controls, stage = st.columns([1.1, 1], gap="medium")
+controls, stage = st.columns([1.45, 1], gap="medium")
 with controls:
     sel = widgets.pick_unit("run", multi=True)
 if sel is None:
@@ -69,18 +69,21 @@ with controls:
 
 with stage:
     runs.stopped_notice("run")
+    progress = st.container()  # the progress bar and Stop above the pictures, which keep their place
     pics = st.empty()
     if problem is None and (go or live):
         old = [r for r in before if r is not None]
 
         def forming(name: str, images: list, captions: list) -> None:
             with pics.container():
-                st.image(images, width=230 if len(images) > 1 else 320, caption=captions)
-                if old:  # the stored picture stays until the new one is done
-                    st.image([str(r.image_path) for r in old[:4]], width=110,
-                             caption=["stored, until the new one is done"] * len(old[:4]))
+                now, kept = st.columns([2, 1]) if old else (st.container(), None)
+                now.image(images if len(images) > 1 else images[0], caption=captions if len(images) > 1
+                          else captions[0], width=140 if len(images) > 1 else "stretch")
+                if kept is not None:  # the stored picture stays until the new one is done
+                    kept.image([str(r.image_path) for r in old[:4]], width=90 if len(old) > 1 else "stretch",
+                               caption=["stored, until the new one is done"] * len(old[:4]))
 
-        with st.container():
+        with progress:
             [results] = runs.render([(runs.names_of(req), req)], "run", run=True, again=live == "again",
                                     on_preview=forming)
     else:

@@ -102,7 +102,7 @@ for name, spec in T.TARGETS.items():
     rows.append({"network": name, "weights": "present" if ok else "missing",
                  "get it with": "" if ok or not spec.weights.fetchable else catalog.fetch_command(name),
                  "description": spec.title, "file": where(spec.weights) if spec.weights else "built in"})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
 st.subheader("Priors")
@@ -114,7 +114,7 @@ for name, spec in sorted(P.all_specs().items(), key=catalog.by_depth):
                  "plays": spec.depth or "",
                  "kind": "demo (trained here)" if spec.kind == "trained" else "original (paper)",
                  "description": spec.title, "file": spec.file if spec.file else where(spec.weights)})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]
 if missing:

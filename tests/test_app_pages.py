@@ -243,7 +243,7 @@ def test_gallery_empty_store_says_what_to_do(env, tmp_path, monkeypatch):
 
 def test_setup_lists_weights_and_fetch_commands(env):
     at = app("pages/setup.py")
-    models, prs = at.dataframe[0].value, at.dataframe[1].value
+    models, prs = at.table[0].value, at.table[1].value  # tables that wrap: nothing cut at 1280 px
     lite0 = models[models["network"] == "efficientnet_lite0"].iloc[0]
     alex = models[models["network"] == "alexnet"].iloc[0]
     assert lite0["weights"] == "present" and alex["weights"] == "missing"
