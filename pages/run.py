@@ -56,16 +56,27 @@ live = st.session_state.pop("run_live", None) if problem is None else None
 before = runs.stored_results(req) if problem is None else []
 stored_all = bool(before) and all(before)
 
-with controls:
-    if stored_all and not live:
-        where = "the shipped atlas" if any(r.shipped for r in before) else "stored results"
+
+def offer_live(results: list) -> None:
+    """The offer to render live, in its slot beside the pictures it would replace."""
+    where = "the shipped atlas" if any(r.shipped for r in results) else "stored results"
+    with offer.container():
         st.caption(f"Shown from {where}, so it was instant; render live to watch it form.")
         b1, b2 = st.columns(2)
-        b1.button("Render live again", key="run_again", icon=":material/replay:", on_click=_live, args=("again",),
-                  width="stretch", help="The same settings once more, with the pictures forming step by step; "
-                  "the stored picture stays until the new one is done.")
+        b1.button("Render live again", key="run_again", icon=":material/replay:", on_click=_live,
+                  args=("again",), width="stretch", help="The same settings once more, with the pictures "
+                  "forming step by step; the stored picture stays until the new one is done.")
         b2.button("Render live with a new seed", key="run_newseed", icon=":material/casino:", on_click=_live,
                   args=("seed",), width="stretch", help="Another random start: a new picture of the same unit.")
+
+
+offer = controls.empty()  # one slot: the offer to render live, or what the live render does
+offered = stored_all and not live
+if offered:
+    offer_live(before)
+elif live:
+    offer.caption("Rendering live: " + ("the stored picture stays until the new one is done." if live == "again"
+                                        else f"a new seed ({seed0}), a new picture."))
 
 with stage:
     runs.stopped_notice("run")
@@ -86,6 +97,8 @@ with stage:
         with progress:
             [results] = runs.render([(runs.names_of(req), req)], "run", run=True, again=live == "again",
                                     on_preview=forming)
+        if not offered and results and all(results):
+            offer_live(results)  # once more, or another seed
     else:
         results = before
     done = [r for r in results if r is not None]

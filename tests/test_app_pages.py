@@ -325,3 +325,69 @@ def test_presentation_mode_hides_settings_and_keeps_the_button(env):
     assert at.query_params["present"] == "1" and at.query_params["unit"] == "1"  # the link keeps presenting
     at.button(key="present_exit").click().run()
     assert at.expander and at.selectbox(key="run_prior") and "present" not in at.query_params
+
+
+def test_run_renders_a_stored_unit_live_again_or_with_a_new_seed(env):
+    """Render on a stored unit was instant and silent; now the page says why and offers a live render: the same
+    settings again (the new picture replaces the stored one under the same key once done) or the next seed."""
+    at = app("pages/run.py")
+    at.text_input(key="run_classes").input("daisy").run()
+    at.button(key="run_go").click().run()
+    [first] = store().query(unit=985)
+    at.run()
+    assert "Shown from stored results, so it was instant; render live to watch it form." in texts(at.caption)
+    at.button(key="run_again").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.status[0].state == "complete"  # it really ran, with its progress
+    [again] = store().query(unit=985)
+    assert again.key == first.key and again.created > first.created
+    at.button(key="run_newseed").click().run()
+    assert sorted(r.seed for r in store().query(unit=985)) == [0, 1]
+    assert any("daisy (985) · fc6 prior · seed 1" in c for i in at.image for c in i.captions)
+    shown = app("pages/run.py", present="1", model="efficientnet_lite0", layer="classifier", unit="985")
+    assert shown.button(key="run_newseed")  # presentation mode: no seed box, but a new seed is one click away
+
+
+def test_a_units_picture_is_its_default_settings_one_and_the_atlas_stays(env, monkeypatch):
+    """After Compare priors the newest render (the fc7-standing demo prior) no longer stands for the unit; among
+    default-settings pictures the shipped atlas's comes first, so one visitor's render changes nothing for others;
+    variants never stand for the unit and say what they are."""
+    from dataclasses import replace
+
+    from app import catalog, export, runs
+    from dgnam_engine.store import StoredResult
+
+    monkeypatch.setattr(catalog, "default_prior", lambda: "lite0-b3")
+    base = StoredResult(key="k", model="efficientnet_lite0", weights_id="w", layer="classifier", unit=309,
+                        label="bee", prior="lite0-b3", prior_kind="trained", seed=0, settings={"n_iters": 200},
+                        activation_start=0.0, activation_final=9.0, activations=[9.0], seconds=1.0, device="cpu",
+                        image_path=Path("x.png"), created=100.0)
+    b3 = replace(base, key="b3")
+    logits = replace(base, key="logits", prior="lite0-logits", created=200.0)
+    assert runs.best_first([logits, b3])[0].key == "b3"
+    atlas = replace(base, key="atlas", shipped=True, created=1.0)
+    mine = replace(base, key="mine", created=300.0, device="cuda")  # the same settings, rendered by a visitor
+    assert runs.best_first([mine, logits, atlas])[0].key == "atlas"
+    photo = replace(base, key="photo", created=400.0, settings={"n_iters": 200, "init_image": "/x/coffee.png"})
+    at_pos = replace(base, key="pos", layer="blocks.5", settings={"n_iters": 200, "position": [2, 5]})
+    assert runs.best_first([photo, logits])[0].key == "logits"
+    assert runs.variant_words(photo) == "from a photo (coffee.png)" and runs.variant_words(b3) == ""
+    assert runs.variant_words(at_pos) == "at position 2,5"
+    assert "_photo-coffee_" in export.file_name(photo) and "_at2-5_" in export.file_name(at_pos)
+    assert "_atlas128_" in export.file_name(atlas) and "from a photo (coffee.png)" in runs.version_label(photo)
+
+
+def test_grid_search_puts_the_exact_match_first_and_links_keep_the_search(env):
+    from app import atlas_view
+
+    names = {309: "bee", 92: "bee eater", 310: "ant"}
+    ranks = {u: atlas_view.match_rank(f"{n} ({u})", u, "bee") for u, n in names.items()}
+    assert ranks[309] == 0 < ranks[92]  # "bee" before "bee eater"
+    at = app(model="efficientnet_lite0", layer="classifier")  # Browse opens on the grid, no card
+    assert not at.subheader or "All of" not in at.subheader[0].value
+    assert not [b for b in at.button if b.key == "browse_close"]
+    at.text_input(key="browse_atlas_find").input("bee").run()
+    grid = "".join(e.proto.body for e in at.get("html"))
+    assert "q=bee" in grid  # a click on a picture reloads the page: its link carries the search
+    again = app(model="efficientnet_lite0", layer="classifier", unit="309", q="bee")
+    assert again.text_input(key="browse_atlas_find").value == "bee"

@@ -41,9 +41,13 @@ def page(server):  # noqa: F811
         browser.close()
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, wait_for: str | None = None) -> None:
+    """A screenshot for the docs (only with DGNAM_SCREENSHOTS), once `wait_for` (a text pattern) shows."""
     if SHOTS:
         page.mouse.move(0, HEIGHT - 1)  # no tooltip in the picture
+        if wait_for:
+            page.get_by_text(re.compile(wait_for)).first.wait_for()
+        page.wait_for_timeout(500)
         page.screenshot(path=str(Path(SHOTS) / name))
 
 
@@ -104,7 +108,7 @@ def test_render_on_a_stored_class_offers_a_live_render_with_previews(server, pag
     idle(page)
     stop = _watch_it_form(page, "Render live again")
     expect(page.get_by_text("stored, until the new one is done")).to_be_visible()
-    shot(page, "run.png")
+    shot(page, "run.png", r"preview · step ([4-9]\d|1\d\d)$")  # far enough to see a picture forming
     stop.click()
     expect(page.get_by_text("Stopped before anything finished: nothing of that run was saved.")).to_be_visible()
     idle(page)
@@ -133,7 +137,7 @@ def test_compare_priors_keeps_its_pictures_in_the_window_while_rendering(server,
     page.get_by_role("button", name="Render all side by side").click()
     forming = main.get_by_text(re.compile(r"^preview · step \d+$")).first
     expect(forming).to_be_visible()  # a column shows its own picture forming
-    shot(page, "priors.png")
+    shot(page, "priors.png", r"^preview · step ([4-9]\d|1\d\d)$")
     assert abs(head.bounding_box()["y"] - before) < 40  # the progress did not push the columns down
     pictures = main.locator('[data-testid="stImage"]')
     assert pictures.count() >= 2 and all(in_window(pictures.nth(i)) for i in range(pictures.count()))
