@@ -391,3 +391,25 @@ def test_grid_search_puts_the_exact_match_first_and_links_keep_the_search(env):
     assert "q=bee" in grid  # a click on a picture reloads the page: its link carries the search
     again = app(model="efficientnet_lite0", layer="classifier", unit="309", q="bee")
     assert again.text_input(key="browse_atlas_find").value == "bee"
+    hidden = app(model="efficientnet_lite0", layer="blocks.6")  # the same box opens a unit without a picture
+    hidden.text_input(key="browse_atlas_find").input("17").run()
+    assert "unit=17" in "".join(e.proto.body for e in hidden.get("html"))
+
+
+def test_a_zip_carries_the_photo_a_picture_started_from(tmp_path):
+    """results.json held a path on the server; the photo itself now travels in the ZIP, named in its entry."""
+    from PIL import Image
+
+    from app.export import zip_of
+    from dgnam_engine.store import StoredResult
+
+    coffee = Path(__import__("skimage").__file__).parent / "data" / "coffee.png"
+    Image.new("RGB", (8, 8)).save(tmp_path / "r.png")
+    r = StoredResult(key="abcdef0123", model="efficientnet_lite0", weights_id="w", layer="classifier", unit=1,
+                     label="goldfish", prior="lite0-b3", prior_kind="trained", seed=0,
+                     settings={"n_iters": 5, "init_image": str(coffee)}, activation_start=0.0, activation_final=1.0,
+                     activations=[1.0], seconds=1.0, device="cpu", image_path=tmp_path / "r.png", created=1.0)
+    with zipfile.ZipFile(io.BytesIO(zip_of([r]))) as z:
+        [meta] = json.loads(z.read("results.json"))
+        assert meta["start_photo"] == "start_coffee.png" and z.read("start_coffee.png") == coffee.read_bytes()
+        assert "_photo-coffee_" in meta["image"] and z.read(meta["image"])[:4] == b"\x89PNG"

@@ -78,6 +78,18 @@ def test_browse_opens_on_the_grid_and_a_click_keeps_the_search(server, page):  #
     expect(page.get_by_role("heading", name="bee (309)")).to_be_visible()
     expect(page.get_by_role("textbox", name=re.compile("^Find a class"))).to_have_value("bee")  # kept
     expect(page.locator(CELLS).first.locator("span")).to_have_text("bee (309)")
+    # the atlas's picture is small and says so where it is downloaded; one click renders it at full size
+    expect(page.get_by_role("button", name=re.compile(r"Download PNG \(128 px atlas picture\)"))).to_be_visible()
+    expect(page.get_by_role("button", name="Full size, rendered live")).to_be_visible()
+    # on a projector the card's picture is whole inside the window
+    page.goto(f"{url}/?model=efficientnet_lite0&layer=classifier&unit=309&present=1")
+    idle(page)
+    card = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first
+    expect(card).to_be_visible()
+    assert in_window(card), card.bounding_box()
+    page.goto(f"{url}/nonexistent")  # an address naming no page says so
+    idle(page)
+    expect(page.get_by_text("Page not found: /nonexistent.", exact=False)).to_be_visible()
 
 
 def _watch_it_form(page, button: str):
