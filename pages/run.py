@@ -25,7 +25,7 @@ if sel is None:
     st.stop()
 with controls:
     # prior, quick preview and the button on one row
-    c1, c2, c3 = st.columns([2.2, 1, 0.9], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([1.7, 1.3, 0.9], vertical_alignment="bottom")
     with c1:
         prior = widgets.pick_prior("run")
     button_slot = c3.empty()  # filled once the settings are checked
