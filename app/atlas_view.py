@@ -15,6 +15,7 @@ from PIL import Image
 from dgnam_engine.store import StoredResult
 
 from . import catalog, layout
+from .plain import plain
 
 PAGE = 120  # pictures per page: the first screen of a class layer shows at least 100
 THUMB = 96  # px in the grid
@@ -65,10 +66,10 @@ def grid_html(results: Sequence[StoredResult], keep: dict | None = None) -> str:
 def match_rank(name: str, unit: int, query: str) -> int:
     """0 for an exact match (the whole name, or the unit number), 1 for a name that starts with the text, 2 for
     any other match: typing "bee" puts the class bee before bee eater and the other bees."""
-    plain = name.rsplit(" (", 1)[0].lower() if name.endswith(")") else name.lower()
-    if query in (plain, str(unit), f"unit {unit}", name.lower()):
+    bare = name.rsplit(" (", 1)[0].lower() if name.endswith(")") else name.lower()
+    if query in (bare, str(unit), f"unit {unit}", name.lower()):
         return 0
-    return 1 if plain.startswith(query) else 2
+    return 1 if bare.startswith(query) else 2
 
 
 def _from_link(key: str, name: str, cast, options=None) -> None:
@@ -125,7 +126,7 @@ def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> 
     if not results:
         st.caption("Nothing rendered in this layer yet. Type a unit above to open it, or use **Run**.")
         return keep
-    st.caption(f"{len(shown)} of {len(results)} units with a picture" + (f" match “{query}”" if query else "")
-               + ". Click a picture to open its card.")
+    st.caption(f"{len(shown)} of {len(results)} units with a picture"
+               + (f" match “{plain(query)}”" if query else "") + ". Click a picture to open its card.")
     st.html(grid_html(part, keep))
     return keep

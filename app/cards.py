@@ -12,6 +12,7 @@ from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
 from . import beyond, catalog, examples_view, export, layout, pictures, runs
+from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -30,6 +31,12 @@ def title(r: StoredResult) -> str:
     """The unit, and what kind of variant the picture is when it is one: 'bee (309) · from a photo (coffee.png)'."""
     what = runs.variant_words(r)
     return unit_caption(r) + (f" · {what}" if what else "")
+
+
+def title_markdown(r: StoredResult) -> str:
+    """title() for Markdown: the variant's words are typed text (a combination, a file name), shown as written."""
+    what = runs.variant_words(r)
+    return unit_caption(r) + (f" · {plain(what)}" if what else "")
 
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
@@ -86,7 +93,7 @@ def _settings_rows(r: StoredResult) -> list[dict]:
 def result_card(r: StoredResult, key: str) -> None:
     """The full view of one result: picture, activation curve, top-5 classes, settings, download."""
     with st.container(border=True):
-        st.subheader(title(r))
+        st.subheader(title_markdown(r))
         if runs.is_variant(r):
             st.caption("A variant, not the unit's own picture (which starts from noise, at the centre, alone).")
         left, right = st.columns([1, 1.4])
