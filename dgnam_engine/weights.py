@@ -131,7 +131,7 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
     if path.suffix != ".safetensors":
         pickled = _pickle_kind(path)
         if pickled == "legacy":
-            if isinstance(exc, EOFError):
+            if isinstance(exc, EOFError) or "unexpected EOF" in str(exc):
                 return "a PyTorch file in the legacy (before 1.6, not zip) format that is cut short"
             m = re.search(r"Unsupported operand (\d+)", str(exc))
             if m:
@@ -159,14 +159,15 @@ def _pickle_kind(path: Path) -> Optional[str]:
             if f.read(1) != b"\x80":
                 return None
             f.seek(0)
-            for op, arg, _ in pickletools.genops(f):
-                if op.name in ("LONG1", "LONG4", "LONG"):
-                    return "legacy" if arg == LEGACY_MAGIC else "pickle"
-                if op.name not in ("PROTO", "FRAME"):
-                    return "pickle"
-    except Exception:  # not even a pickle's first opcodes
+            opening = True
+            for op, arg, _ in pickletools.genops(f):  # the whole first pickle: random bytes rarely parse to STOP
+                if opening and op.name not in ("PROTO", "FRAME"):
+                    if op.name == "LONG1" and arg == LEGACY_MAGIC:
+                        return "legacy"
+                    opening = False
+            return "pickle"
+    except Exception:  # not a pickle
         return None
-    return None
 
 
 def _protocol(path: Path) -> int:

@@ -70,7 +70,8 @@ if not online:
             "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
 else:
     if dl.server_unreachable():
-        st.warning("The download servers do not answer (no network?): downloads will fail until they do.",
+        st.warning("The download servers did not answer a size request within 5 s (no network, or the server is "
+                   "down): downloads will most likely fail until they do.",
                    icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:

@@ -121,6 +121,101 @@ def test_server_dropping_every_transfer_and_ignoring_range_fails_fast(server, on
     print(f"\n{where}: dropping server failed in {seconds:.2f} s, peak Python memory {peak / 2**20:.1f} MiB")
 
 
+class Resuming:
+    """A Hub that honours Range but drops every transfer after 40 % of the file; records each request's headers."""
+
+    def __init__(self, body: bytes, cdn: str | None = None):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from httpserver import HUB_COMMIT
+
+        outer = self
+        self.body, self.seen = body, []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, with_body: bool):
+                outer.seen.append((self.command, {k.lower(): v for k, v in self.headers.items()}))
+                if cdn is not None:  # the Hub's answer for a large file: its facts, and where the bytes are
+                    self.send_response(302)
+                    self.send_header("Location", cdn + "/blob/xyz")
+                    self.send_header("X-Linked-Etag", f'"{hashlib.sha256(body).hexdigest()}"')
+                    self.send_header("X-Linked-Size", str(len(body)))
+                    self.send_header("X-Repo-Commit", HUB_COMMIT)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = int(self.headers.get("Range", "bytes=0-")[6:].rstrip("-"))
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("X-Repo-Commit", HUB_COMMIT)
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body[start:start + int(len(body) * 0.4)])
+                    self.close_connection = True
+
+            def do_GET(self):
+                self._answer(True)
+
+            def do_HEAD(self):
+                self._answer(False)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_transfer_cut_short_resumes_with_range_and_the_cache_is_huggingface_hubs(online, monkeypatch):
+    from huggingface_hub import hf_hub_download
+
+    body = BODY[:3 << 20]
+    wf = W.WeightFile("resumes.pt", "resumes", hf_repo="someone/faults", hf_filename="resumes.pt")
+    monkeypatch.setenv("HF_TOKEN", "hf_stand_in_token")
+    with Resuming(body) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        path, seconds, _ = _fetch_bounded(wf)
+    assert isinstance(path, Path), path
+    assert path.read_bytes() == body
+    gets = [h for m, h in hub.seen if m == "GET"]
+    assert [h.get("range") for h in gets] == [None, f"bytes={int(len(body) * 0.4)}-", f"bytes={int(len(body) * 0.8)}-"]
+    assert all(h.get("authorization") == "Bearer hf_stand_in_token" for _, h in hub.seen)  # the user's token
+    # huggingface_hub itself finds the file offline, in its own layout
+    assert Path(hf_hub_download("someone/faults", "resumes.pt", local_files_only=True)) == path
+    assert path.is_symlink() and path.resolve().name == hashlib.sha256(body).hexdigest()
+    assert (online / "models--someone--faults" / "refs" / "main").read_text() == path.parent.name
+
+
+def test_large_file_bytes_come_from_the_download_host_without_the_token(online, monkeypatch):
+    body = BODY[:1 << 20]
+    wf = W.WeightFile("lfs.pt", "lfs", hf_repo="someone/faults", hf_filename="lfs.pt")
+    monkeypatch.setenv("HF_TOKEN", "hf_stand_in_token")
+    with Resuming(body) as cdn:
+        cdn_url = cdn.url.replace("127.0.0.1", "localhost")  # another host name for the same server
+        with Resuming(body, cdn=cdn_url) as hub:
+            monkeypatch.setenv("HF_ENDPOINT", hub.url)
+            path, _, _ = _fetch_bounded(wf)
+    assert isinstance(path, Path), path
+    assert path.read_bytes() == body
+    assert [m for m, _ in hub.seen] == ["HEAD"] and hub.seen[0][1]["authorization"] == "Bearer hf_stand_in_token"
+    assert [m for m, _ in cdn.seen] == ["GET", "GET", "GET"]  # cut short twice, resumed
+    assert all("authorization" not in h for _, h in cdn.seen)  # the token stays with the Hub
+
+
 class Silent:
     """Accepts TCP connections (the kernel completes them from the listen backlog) and never says a word."""
 
@@ -274,7 +369,8 @@ def test_legacy_python2_checkpoint_loads(tmp_path):
 
 def test_unreadable_legacy_files_say_why(tmp_path):
     sd = {"a.weight": torch.zeros(3)}
-    files = {"p4.pt": _legacy(sd, 4), "cut.pt": _legacy(sd)[:60]}
+    whole = _legacy(sd)
+    files = {"p4.pt": _legacy(sd, 4), "cut.pt": whole[:60], "cut-in-data.pt": whole[:-5]}
     import pickle
 
     files["plain.pkl"] = pickle.dumps({"a": [1, 2]})
@@ -286,7 +382,8 @@ def test_unreadable_legacy_files_say_why(tmp_path):
         _one_line(str(e.value))
         reasons[name] = str(e.value).partition(" is not a readable weights file: ")[2]
     assert reasons["p4.pt"].startswith("a PyTorch file in the legacy (not zip) format written with pickle protocol 4")
-    assert reasons["cut.pt"] == "a PyTorch file in the legacy (before 1.6, not zip) format that is cut short"
+    for name in ("cut.pt", "cut-in-data.pt"):
+        assert reasons[name] == "a PyTorch file in the legacy (before 1.6, not zip) format that is cut short", name
     assert reasons["plain.pkl"].startswith("a plain Python pickle, not a file written by torch.save")
 
 
