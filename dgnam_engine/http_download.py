@@ -89,7 +89,7 @@ def _mb(n: Optional[int]) -> str:
     return "?" if n is None else f"{n / 1e6:.1f} MB"
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
@@ -117,7 +117,7 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
                 exc.close()
                 raise DownloadFailed(_http_reason(exc)) from None
             target = urllib.parse.urljoin(url, exc.headers["Location"])
-            if _host(target) != _host(url):
+            if host_of(target) != host_of(url):
                 if stop_at_other_host:
                     return exc
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
@@ -129,7 +129,7 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
         except (TimeoutError, socket.timeout):
             raise DownloadFailed(_silent_reason(url, clock)) from None
         except (http.client.HTTPException, ConnectionError) as exc:
-            raise DownloadFailed(f"{_host(url)} broke off before answering ({type(exc).__name__})") from None
+            raise DownloadFailed(f"{host_of(url)} broke off before answering ({type(exc).__name__})") from None
         return resp
     raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects")
 
@@ -143,7 +143,7 @@ def _http_reason(exc: urllib.error.HTTPError) -> str:
 
 
 def _connect_reason(url: str, reason, clock: Clock) -> str:
-    host = _host(url)
+    host = host_of(url)
     if isinstance(reason, ConnectionRefusedError):
         return f"cannot reach {host}: the connection was refused (nothing listens there; no network?)"
     if isinstance(reason, socket.gaierror):
@@ -156,8 +156,9 @@ def _connect_reason(url: str, reason, clock: Clock) -> str:
 
 def _silent_reason(url: str, clock: Clock) -> str:
     if clock.left() <= 0:
-        return f"timed out: no answer from {_host(url)} within the {clock.limits.deadline:g} s allowed ({DEADLINE_ENV})"
-    return (f"timed out: {_host(url)} accepted the connection but sent no answer within {clock.limits.stall:g} s "
+        return (f"timed out: no answer from {host_of(url)} within the {clock.limits.deadline:g} s allowed "
+                f"({DEADLINE_ENV})")
+    return (f"timed out: {host_of(url)} accepted the connection but sent no answer within {clock.limits.stall:g} s "
             f"({STALL_ENV})")
 
 
@@ -193,6 +194,7 @@ def transfer(url: str, headers: dict, out: BinaryIO, limits: Limits, clock: Opti
     digest, done, total = hashlib.sha256(), 0, expected_size
     ignored_range = False
     for attempt in range(1, limits.attempts + 1):
+        broken = False
         ask = dict(headers, **({"Range": f"bytes={done}-"} if done else {}))
         resp = open_url("GET", url, ask, clock)
         with resp:
@@ -225,10 +227,10 @@ def transfer(url: str, headers: dict, out: BinaryIO, limits: Limits, clock: Opti
                 raise DownloadFailed(f"stalled: no data for {limits.stall:g} s after {_mb(done)} of {_mb(total)} "
                                      f"({STALL_ENV} sets the time allowed)") from None
             except (http.client.HTTPException, ConnectionError):
-                pass  # cut short: resumed below
-        if total is None or done == total:
+                broken = True  # cut short: resumed below
+        if done == total or (total is None and not broken):
             return Received(done, digest.hexdigest())
-        if done > total:
+        if total is not None and done > total:
             raise DownloadFailed(f"the server sent more than the {total} bytes it announced")
         if attempt < limits.attempts:
             _pause(min(0.5 * attempt, limits.stall / 2), clock, cancel, done, total)

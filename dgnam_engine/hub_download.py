@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .http_download import Clock, DownloadFailed, Limits, Progress, open_url, transfer
+from .http_download import Clock, DownloadFailed, Limits, Progress, host_of, open_url, transfer
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -38,7 +38,7 @@ def _headers(url: str, endpoint: str) -> dict:
     from huggingface_hub.utils import build_hf_headers
 
     headers = build_hf_headers()  # user agent; the token of HF_TOKEN or `hf auth login`, unless disabled
-    if not url.startswith(endpoint):
+    if host_of(url) != host_of(endpoint):  # a download host: its addresses are signed, a token would be refused
         headers.pop("authorization", None)
         headers.pop("Authorization", None)
     headers["Accept-Encoding"] = "identity"  # the real size, not a compressed one

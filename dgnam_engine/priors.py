@@ -230,7 +230,7 @@ def _file_damage(path: Path) -> str:
         size = path.stat().st_size
     except OSError as exc:
         return f"it cannot be read ({exc.strerror})"
-    return "the file is empty" if size == 0 else "the file is not a readable safetensors file (damaged or cut short)"
+    return "the file is empty" if size == 0 else "not a readable safetensors file: cut short or overwritten"
 
 
 def damage_message(spec: PriorSpec) -> str:

@@ -443,3 +443,23 @@ def test_damaged_shipped_prior_says_how_to_restore_it():
                        kind="trained", damaged="the file is empty")
     msg = P.damage_message(spec)
     assert "git checkout -- assets/priors/lite0-b3.safetensors" in msg and "is damaged (the file is empty)" in msg
+
+
+def test_setup_page_names_the_damaged_prior_and_the_skipped_card(demo_dir, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "data"))
+    (demo_dir / f"{P.DEMO_DEFAULT}.safetensors").write_bytes(b"")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(demo_dir / "zzz.safetensors"))
+    (demo_dir / "zzz.json").write_text("{")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/setup.py").run()
+    assert not at.exception
+    rows = at.dataframe[1].value
+    assert rows[rows["prior"] == P.DEMO_DEFAULT].iloc[0]["weights"] == "damaged"
+    assert rows[rows["prior"] == "lite0-b5"].iloc[0]["weights"] == "present"
+    assert any(f"{P.DEMO_DEFAULT}.safetensors is damaged (the file is empty)" in e.value for e in at.error)
+    assert any("zzz.json is not valid JSON" in w.value for w in at.warning)
