@@ -216,7 +216,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 sd = _torch_load(path)
     except Exception as exc:  # any parse failure means the file is unusable
         wf = _DOWNLOADED.get(str(path))
-        hint = f"; it is a downloaded copy: {force_hint(wf)}" if wf is not None else ""
+        hint = f"; if it came from a download, {force_hint(wf)}" if wf is not None else ""
         raise WeightsCorrupt(f"{path} is not a readable weights file: {_why_unreadable(path, exc)}{hint}") from None
     sd = unwrap(sd)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -422,9 +422,9 @@ def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[
     except OSError as exc:
         raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
     first = find(wf)
-    if first is not None and first != path and damage(wf, first):
-        raise UserError(f"downloaded {path}, but the damaged {first} is found first: remove it (this project did "
-                        f"not write it)")
+    if first is not None and first != path:  # a copy someone put where the lookup starts
+        raise UserError(f"downloaded {path}, but {first} is found before it (this project did not write it): remove "
+                        f"it to use the download")
     return path
 
 

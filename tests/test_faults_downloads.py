@@ -328,6 +328,18 @@ def test_damaged_cached_copy_is_named_and_force_replaces_it(server, online, torc
     assert again == path and again.read_bytes() == body and W.fetch(wf) == path
 
 
+def test_force_names_a_copy_someone_else_put_first(server, online, torch_home):
+    wf = _hub(server, "theirs", BODY[:1 << 16])
+    torch_home.mkdir(parents=True)
+    (torch_home / "theirs.pt").write_bytes(b"their own bytes")  # no published hash to check a copy here by
+    assert W.fetch(wf) == torch_home / "theirs.pt"
+    with pytest.raises(UserError) as e:
+        W.fetch(wf, force=True)
+    _one_line(str(e.value))
+    assert f"{torch_home / 'theirs.pt'} is found before it" in str(e.value) and "remove it" in str(e.value)
+    assert (torch_home / "theirs.pt").read_bytes() == b"their own bytes"  # not the project's file: untouched
+
+
 def test_cli_fetch_force_on_a_damaged_fc6_and_loading_it_names_the_fix(server, online, capsys):
     spec = P.ORIGINAL_PRIORS["fc6"]
     sd = {"defc7.weight": torch.zeros(2)}
