@@ -429,6 +429,21 @@ def test_broken_prior_card_is_skipped_and_named_once(demo_dir, capsys):
     assert any("zzz.json" in line for line in P.skipped_priors())
 
 
+def test_prior_file_of_the_users_with_a_broken_card_is_one_line(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "mine.safetensors"))
+    (tmp_path / "mine.json").write_text("{'name': 'mine'}")  # Python, not JSON
+    with pytest.raises(WeightsCorrupt) as e:
+        P.load_prior(None, str(tmp_path / "mine.safetensors"))
+    _one_line(str(e.value))
+    assert "mine.json is not valid JSON" in str(e.value)
+    assert cli.main(["visualize", "--model", "efficientnet_lite0", "--unit", "1", "--random-weights", "--prior-file",
+                     str(tmp_path / "mine.safetensors"), "--out", str(tmp_path / "x.png"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mine.json is not valid JSON" in err[0] and not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("how", ["cut short", "empty", "garbage"])
 def test_damaged_default_demo_prior_is_named_and_stays_the_default(demo_dir, capsys, how):
     f = demo_dir / f"{P.DEMO_DEFAULT}.safetensors"
