@@ -3,7 +3,10 @@ copies of the shipped priors: a server that drops every transfer half way and ig
 connections and never answers, one that stalls, one that serves content other than its published hash; damaged
 files in the caches; legacy pickles; broken prior cards; a damaged default demo prior.
 
-Each download runs in a thread with a bound, so a download that never ends fails the test instead of hanging it."""
+Items of the issue: 4 (downloads that never end) and 5 (a wrong download accepted, a damaged cached copy), 7 (legacy
+pickles), 9 and 11 (prior cards, a damaged default demo prior). Each download runs in a thread with a bound, so a
+download that never ends fails the test instead of hanging it; the limits are set small (DGNAM_DOWNLOAD_STALL=1,
+DGNAM_DOWNLOAD_TIMEOUT=5)."""
 from __future__ import annotations
 
 import hashlib
