@@ -67,12 +67,25 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed by `open_url` itself: it counts them and drops credentials on another host."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 class Clock:
-    """The deadline of one download, shared by its requests."""
+    """The deadline of one download, shared by its requests. Socket timeouts bound each wait by the stall limit; on
+    top of that, when the deadline passes, every connection opened through `opener` is shut down, so not even a
+    server that drips its headers a byte at a time can hold a download past it. Use it as a context manager."""
 
     def __init__(self, limits: Limits):
         self.limits = limits
         self.start = time.monotonic()
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer: Optional[threading.Timer] = None
+        self.opener = urllib.request.build_opener(_NoRedirects, _WatchedHTTP(self), _WatchedHTTPS(self))
 
     def left(self) -> float:
         return self.limits.deadline - (time.monotonic() - self.start)
@@ -81,8 +94,70 @@ class Clock:
         """For the next socket operation: the stall limit, or less when the deadline is nearer."""
         return max(min(self.limits.stall, self.left()), 0.001)
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if self._timer is None:
+                self._timer = threading.Timer(max(self.left(), 0.0), self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._socks.clear()
+
+    def __enter__(self) -> "Clock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _watched(http_class, clock: Clock):
+    """A connection factory for urllib whose sockets the clock shuts down at the deadline."""
+
+    def make(host, **kwargs):
+        conn = http_class(host, **kwargs)
+        connect = conn.connect
+
+        def watched_connect():
+            connect()
+            clock.watch(conn.sock)
+
+        conn.connect = watched_connect
+        return conn
+
+    return make
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, clock: Clock):
+        super().__init__()
+        self.clock = clock
+
+    def http_open(self, req):
+        return self.do_open(_watched(http.client.HTTPConnection, self.clock), req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, clock: Clock):
+        super().__init__()
+        self.clock = clock
+
+    def https_open(self, req):
+        return self.do_open(_watched(http.client.HTTPSConnection, self.clock), req, context=self._context,
+                            check_hostname=self._check_hostname)
 
 
 def _mb(n: Optional[int]) -> str:
@@ -93,14 +168,6 @@ def host_of(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Redirects are followed by `open_url` itself: it counts them and drops credentials on another host."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_host: bool = False):
@@ -111,7 +178,7 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
         _check_deadline(clock, None)
         req = urllib.request.Request(url, method=method, headers=headers)
         try:
-            resp = _OPENER.open(req, timeout=clock.timeout())
+            resp = clock.opener.open(req, timeout=clock.timeout())
         except urllib.error.HTTPError as exc:
             if exc.code not in (301, 302, 303, 307, 308) or not exc.headers.get("Location"):
                 exc.close()
@@ -124,12 +191,9 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
             exc.close()
             url = target
             continue
-        except urllib.error.URLError as exc:
-            raise DownloadFailed(_connect_reason(url, exc.reason, clock)) from None
-        except (TimeoutError, socket.timeout):
-            raise DownloadFailed(_silent_reason(url, clock)) from None
-        except (http.client.HTTPException, ConnectionError) as exc:
-            raise DownloadFailed(f"{host_of(url)} broke off before answering ({type(exc).__name__})") from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, a connection broken off
+            _check_deadline(clock, None)  # the deadline shut the connection: say that
+            raise DownloadFailed(_open_reason(url, exc, clock)) from None
         return resp
     raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects")
 
@@ -140,6 +204,16 @@ def _http_reason(exc: urllib.error.HTTPError) -> str:
     if exc.code in (401, 403):
         return f"HTTP {exc.code} {exc.reason}: the server wants a login (for the Hugging Face Hub: set HF_TOKEN)"
     return f"HTTP {exc.code} {exc.reason}".rstrip()
+
+
+def _open_reason(url: str, exc: Exception, clock: Clock) -> str:
+    if isinstance(exc, urllib.error.URLError):
+        return _connect_reason(url, exc.reason, clock)
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return _silent_reason(url, clock)
+    if isinstance(exc, (http.client.HTTPException, ConnectionError)):
+        return f"{host_of(url)} broke off before answering ({type(exc).__name__})"
+    return f"{host_of(url)}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
 
 
 def _connect_reason(url: str, reason, clock: Clock) -> str:
@@ -185,12 +259,11 @@ class Received:
     sha256: str
 
 
-def transfer(url: str, headers: dict, out: BinaryIO, limits: Limits, clock: Optional[Clock] = None,
-             progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None,
-             expected_size: Optional[int] = None) -> Received:
-    """GET `url` into `out` (an empty file opened for writing), resuming a transfer cut short; returns what
-    arrived. Raises DownloadFailed or DownloadCancelled; the caller deletes its file."""
-    clock = clock or Clock(limits)
+def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Optional[Progress] = None,
+             cancel: Optional[threading.Event] = None, expected_size: Optional[int] = None) -> Received:
+    """GET `url` into `out` (an empty file opened for writing), resuming a transfer cut short, within `clock`'s
+    limits; returns what arrived. Raises DownloadFailed or DownloadCancelled; the caller deletes its file."""
+    limits = clock.limits
     digest, done, total = hashlib.sha256(), 0, expected_size
     ignored_range = False
     for attempt in range(1, limits.attempts + 1):
@@ -228,6 +301,7 @@ def transfer(url: str, headers: dict, out: BinaryIO, limits: Limits, clock: Opti
                                      f"({STALL_ENV} sets the time allowed)") from None
             except (http.client.HTTPException, ConnectionError):
                 broken = True  # cut short: resumed below
+        _check_deadline(clock, cancel, done, total)  # an end of data at the deadline is the deadline's doing
         if done == total or (total is None and not broken):
             return Received(done, digest.hexdigest())
         if total is not None and done > total:

@@ -84,28 +84,28 @@ def download(repo: str, filename: str, endpoint: str, cache: Path, limits: Limit
              progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None) -> Path:
     """Download `filename` of `repo` (revision main) into the Hub cache `cache`; returns its snapshot path. A blob
     already there under the same ETag is replaced (callers only come here for a missing or damaged copy)."""
-    clock = Clock(limits)
     url = f"{endpoint}/{repo}/resolve/main/{filename}"
-    meta = metadata(url, endpoint, clock)
-    folder = repo_folder(cache, repo)
-    blobs = folder / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
-    tmp = blobs / f".{meta.etag}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part"  # our own name, removed by it
-    try:
-        with open(tmp, "wb") as out:
-            got = transfer(meta.location, _headers(meta.location, endpoint), out, limits, clock, progress, cancel,
-                           meta.size)
-        if meta.size is not None and got.size != meta.size:
-            raise DownloadFailed(f"the file arrived with {got.size} bytes where the Hub published {meta.size}")
-        if not content_matches(meta.etag, got.size, got.sha256, tmp):
-            raise DownloadFailed(f"the content that arrived does not match the hash the Hub published for it (ETag "
-                                 f"{meta.etag[:16]}…, got sha256 {got.sha256[:16]}…): it was refused, nothing was "
-                                 f"kept")
-        from .weights import publish
+    with Clock(limits) as clock:
+        meta = metadata(url, endpoint, clock)
+        folder = repo_folder(cache, repo)
+        blobs = folder / "blobs"
+        blobs.mkdir(parents=True, exist_ok=True)
+        tmp = blobs / f".{meta.etag}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part"  # our own name, removed by it
+        try:
+            with open(tmp, "wb") as out:
+                got = transfer(meta.location, _headers(meta.location, endpoint), out, clock, progress, cancel,
+                               meta.size)
+            if meta.size is not None and got.size != meta.size:
+                raise DownloadFailed(f"the file arrived with {got.size} bytes where the Hub published {meta.size}")
+            if not content_matches(meta.etag, got.size, got.sha256, tmp):
+                raise DownloadFailed(f"the content that arrived does not match the hash the Hub published for it "
+                                     f"(ETag {meta.etag[:16]}…, got sha256 {got.sha256[:16]}…): it was refused, "
+                                     f"nothing was kept")
+            from .weights import publish
 
-        publish(tmp, blobs / meta.etag)
-    finally:
-        tmp.unlink(missing_ok=True)
+            publish(tmp, blobs / meta.etag)
+        finally:
+            tmp.unlink(missing_ok=True)
     snapshot = folder / "snapshots" / meta.commit / filename
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     _link(snapshot, Path(os.path.relpath(blobs / meta.etag, snapshot.parent)), blobs / meta.etag)

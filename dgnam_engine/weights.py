@@ -347,9 +347,8 @@ def _fetch_from_torch_host(wf: WeightFile, limits: Limits, progress, cancel) -> 
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part")  # our own name
     expected = _name_hash(wf.filename)
     try:
-        with open(tmp, "wb") as out:
-            got = _dl.transfer(wf.download_url(), {"User-Agent": "torch.hub"}, out, limits, progress=progress,
-                               cancel=cancel)
+        with _dl.Clock(limits) as clock, open(tmp, "wb") as out:
+            got = _dl.transfer(wf.download_url(), {"User-Agent": "torch.hub"}, out, clock, progress, cancel)
         if expected and not got.sha256.startswith(expected):
             raise _dl.DownloadFailed(f"the file is damaged or cut short (its sha256 {got.sha256[:12]}… does not "
                                      f"match the {expected} in its name): it was refused, nothing was kept")
@@ -432,12 +431,12 @@ def remote_size(wf: WeightFile, timeout: float = 5.0) -> Optional[int]:
     """The file's size in bytes as the server states it (one HEAD request), or None when it cannot be asked."""
     if not wf.fetchable or not downloads_allowed():
         return None
-    clock = _dl.Clock(Limits(deadline=timeout, stall=timeout))
     try:
-        if wf.hf_repo:
-            return _hub.metadata(wf.download_url(), _hub_endpoint(), clock).size
-        with _dl.open_url("HEAD", wf.download_url(), {"User-Agent": "torch.hub"}, clock) as resp:
-            n = resp.headers.get("Content-Length")
-            return int(n) if n and n.isdigit() else None
+        with _dl.Clock(Limits(deadline=timeout, stall=timeout)) as clock:
+            if wf.hf_repo:
+                return _hub.metadata(wf.download_url(), _hub_endpoint(), clock).size
+            with _dl.open_url("HEAD", wf.download_url(), {"User-Agent": "torch.hub"}, clock) as resp:
+                n = resp.headers.get("Content-Length")
+                return int(n) if n and n.isdigit() else None
     except (UserError, OSError):  # any failure just means "size unknown"
         return None

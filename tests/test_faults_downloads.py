@@ -493,3 +493,50 @@ def test_setup_page_names_the_damaged_prior_and_the_skipped_card(demo_dir, tmp_p
     assert rows[rows["prior"] == "lite0-b5"].iloc[0]["weights"] == "present"
     assert any(f"{P.DEMO_DEFAULT}.safetensors is damaged (the file is empty)" in e.value for e in at.error)
     assert any("zzz.json is not valid JSON" in w.value for w in at.warning)
+
+
+class Dripping:
+    """Answers with a status line, then one header line every 0.3 s for ever: never a stall, never an answer."""
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not self.stop.wait(0.3):
+                conn.sendall(b"X-Drip: 1\r\n")
+        except OSError:  # the client hung up
+            pass
+        finally:
+            conn.close()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_headers_dripping_past_the_deadline_end_at_the_deadline(server, online, torch_home, monkeypatch):
+    monkeypatch.setenv("DGNAM_DOWNLOAD_TIMEOUT", "1.5")
+    wf = _tv(server, "drip")
+    with Dripping() as drip:
+        monkeypatch.setenv("DGNAM_TORCH_MIRROR", drip.url)
+        err, seconds, _ = _fetch_bounded(wf)
+    assert isinstance(err, UserError), err
+    _one_line(str(err))
+    assert "timed out: not finished within 1.5 s" in str(err)
+    assert seconds < 3 and _files_under(torch_home) == []
