@@ -84,7 +84,7 @@ for root in sys.argv[1:]:
         at.switch_page(page).run()
         out[root + " " + page] = {"exception": [str(e.value) for e in at.exception],
                                   "error": [str(e.value) for e in at.error], "images": len(at.image),
-                                  "tables": len(at.dataframe)}
+                                  "tables": len(at.table)}  # Setup's tables wrap (st.table)
 print(json.dumps(out))
 """ % APP
 
