@@ -146,8 +146,9 @@ class PriorChoice:
 
 
 def prior_choices() -> list[PriorChoice]:
+    """Every prior, present or not, in the paper's depth order (the catalogue's order)."""
     return [PriorChoice(e.name, e.title, e.available, e.prior_kind, e.depth,
-                        fetch_command(e.fetch) if e.fetch else None) for e in C.priors()]  # in depth order
+                        fetch_command(e.fetch) if e.fetch else None) for e in C.priors()]
 
 
 def available_priors() -> list[str]:
