@@ -10,7 +10,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import beyond, catalog, examples_view, pictures, runs
+from . import beyond, catalog, examples_view, paper_views, pictures, runs
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -83,6 +83,7 @@ def result_card(r: StoredResult, key: str) -> None:
                            config=CHART_CONFIG, key=f"{key}_chart")
         if r.prior_kind == "trained":
             st.caption("Made with a demo prior. " + catalog.DEMO_CAVEAT)
+        paper_views.second_opinion(r)
         beyond.variant_views(r, key)
         examples_view.real_examples(r, key)
         c1, c2 = st.columns(2)

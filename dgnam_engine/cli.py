@@ -211,8 +211,12 @@ def cmd_visualize(args) -> int:
     paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
                                            for r in results]
     summaries = []
-    for r, p in zip(results, paths):
+    from . import judge
+
+    opinions = judge.annotate(results) if args.judge and not args.random_weights else [{}] * len(results)
+    for r, p, op in zip(results, paths, opinions):
         d = r.summary()
+        d.update(op)
         writes = [(r.image, p, "image")]
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
@@ -227,6 +231,8 @@ def cmd_visualize(args) -> int:
         if not args.json:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
+            if op.get("second_opinion"):
+                print("  " + judge.describe(op["second_opinion"]))
     if args.json:
         print(json.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
@@ -280,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)
 
     for extra in _EXTRA_COMMANDS:
