@@ -86,6 +86,7 @@ def result_card(r: StoredResult, key: str) -> None:
         paper_views.second_opinion(r)
         beyond.variant_views(r, key)
         examples_view.real_examples(r, key)
+        paper_views.nearest_photos(r, key)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**What the network sees in this picture**")

@@ -319,6 +319,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 # Subcommands defined next to the code they drive; importing them registers them.
 from . import atlas  # noqa: E402,F401
 from . import dataset_index  # noqa: E402,F401
+from . import paper_cli  # noqa: E402,F401
 from . import precompute  # noqa: E402,F401
 from . import store_cli  # noqa: E402,F401
 from .training import cli_train  # noqa: E402,F401

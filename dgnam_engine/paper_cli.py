@@ -1,0 +1,86 @@
+"""Commands for the paper's questions: `neighbours` (the memorisation check of one picture or stored result) and
+`paper` (the experiments of RQ1 to RQ5 in one JSON object)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from . import cli as _cli
+from .errors import UserError
+
+
+def _picture_of(args):
+    """(RGB uint8 picture, prior name, label) from --image or --key."""
+    from .photos import read_photo
+    from .store import ResultsStore
+
+    if (args.image is None) == (args.key is None):
+        raise UserError("give --image PICTURE or --key RESULT_KEY (see `python -m dgnam_engine neighbours --help`)")
+    if args.image is not None:
+        if not Path(args.image).is_file():
+            raise UserError(f"picture not found: {args.image}")
+        return read_photo(args.image), args.prior, args.image
+    import numpy as np
+    from PIL import Image
+
+    r = ResultsStore().get(args.key)
+    if r is None:
+        raise UserError(f"no stored result with key {args.key} (keys: `python -m dgnam_engine store list`)")
+    return np.array(Image.open(r.image_path).convert("RGB")), args.prior or r.prior, f"{r.model} {r.layer} {r.unit}"
+
+
+def cmd_neighbours(args) -> int:
+    from . import neighbours as N
+    from .store import default_root
+
+    if args.k < 1:
+        raise UserError(f"-k must be at least 1, not {args.k}")
+    image, prior, what = _picture_of(args)
+
+    def progress(done, total):
+        print(f"indexing {args.images}: {done}/{total} photos", file=sys.stderr, flush=True)
+
+    coll = N.collection_for(prior, args.images, default_root(), progress)
+    res = N.check([image], coll, args.k)[0]
+    res["picture"] = what
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{what}: nearest of {res['photos']} photos in {res['collection']} ({res['space']}); novelty "
+          f"{res['novelty']:.2f} (1 = as far as the photos are from each other, ~0 = a copy)")
+    for title, rows in (("deep features", res["deep"]), (f"pixels ({res['pixel_photos']} photos)", res["pixel"])):
+        print(f"  {title}:")
+        for row in rows:
+            print(f"    {row['distance']:9.3f}  {row['file']}" + (f"  · {row['credit']}" if row.get("credit") else ""))
+    return 0
+
+
+def cmd_paper(args) -> int:
+    from . import paper
+
+    report = paper.run_all(units=args.units, facets=args.facets, progress=None if args.json else print)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("neighbours", help="the nearest real photos of a picture (the memorisation check)")
+    s.add_argument("--image", default=None, help="a picture (PNG/JPEG)")
+    s.add_argument("--key", default=None, help="or a stored result's key")
+    s.add_argument("--prior", default=None, help="the prior the picture was made with (picks the feature space; "
+                   "default: the result's prior, else the demo priors' Lite0 pooled features)")
+    s.add_argument("--images", default=None, help="a folder of photos to compare with (indexed once, reused; "
+                   "default: the demo priors' training photos, shipped)")
+    s.add_argument("-k", type=int, default=5, help="how many nearest photos (default 5)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_neighbours)
+
+    s = sub.add_parser("paper", help="the paper's questions RQ1-RQ5 answered on this machine's setup")
+    s.add_argument("--units", type=int, default=8, help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
+    s.add_argument("--facets", type=int, default=3, help="K for RQ5 (default 3)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_paper)
+
+
+_cli._EXTRA_COMMANDS.append(add_parsers)
