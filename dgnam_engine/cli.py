@@ -180,6 +180,10 @@ def cmd_visualize(args) -> int:
 
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    if args.facets is not None:
+        from .paper_cli import visualize_facets
+
+        return visualize_facets(args, _parse_units(args.unit or ""))
     units = _parse_units(args.unit) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
@@ -286,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--facets", type=int, default=None, metavar="K",
+                   help="K pictures of the unit, each started from one cluster of its top real photos")
     s.add_argument("--no-judge", dest="judge", action="store_false",
                    help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)

@@ -84,3 +84,37 @@ def add_parsers(sub) -> None:
 
 
 _cli._EXTRA_COMMANDS.append(add_parsers)
+
+
+def visualize_facets(args, units: list[int]) -> int:
+    """`visualize --facets K`: K pictures of one unit, <out>_facet1.png ...; one JSON object with their diversity."""
+    from . import facets as F
+    from .imaging import save_png
+    from .targets import default_target
+
+    if len(units) != 1 or args.objective or args.method != "dgnam" or args.init_image or args.xy:
+        raise UserError("--facets takes one --unit, with the dgnam method and no --objective, --init-image or --xy")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a .png file (facets are written as <name>_facet1.png, ...)")
+    _cli._check_writable(out)
+    f = F.render(args.model or default_target(), units[0], args.facets, args.layer, args.prior,
+                 progress=None if args.quiet else F.print_progress)
+    rows = []
+    for j, (image, members, act) in enumerate(zip(f.images, f.clusters, f.activations), 1):
+        p = out.with_name(f"{out.stem}_facet{j}{out.suffix or '.png'}")
+        try:
+            save_png(image, p)
+        except OSError as exc:
+            raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
+        rows.append({"image": str(p), "photos": members, "activation": round(act, 3)})
+    summary = {"unit": f.unit, "label": f.label, "facets": rows, "diversity": round(f.diversity, 3),
+               "space": ":".join(f.space)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for r in rows:
+            print(f"facet from {len(r['photos'])} photos ({', '.join(r['photos'][:3])}): activation "
+                  f"{r['activation']:.2f} -> {r['image']}")
+        print(f"diversity {f.diversity:.2f} (mean distance between the facets in {summary['space']} features)")
+    return 0
