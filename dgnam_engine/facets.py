@@ -79,7 +79,8 @@ def top_photos(model: str, layer: Optional[str], unit: int, progress=None) -> li
 
 
 def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_name: Optional[str] = None,
-           photos: Optional[Sequence[str]] = None, progress: Optional[Callable] = None) -> Facets:
+           photos: Optional[Sequence[str]] = None, progress: Optional[Callable] = None,
+           steps: Optional[int] = None) -> Facets:
     """K pictures of one unit, one from each cluster of its top photos; photos default to the examples index."""
     from . import dgnam, photo_init
     from . import accel as A
@@ -105,7 +106,7 @@ def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_nam
     codes = torch.stack([photo_init.encode_photo(pr, encoder, im).code for im in rgbs])
     starts = torch.stack([codes[torch.as_tensor(labels == j)].mean(0) for j in range(k)])
     starts = torch.minimum(torch.maximum(starts, pr.lower), pr.upper)
-    n = photo_init.PHOTO_ITERS  # the photo-start schedule: a facet should stay near its cluster
+    n = steps or photo_init.PHOTO_ITERS  # the photo-start schedule: a facet should stay near its cluster
     lr0 = tgt.spec.lr[0] * pr.lr_scale * photo_init.PHOTO_LR_FACTOR
     res = dgnam.run(pr.generator, tgt, info, [unit] * k, lower=pr.lower, upper=pr.upper, seeds=list(range(k)),
                     n_iters=n, lr_start=lr0, lr_end=tgt.spec.lr[1], init_codes=starts,

@@ -64,11 +64,15 @@ def pixel_vectors(images: Sequence[np.ndarray]) -> np.ndarray:
 # --- feature spaces ---------------------------------------------------------------------------------------------
 
 def space_for(prior_name: Optional[str]) -> tuple[str, str]:
-    """(model, layer) of the deep feature space for pictures made with this prior."""
+    """(model, layer) of the deep feature space for pictures made with this prior: its encoder's, when that
+    network's weights are here (else Lite0's pooled features, which ship; results name the space used)."""
     from . import judge
+    from . import targets as T
 
-    enc = judge.encoder_model(prior_name)
-    return SPACES.get(enc or "", DEFAULT_SPACE)
+    space = SPACES.get(judge.encoder_model(prior_name) or "", DEFAULT_SPACE)
+    if space != DEFAULT_SPACE and not T.weights_available(T.get_spec(space[0])):
+        return DEFAULT_SPACE
+    return space
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -45,6 +46,7 @@ class Context:
 
     units: Sequence[int]
     facets: int = 3
+    steps: Optional[int] = None  # None: the defaults (200 steps; 30 for facets); a few for quick looks and tests
     model: str = ""
     prior: str = ""
     progress: Optional[Callable[[str], None]] = None
@@ -127,7 +129,8 @@ def _recognition(ops: Optional[list[dict]]) -> dict:
 def _made(ctx: Context, model: str, method: str, seed: int = 0):
     k = (model, method, seed)
     if k not in ctx.made:
-        s = Settings(method="pixel", seed=seed) if method == "pixel" else Settings(prior=ctx.prior, seed=seed)
+        s = Settings(method="pixel", seed=seed, n_iters=ctx.steps) if method == "pixel" else \
+            Settings(prior=ctx.prior, seed=seed, n_iters=ctx.steps)
         ctx.made[k] = pictures(ctx, model, ctx.units, s)
     return ctx.made[k]
 
@@ -151,16 +154,16 @@ def rq1(ctx: Context):
     names = class_names()
     out = {"question": QUESTIONS["rq1"], "target": ctx.model, "prior": ctx.prior, "units": list(ctx.units),
            "methods": {}}
-    pics = []
+    per_method = []
     for method in ("dgnam", "pixel"):
         made = _made(ctx, ctx.model, method)
         ctx.say(f"second opinions on the {method} pictures...")
         ops = _opinions(ctx, ctx.model, ctx.prior if method == "dgnam" else "pixel", ctx.units, made)
         out["methods"][method] = _recognition(ops)
-        pics += [(f"{method}: {names[u]}" + (f" (judge #{o['rank']})" if ops else ""), im)
-                 for (_, im), u, o in zip(made, ctx.units, ops or [None] * len(made))]
+        per_method.append([(f"{method}: {names[u]}" + (f" (judge #{o['rank']})" if o else ""), im)
+                           for (_, im), u, o in zip(made, ctx.units, ops or [None] * len(made))])
     out["paper_found"] = PAPER_FOUND["rq1"]
-    return out, pics
+    return out, [p for pair in zip(*per_method) for p in pair]  # each unit's two pictures side by side
 
 
 def rq2(ctx: Context):
@@ -211,13 +214,14 @@ def rq4(ctx: Context):
 
     made = _made(ctx, ctx.model, "dgnam")
     unit_images = [im for _, im in made]
+    pixel = ctx.made.get((ctx.model, "pixel", 0))  # made by rq1; rq4 alone does not render the baseline
     alone = prior_alone(ctx, len(ctx.units))
     space = N.space_for(ctx.prior)
     d_units = F.diversity(N.embed(unit_images, *space))
     d_alone = F.diversity(N.embed(alone, *space))
     out = {"question": QUESTIONS["rq4"], "target": ctx.model, "prior": ctx.prior, "units": list(ctx.units),
            "novelty_dgnam": _novelty(unit_images, ctx.prior),
-           "novelty_pixel": _novelty([im for _, im in _made(ctx, ctx.model, "pixel")], ctx.prior),
+           "novelty_pixel": _novelty([im for _, im in pixel], ctx.prior) if pixel else None,
            "novelty_prior_alone": _novelty(alone, ctx.prior),
            "specificity": {"space": ":".join(space), "units_mean_distance": round(d_units, 3),
                            "prior_alone_mean_distance": round(d_alone, 3),
@@ -231,21 +235,33 @@ def rq5(ctx: Context):
     from . import facets as F
     from .imagenet import class_names
 
+    from . import priors as P
+    from . import targets as T
+
     names = class_names()
-    out = {"question": QUESTIONS["rq5"], "target": ctx.model, "prior": ctx.prior, "k": ctx.facets, "units": {}}
+    prior, note = ctx.prior, None
+    encoder = J.encoder_model(prior)
+    if encoder and not T.weights_available(T.get_spec(encoder)):
+        # a facet starts from codes of real photos, which only the prior's own encoder can make
+        prior, note = P.DEMO_DEFAULT, f"{ctx.prior}'s encoder {encoder} is not here: facets use {P.DEMO_DEFAULT}"
+        ctx.say(note)
+    out = {"question": QUESTIONS["rq5"], "target": ctx.model, "prior": prior, "k": ctx.facets, "units": {}}
+    if note:
+        out["note"] = note
     pics = []
     for u in FACET_UNITS:
         ctx.say(f"facets of unit {u} ({names[u]})...")
-        f = F.render(ctx.model, u, ctx.facets, None, ctx.prior, progress=_index_progress(ctx))
-        seeds = [pictures(ctx, ctx.model, [u], Settings(prior=ctx.prior, seed=s))[0][1] for s in range(SEEDS)]
+        f = F.render(ctx.model, u, ctx.facets, None, prior, progress=_index_progress(ctx), steps=ctx.steps)
+        seeds = [pictures(ctx, ctx.model, [u], Settings(prior=prior, seed=s, n_iters=ctx.steps))[0][1]
+                 for s in range(SEEDS)]
         ops = J.second_opinions(f.images, [u] * len(f.images)) if J.applies(
-            ctx.model, _output_layer(ctx.model), u, names[u], ctx.prior) is None else None
+            ctx.model, _output_layer(ctx.model), u, names[u], prior) is None else None
         out["units"][str(u)] = {"label": f.label, "facets_diversity": round(f.diversity, 3),
-                                "seeds_diversity": round(F.seed_diversity(seeds, ctx.prior), 3), "seeds": SEEDS,
+                                "seeds_diversity": round(F.seed_diversity(seeds, prior), 3), "seeds": SEEDS,
                                 "cluster_sizes": [len(c) for c in f.clusters],
                                 "facet_judge_ranks": [o["rank"] for o in ops] if ops else None}
         pics += [(f"{names[u]}: facet {j + 1}", im) for j, im in enumerate(f.images)]
-        pics += [(f"{names[u]}: seed {s}", im) for s, im in enumerate(seeds)]
+        pics += [(f"{names[u]}: seed {s}", im) for s, im in enumerate(seeds[:2])]
     out["paper_found"] = PAPER_FOUND["rq5"]
     return out, pics
 
@@ -260,23 +276,69 @@ def _index_progress(ctx: Context):
     return progress
 
 
+def results_folder() -> Path:
+    from .store import default_root
+
+    return default_root() / "paper"
+
+
+def save(name: str, numbers: dict, pics: list) -> None:
+    """Keep an experiment's numbers and pictures in the data folder (the page shows the last ones)."""
+    import json
+    import os
+
+    from .imaging import save_png
+
+    folder = results_folder()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i, (caption, image) in enumerate(pics):
+            save_png(image, folder / f"{name}_{i:02d}.png")
+            rows.append({"caption": caption, "file": f"{name}_{i:02d}.png"})
+        tmp = folder / f".{name}.{os.getpid()}.part"
+        tmp.write_text(json.dumps({"numbers": numbers, "pictures": rows}))
+        os.replace(tmp, folder / f"{name}.json")
+    except OSError:
+        pass  # a read-only data folder: shown now, not kept
+
+
+def load(name: str) -> Optional[dict]:
+    """{"numbers", "pictures": [(caption, path)]} of the last run of an experiment, or None."""
+    import json
+
+    folder = results_folder()
+    try:
+        d = json.loads((folder / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    d["pictures"] = [(p["caption"], folder / p["file"]) for p in d.get("pictures", [])
+                     if (folder / p["file"]).is_file()]
+    return d
+
+
 EXPERIMENTS = {"rq1": rq1, "rq2": rq2, "rq3": rq3, "rq4": rq4, "rq5": rq5}
 
 
-def run_all(units: int = 8, facets: int = 3, progress: Optional[Callable[[str], None]] = None) -> dict:
+def run_all(units: int = 8, facets: int = 3, progress: Optional[Callable[[str], None]] = None,
+            steps: Optional[int] = None) -> dict:
     from .errors import UserError
 
     if units < 2:
         raise UserError(f"--units must be at least 2 (the specificity figure compares pictures), not {units}")
     if facets < 1:
         raise UserError(f"--facets must be at least 1, not {facets}")
-    ctx = Context(default_units(units), facets, progress=progress or (lambda t: print(t, file=sys.stderr,
+    if steps is not None and not 1 <= steps <= 2000:
+        raise UserError(f"--steps must be from 1 to 2000, not {steps}")
+    ctx = Context(default_units(units), facets, steps, progress=progress or (lambda t: print(t, file=sys.stderr,
                                                                                     flush=True)))
-    report = {"setup": {"target": ctx.model, "prior": ctx.prior, "judge": J.JUDGE_NAME, "units": list(ctx.units)}}
+    report = {"setup": {"target": ctx.model, "prior": ctx.prior, "judge": J.JUDGE_NAME, "units": list(ctx.units),
+                        "steps": ctx.steps or "default"}}
     t0 = time.perf_counter()
     for name, fn in EXPERIMENTS.items():
         t = time.perf_counter()
-        report[name], _ = fn(ctx)
+        report[name], pics = fn(ctx)
         report[name]["seconds"] = round(time.perf_counter() - t, 1)
+        save(name, report[name], pics)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report

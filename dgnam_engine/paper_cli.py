@@ -59,7 +59,8 @@ def cmd_neighbours(args) -> int:
 def cmd_paper(args) -> int:
     from . import paper
 
-    report = paper.run_all(units=args.units, facets=args.facets, progress=None if args.json else print)
+    report = paper.run_all(units=args.units, facets=args.facets, progress=None if args.json else print,
+                           steps=args.steps)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -79,6 +80,8 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("paper", help="the paper's questions RQ1-RQ5 answered on this machine's setup")
     s.add_argument("--units", type=int, default=8, help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
     s.add_argument("--facets", type=int, default=3, help="K for RQ5 (default 3)")
+    s.add_argument("--steps", type=int, default=None, help="steps per picture for a quick look (default: the "
+                   "method's own, 200; facets 30)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_paper)
 
