@@ -178,6 +178,10 @@ def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
+    if args.recipe is not None:
+        from .paper_cli import visualize_recipe
+
+        return visualize_recipe(args)
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
     if args.facets is not None:
@@ -290,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--recipe", default=None, metavar="NAME",
+                   help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")
     s.add_argument("--facets", type=int, default=None, metavar="K",
                    help="K pictures of the unit, each started from one cluster of its top real photos")
     s.add_argument("--no-judge", dest="judge", action="store_false",

@@ -121,3 +121,69 @@ def visualize_facets(args, units: list[int]) -> int:
                   f"{r['activation']:.2f} -> {r['image']}")
         print(f"diversity {f.diversity:.2f} (mean distance between the facets in {summary['space']} features)")
     return 0
+
+
+def cmd_recipes(args) -> int:
+    from . import recipes as R
+
+    rows = R.listing()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        print(f"{r['name']:20s} {r['script']:32s} {r['title']}")
+        print(f"{'':20s} here: {r['here']}")
+    print("run one: python -m dgnam_engine visualize --recipe NAME --out FOLDER/")
+    return 0
+
+
+def visualize_recipe(args) -> int:
+    """`visualize --recipe NAME --out FOLDER`: one of the paper's runs, on the closest setup present."""
+    from . import recipes as R
+    from .imaging import save_png
+    from .runner import Settings, visualize
+
+    if args.unit is not None or args.objective is not None or args.facets is not None:
+        raise UserError("--recipe chooses its own units: leave out --unit, --objective and --facets")
+    p = R.plan(args.recipe)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        raise UserError("with --recipe, --out is a folder (a recipe draws several units)")
+    _cli._check_writable(out / "x.png")
+    if not args.quiet:
+        print(f"{p.recipe.script}: {p.recipe.title}; {p.note()}", file=sys.stderr, flush=True)
+    settings = Settings(prior=p.prior, n_iters=args.iters or p.iters, lr_start=p.lr, position=p.xy,
+                        init_image=p.photo, seed=args.seed)
+    results = visualize(p.model, p.units, p.layer, settings, device=args.device)
+    rows = []
+    for r in results:
+        path = out / f"{p.recipe.name}_{r.unit:04d}.png"
+        d = r.summary()
+        try:
+            save_png(r.image, path)
+            d["image"] = str(path)
+            if "receptive_field" in r.extra:
+                top, left, bottom, right = r.extra["receptive_field"]
+                save_png(r.image[top:bottom, left:right], _cli._rf_path(path))
+                d["rf_image"] = str(_cli._rf_path(path))
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        rows.append(d)
+        if not args.json:
+            print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
+                  f"{r.activation_start:.2f} -> {r.activation_final:.2f} -> {path}")
+    if args.json:
+        print(json.dumps({"recipe": p.recipe.name, "script": p.recipe.script, "exact": p.exact,
+                          "note": p.note(), "differs": p.differs, "results": rows}))
+    else:
+        print(p.note())
+    return 0
+
+
+def add_recipes_parser(sub) -> None:
+    s = sub.add_parser("recipes", help="the paper's five runs, what each needs and how it runs here")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_recipes)
+
+
+_cli._EXTRA_COMMANDS.append(add_recipes_parser)
