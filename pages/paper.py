@@ -87,3 +87,33 @@ for name, fn in paper.EXPERIMENTS.items():
             with st.expander("All numbers"):
                 st.code(json.dumps(last["numbers"], indent=1), language="json")
         st.caption("**What the paper found:** " + paper.PAPER_FOUND[name])
+
+# The paper's own runs: its five scripts, each one button, on the closest setup present.
+with st.container(border=True, key="paper_recipes"):
+    from dgnam_engine import recipes as R
+
+    st.subheader("The paper's own runs")
+    st.markdown("The original code ships five scripts. Each runs here with one button; where the paper's network "
+                "or prior is missing, on the closest setup present, and the line under it says what differs.")
+    name = st.selectbox("Run", list(R.BY_NAME), format_func=lambda n: f"{R.BY_NAME[n].script} · "
+                        f"{R.BY_NAME[n].title}", key="paper_recipe")
+    st.caption(R.plan(name, materialise=False).note())
+    if st.button("Run this recipe", key="paper_recipe_go", icon=":material/play_arrow:"):
+        from dgnam_engine.runner import Settings, visualize
+
+        with st.spinner("Rendering the recipe's units…"):
+            try:
+                p = R.plan(name)
+                s = Settings(prior=p.prior, n_iters=state.default_steps() or p.iters, lr_start=p.lr,
+                             position=p.xy, init_image=p.photo)
+                st.session_state["paper_recipe_done"] = (name, p.note(), [
+                    (f"{r.label} · {r.activation_final:.1f}", r.image)
+                    for r in visualize(p.model, p.units, p.layer, s, device=state.device())])
+            except UserError as exc:
+                st.error(str(exc))
+    done = st.session_state.get("paper_recipe_done")
+    if done and done[0] == name:
+        cols = st.columns(len(done[2]))
+        for col, (caption, image) in zip(cols, done[2]):
+            col.image(image, caption=caption, width="stretch")
+        st.caption(done[1])

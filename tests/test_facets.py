@@ -1,8 +1,6 @@
 """Facets: a deterministic k-means on the unit's top photos, one picture per cluster, and their diversity."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import skimage.data

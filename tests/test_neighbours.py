@@ -55,7 +55,8 @@ def test_neighbours_cli_against_a_folder_indexes_once_and_reuses(tmp_path, capsy
     assert cli.main(args) == 0
     first = capsys.readouterr()
     d = json.loads(first.out.strip().splitlines()[-1])
-    assert d["photos"] == 3 and d["deep"][0]["file"] == "cat.jpg" and d["deep"][0]["distance"] < 0.2 * d["deep"][1]["distance"]
+    assert d["photos"] == 3 and d["deep"][0]["file"] == "cat.jpg"
+    assert d["deep"][0]["distance"] < 0.2 * d["deep"][1]["distance"]
     assert "indexing" in first.err
     cache = list((tmp_path / "data" / "neighbours").glob("*.npz"))
     assert len(cache) == 1
