@@ -2,11 +2,11 @@
 `paper` (the experiments of RQ1 to RQ5 in one JSON object)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from . import cli as _cli
+from . import json_out
 from .errors import UserError
 
 
@@ -45,7 +45,7 @@ def cmd_neighbours(args) -> int:
     res = N.check([image], coll, args.k)[0]
     res["picture"] = what
     if args.json:
-        print(json.dumps(res))
+        print(json_out.dumps(res))
         return 0
     print(f"{what}: nearest of {res['photos']} photos in {res['collection']} ({res['space']}); novelty "
           f"{res['novelty']:.2f} (1 = as far as the photos are from each other, ~0 = a copy)")
@@ -61,7 +61,7 @@ def cmd_paper(args) -> int:
 
     report = paper.run_all(units=args.units, facets=args.facets, progress=None if args.json else print,
                            steps=args.steps)
-    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    print(json_out.dumps(report) if args.json else json_out.dumps(report))
     return 0
 
 
@@ -73,14 +73,14 @@ def add_parsers(sub) -> None:
                    "default: the result's prior, else the demo priors' Lite0 pooled features)")
     s.add_argument("--images", default=None, help="a folder of photos to compare with (indexed once, reused; "
                    "default: the demo priors' training photos, shipped)")
-    s.add_argument("-k", type=int, default=5, help="how many nearest photos (default 5)")
+    s.add_argument("-k", type=_cli.whole_arg("-k"), default=5, help="how many nearest photos (default 5)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_neighbours)
 
     s = sub.add_parser("paper", help="the paper's questions RQ1-RQ5 answered on this machine's setup")
-    s.add_argument("--units", type=int, default=8, help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
-    s.add_argument("--facets", type=int, default=3, help="K for RQ5 (default 3)")
-    s.add_argument("--steps", type=int, default=None, help="steps per picture for a quick look (default: the "
+    s.add_argument("--units", type=_cli.whole_arg("--units"), default=8, help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
+    s.add_argument("--facets", type=_cli.whole_arg("--facets"), default=3, help="K for RQ5 (default 3)")
+    s.add_argument("--steps", type=_cli.whole_arg("--steps"), default=None, help="steps per picture for a quick look (default: the "
                    "method's own, 200; facets 30)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_paper)
@@ -114,7 +114,7 @@ def visualize_facets(args, units: list[int]) -> int:
     summary = {"unit": f.unit, "label": f.label, "facets": rows, "diversity": round(f.diversity, 3),
                "space": ":".join(f.space)}
     if args.json:
-        print(json.dumps(summary))
+        print(json_out.dumps(summary))
     else:
         for r in rows:
             print(f"facet from {len(r['photos'])} photos ({', '.join(r['photos'][:3])}): activation "
@@ -128,7 +128,7 @@ def cmd_recipes(args) -> int:
 
     rows = R.listing()
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
         return 0
     for r in rows:
         print(f"{r['name']:20s} {r['script']:32s} {r['title']}")
@@ -173,7 +173,7 @@ def visualize_recipe(args) -> int:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} -> {path}")
     if args.json:
-        print(json.dumps({"recipe": p.recipe.name, "script": p.recipe.script, "exact": p.exact,
+        print(json_out.dumps({"recipe": p.recipe.name, "script": p.recipe.script, "exact": p.exact,
                           "note": p.note(), "differs": p.differs, "results": rows}))
     else:
         print(p.note())

@@ -70,7 +70,8 @@ if not online:
             "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
 else:
     if dl.server_unreachable():
-        st.warning("The download servers do not answer (no network?): downloads will fail until they do.",
+        st.warning("The download servers did not answer a size request within 5 s (no network, or the server is "
+                   "down): downloads will most likely fail until they do.",
                    icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:
@@ -109,12 +110,17 @@ st.subheader("Priors")
 rows = []
 for name, spec in P.all_specs().items():
     ok = P.is_available(spec)
-    rows.append({"prior": name, "weights": "present" if ok else "missing",
+    rows.append({"prior": name, "weights": "damaged" if spec.damaged else "present" if ok else "missing",
                  "get it with": "" if ok or spec.kind != "original" else catalog.fetch_command(name),
                  "plays": spec.depth or "",
                  "kind": "demo (trained here)" if spec.kind == "trained" else "original (paper)",
                  "description": spec.title, "file": spec.file if spec.file else where(spec.weights)})
 st.dataframe(rows, hide_index=True, width="stretch")
+for spec in P.all_specs().values():
+    if spec.damaged:
+        st.error(P.damage_message(spec), icon=":material/error:")
+for line in P.skipped_priors():
+    st.warning(line, icon=":material/warning:")
 _download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]
 if missing:
