@@ -61,7 +61,7 @@ def cmd_paper(args) -> int:
 
     report = paper.run_all(units=args.units, facets=args.facets, progress=None if args.json else print,
                            steps=args.steps)
-    print(json_out.dumps(report) if args.json else json_out.dumps(report))
+    print(json_out.dumps(report))  # with or without --json: the numbers are the answer
     return 0
 
 
@@ -78,9 +78,11 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_neighbours)
 
     s = sub.add_parser("paper", help="the paper's questions RQ1-RQ5 answered on this machine's setup")
-    s.add_argument("--units", type=_cli.whole_arg("--units"), default=8, help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
+    s.add_argument("--units", type=_cli.whole_arg("--units"), default=8,
+                   help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
     s.add_argument("--facets", type=_cli.whole_arg("--facets"), default=3, help="K for RQ5 (default 3)")
-    s.add_argument("--steps", type=_cli.whole_arg("--steps"), default=None, help="steps per picture for a quick look (default: the "
+    s.add_argument("--steps", type=_cli.whole_arg("--steps"), default=None,
+                   help="steps per picture for a quick look (default: the "
                    "method's own, 200; facets 30)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_paper)
