@@ -4,6 +4,7 @@ them: photo_init.py) and render one picture per cluster. Their diversity (mean p
 space) is comparable with that of the same unit rendered from several random seeds."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,9 @@ def top_photos(model: str, layer: Optional[str], unit: int, progress=None) -> li
     wid = file_identity(tgt.weights_path)
     idx, rows = D.examples(db, tgt.name, wid, info.name, unit, TOP_PHOTOS)
     if idx is None:
-        D.build(tgt, wid, [info.name], D.default_folder(), db, progress=progress)
+        with contextlib.redirect_stdout(sys.stderr):  # the corpus builder's notes must not mix into --json output
+            folder = D.default_folder()
+        D.build(tgt, wid, [info.name], folder, db, progress=progress)
         idx, rows = D.examples(db, tgt.name, wid, info.name, unit, TOP_PHOTOS)
     return [r.image for r in rows]
 
