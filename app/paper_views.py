@@ -13,6 +13,7 @@ from dgnam_engine.errors import UserError
 from dgnam_engine.store import StoredResult
 
 from . import state
+from .plain import message
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -27,7 +28,7 @@ def second_opinion(r: StoredResult) -> None:
     try:
         op = _opinion(str(state.store().root), r.key, str(r.image_path), r.unit)
     except (UserError, OSError) as exc:
-        st.caption(f"No second opinion: {exc}")
+        st.caption("No second opinion: " + message(exc))
         return
     st.markdown(f"**Another network sees:** " + ", ".join(f"{t['name']} ({t['probability']:.0%})"
                                                           for t in op["top5"]))
@@ -60,7 +61,7 @@ def nearest_photos(r: StoredResult, key: str, k: int = 5) -> None:
     try:
         res = _nearest(r.key, str(r.image_path), r.prior, k)
     except (UserError, OSError) as exc:
-        st.caption(str(exc))
+        st.caption(message(exc))
         return
     coll = _shipped_photos()
     index = {p["file"]: i for i, p in enumerate(coll.photos)}

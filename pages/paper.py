@@ -6,6 +6,7 @@ import json
 import streamlit as st
 
 from app import layout, state
+from app.plain import message
 from dgnam_engine import paper
 from dgnam_engine.errors import UserError
 
@@ -69,7 +70,8 @@ for name, fn in paper.EXPERIMENTS.items():
                 try:
                     numbers, pics = fn(ctx)
                 except UserError as exc:
-                    status.update(label=str(exc), state="error")
+                    status.update(label=f"{name.upper()} could not run", state="error")
+                    st.error(message(exc))
                     numbers = None
                 if numbers is not None:
                     paper.save(name, numbers, pics)
@@ -110,7 +112,7 @@ with st.container(border=True, key="paper_recipes"):
                     (f"{r.label} · {r.activation_final:.1f}", r.image)
                     for r in visualize(p.model, p.units, p.layer, s, device=state.device())])
             except UserError as exc:
-                st.error(str(exc))
+                st.error(message(exc))
     done = st.session_state.get("paper_recipe_done")
     if done and done[0] == name:
         cols = st.columns(len(done[2]))

@@ -488,7 +488,7 @@ def test_setup_page_names_the_damaged_prior_and_the_skipped_card(demo_dir, tmp_p
     at.run()
     at.switch_page("pages/setup.py").run()
     assert not at.exception
-    rows = at.dataframe[1].value
+    rows = at.table[1].value  # Setup's tables wrap (st.table)
     assert rows[rows["prior"] == P.DEMO_DEFAULT].iloc[0]["weights"] == "damaged"
     assert rows[rows["prior"] == "lite0-b5"].iloc[0]["weights"] == "present"
     assert any(f"{P.DEMO_DEFAULT}.safetensors is damaged (the file is empty)" in e.value for e in at.error)
