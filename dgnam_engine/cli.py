@@ -180,8 +180,16 @@ def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
+    if args.recipe is not None:
+        from .paper_cli import visualize_recipe
+
+        return visualize_recipe(args)
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    if args.facets is not None:
+        from .paper_cli import visualize_facets
+
+        return visualize_facets(args, numbers.unit_list(args.unit) if args.unit else [])
     units = numbers.unit_list(args.unit) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
@@ -215,8 +223,12 @@ def cmd_visualize(args) -> int:
     paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
                                            for r in results]
     summaries = []
-    for r, p in zip(results, paths):
+    from . import judge
+
+    opinions = judge.annotate(results) if args.judge and not args.random_weights else [{}] * len(results)
+    for r, p, op in zip(results, paths, opinions):
         d = r.summary()
+        d.update(op)
         writes = [(r.image, p, "image")]
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
@@ -231,6 +243,8 @@ def cmd_visualize(args) -> int:
         if not args.json:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
+            if op.get("second_opinion"):
+                print("  " + judge.describe(op["second_opinion"]))
     if args.json:
         print(json_out.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
@@ -286,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--recipe", default=None, metavar="NAME",
+                   help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")
+    s.add_argument("--facets", type=whole_arg("--facets"), default=None, metavar="K",
+                   help="K pictures of the unit, each started from one cluster of its top real photos")
+    s.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)
 
     for extra in _EXTRA_COMMANDS:
@@ -317,6 +337,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 # Subcommands defined next to the code they drive; importing them registers them.
 from . import atlas  # noqa: E402,F401
 from . import dataset_index  # noqa: E402,F401
+from . import paper_cli  # noqa: E402,F401
 from . import precompute  # noqa: E402,F401
 from . import store_cli  # noqa: E402,F401
 from .training import cli_train  # noqa: E402,F401
