@@ -266,6 +266,10 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     from .runner import Settings
     from .store import ResultsStore, identify
 
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / INDEX).is_file())):
+        raise UserError(f"--out {out} exists and is not an atlas folder: give a new folder (an atlas is replaced "
+                        "as a whole)")
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
     store = ResultsStore(store_root, atlases=[])
@@ -289,10 +293,6 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
                      r.created, hashlib.sha256(pictures[name]).hexdigest()))
     if not rows:
         raise UserError(f"{store_root} holds no {model} {layer} result made with the default settings")
-    out = Path(out)
-    if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / INDEX).is_file())):
-        raise UserError(f"--out {out} exists and is not an atlas folder: give a new folder (an atlas is replaced "
-                        "as a whole)")
     out.parent.mkdir(parents=True, exist_ok=True)
     # this pack's own temporary folder, removed by its exact name if the pack fails
     tmp = out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.part")

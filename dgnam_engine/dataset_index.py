@@ -12,7 +12,6 @@ photos and never merges a batch twice.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import math
@@ -140,10 +139,10 @@ class ExamplesDB:
         return con
 
     def _error(self, exc: Exception) -> UserError:
-        from .store import full_disk_message
+        from .store import full_disk_message, is_full_disk
 
         msg = str(exc).strip() or type(exc).__name__
-        if "disk is full" in msg or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        if is_full_disk(exc, self.root if self.root.is_dir() else None):
             return UserError(full_disk_message(self.path.parent, "the examples index"))
         if "readonly" in msg or "read-only" in msg:
             return UserError(self._read_only_line)

@@ -321,8 +321,21 @@ def full_disk_message(folder: Path, what: str = "the results") -> str:
             f"some space and run the same command again, or choose another folder with {ENV_DATA_DIR}")
 
 
-def is_full_disk(exc: BaseException) -> bool:
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
+FULL_DISK_BYTES = 1 << 20  # an I/O error with less room than this left is taken for a full disk
+
+
+def is_full_disk(exc: BaseException, folder: Optional[Path] = None) -> bool:
+    """Whether a failed write means the disk is full: ENOSPC, SQLite's "disk is full", or SQLite's "disk I/O error"
+    (what it says when its WAL index cannot grow) on a disk with next to no room left."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc):
+        return True
+    if folder is not None and "disk I/O error" in str(exc):
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FULL_DISK_BYTES
+    return False
 
 
 def damaged_message(db_path: Path, reason: str) -> str:
@@ -526,7 +539,7 @@ class ResultsStore:
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         msg = str(exc).strip() or type(exc).__name__
-        if is_full_disk(exc):
+        if is_full_disk(exc, self.root):
             return StoreError(full_disk_message(self.root))
         if "readonly" in msg or "read-only" in msg:
             return StoreError(read_only_message(self.root))
@@ -573,7 +586,7 @@ class ResultsStore:
         for a in self.atlases:
             try:
                 rows = a.rows(where, args)
-            except (sqlite3.Error, ValueError, OSError) as exc:
+            except (sqlite3.Error, ValueError, OSError, UserError) as exc:
                 with self._lock:
                     first = f"atlas:{a.folder}" not in self._reported
                     self._reported.add(f"atlas:{a.folder}")
