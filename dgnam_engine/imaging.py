@@ -35,8 +35,8 @@ def output_problem(path: str | os.PathLike) -> str | None:
     regular file or a new path. Renaming over a special file would replace it (as root: /dev/null itself)."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # a new path (whether its folder can be made is checked where it is written)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     mode = st.st_mode
@@ -59,7 +59,7 @@ def write_atomic(data: bytes, path: str | os.PathLike) -> Path:
     """Write `data` to `path` through this write's own temporary file; refuses a target that is not a regular file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    check_output_file(path, "cannot write")
+    check_output_file(path, "the output file")
     tmp = temp_name(path)
     try:
         tmp.write_bytes(data)

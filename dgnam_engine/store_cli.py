@@ -245,7 +245,7 @@ def cmd_store_check(args) -> int:
     for line in problems:
         print(f"problem: {line}")
     if problems:
-        repairable = any("damaged" in p or "picture" in p for p in problems)
+        repairable = any(("damaged" in p or "picture" in p) and "the atlas" not in p for p in problems)
         hint = ("; `store check --repair` keeps what is readable and sets the rest aside"
                 if repairable and not args.repair else "")
         raise UserError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {root}{hint}")

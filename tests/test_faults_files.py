@@ -375,6 +375,19 @@ def test_a_full_disk_is_called_a_full_disk_and_nothing_stored_is_lost(tmp_path):
         assert store_cli.check(disk / "data")[1] == []
 
 
+def test_a_picture_that_does_not_fit_leaves_no_partial_file(tmp_path):
+    from dgnam_engine.imaging import save_png
+
+    with small_disk(tmp_path / "disk") as disk:
+        (disk / "dl").mkdir()
+        (disk / "dl" / "movie.2023.part").write_bytes(b"theirs")
+        fill(disk, leave=8192)
+        noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # ~200 KB as a PNG
+        with pytest.raises(OSError):
+            save_png(noise, disk / "dl" / "bee.png")
+        assert sorted(os.listdir(disk / "dl")) == ["movie.2023.part"]
+
+
 def test_index_on_a_full_disk_answers_in_one_line(photos, tmp_path):
     with small_disk(tmp_path / "disk", "2m") as disk:
         (disk / "data").mkdir()
