@@ -63,7 +63,7 @@ def real_examples(r: StoredResult, key: str) -> None:
         db = _db()
         idx, rows = D.examples(db, target.name, file_identity(target.weights_path), info.name, r.unit, TOP)
     except UserError as exc:
-        st.warning(str(exc), icon=":material/error:")
+        st.warning(message(exc), icon=":material/error:")
         return
     if idx is None:
         st.caption("No photos have been looked through for this layer yet.")
