@@ -2,7 +2,6 @@
 every readable result and sets the rest aside (a damaged database is moved, never overwritten)."""
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import tempfile
