@@ -73,8 +73,10 @@ def precompute(store: Path, base: Path, as_nobody: bool = False):
 
 # The Gallery and Setup pages as a script: the read-only cases run it as nobody.
 PAGES = """
-import json, os, sys
+import json, os, re, sys
 from streamlit.testing.v1 import AppTest
+def shown(markdown):  # the text a reader sees: messages are escaped Markdown (app/plain.py)
+    return re.sub(r"\\\\(.)", r"\\1", str(markdown)).replace("\\u2060", "")
 out = {}
 for root in sys.argv[1:]:
     os.environ["DGNAM_DATA_DIR"] = root
@@ -83,7 +85,7 @@ for root in sys.argv[1:]:
         at.run()
         at.switch_page(page).run()
         out[root + " " + page] = {"exception": [str(e.value) for e in at.exception],
-                                  "error": [str(e.value) for e in at.error], "images": len(at.image),
+                                  "error": [shown(e.value) for e in at.error], "images": len(at.image),
                                   "tables": len(at.dataframe)}
 print(json.dumps(out))
 """ % APP
