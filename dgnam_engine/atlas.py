@@ -75,7 +75,8 @@ def atlas_dirs(folder: Optional[Path] = None) -> list[Path]:
 
 def row_digest(values) -> str:
     """The sha256 of one index row (its values in COLUMNS order, or a meta entry's name and value)."""
-    return hashlib.sha256(json.dumps(list(values), separators=(",", ":")).encode()).hexdigest()
+    # a damaged value may come back as another type (bytes): it gets a digest too, which then does not match
+    return hashlib.sha256(json.dumps(list(values), separators=(",", ":"), default=repr).encode()).hexdigest()
 
 
 def file_digest(path: Path) -> str:
@@ -120,6 +121,10 @@ def write_checksums(folder: Path) -> int:
     return len(lines)
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 class AtlasDamaged(UserError):
     pass
 
@@ -138,6 +143,7 @@ class Atlas:
         # immutable: no locks and no side files, so a read-only install folder works
         con = sqlite3.connect(f"file:{self.folder / INDEX}?mode=ro&immutable=1", uri=True)
         con.row_factory = sqlite3.Row
+        con.text_factory = _text  # a damaged text value costs its row (its checksum), not the whole query
         return con
 
     def checksums(self) -> Optional[dict]:
