@@ -70,10 +70,18 @@ def real_examples(r: StoredResult, key: str) -> None:
 
     target = catalog.target(r.model)
     info = target.layer(r.layer)
-    idx, rows = D.examples(_db(), target.name, file_identity(target.weights_path), info.name, r.unit, TOP)
     st.markdown("**Real photos that drive this unit most**")
+    try:  # a damaged or unreadable examples index costs this part of the card only
+        db = _db()
+        idx, rows = D.examples(db, target.name, file_identity(target.weights_path), info.name, r.unit, TOP)
+    except UserError as exc:
+        st.warning(message(exc), icon=":material/error:")
+        return
     if idx is None:
         st.caption("No photos have been looked through for this layer yet.")
+        if db.read_only:
+            st.caption("The data folder is read-only, so they cannot be looked through here.")
+            return
         if st.button("Find them in the offline photo collection", key=f"{key}_index",
                      icon=":material/image_search:",
                      help="Runs every photo of the project's offline collection through the network once (a "

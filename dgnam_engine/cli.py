@@ -176,6 +176,31 @@ def _rf_path(p: Path) -> Path:
     return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
 
 
+def _unit_file(out: Path, model: str, layer: str, unit: int) -> Path:
+    return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}.png"
+
+
+def _check_outputs(args, out: Path, units: list[int]) -> None:
+    """Before any work: every file visualize will write is a regular file or a new path in a writable folder
+    (renaming a picture over a FIFO or a device would replace it: as root, /dev/null itself)."""
+    from .imaging import check_output_file
+    from .targets import default_target, get_spec
+
+    if len(units) == 1:
+        files = [out]
+    else:
+        if out.exists() and (out.is_symlink() or not out.is_dir()):
+            check_output_file(out)  # names what it is
+            raise UserError(f"--out {out} is a file; give a folder for several units")
+        spec = get_spec(args.model or default_target())
+        files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u) for u in units]
+    if args.xy is not None:
+        files += [_rf_path(f) for f in files]
+    for f in files:
+        check_output_file(f, "--out" if f == out else "output")
+    _check_writable(files[0])
+
+
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
@@ -204,7 +229,7 @@ def cmd_visualize(args) -> int:
         raise UserError("with several units --out must be a folder, not a .png file")
     if len(units) == 1 and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    _check_writable(out if len(units) == 1 else out / "x.png")
+    _check_outputs(args, out, units)
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
@@ -220,8 +245,7 @@ def cmd_visualize(args) -> int:
     results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
-    paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
-                                           for r in results]
+    paths = [out] if len(units) == 1 else [_unit_file(out, r.model, r.layer, r.unit) for r in results]
     summaries = []
     from . import judge
 
