@@ -13,6 +13,7 @@ from .errors import UserError
 def _picture_of(args):
     """(RGB uint8 picture, prior name, label) from --image or --key."""
     from .photos import read_photo
+    from .atlas import all_atlases
     from .store import ResultsStore
 
     if (args.image is None) == (args.key is None):
@@ -24,7 +25,7 @@ def _picture_of(args):
     import numpy as np
     from PIL import Image
 
-    r = ResultsStore().get(args.key)
+    r = ResultsStore(atlases=all_atlases()).get(args.key)
     if r is None:
         raise UserError(f"no stored result with key {args.key} (keys: `python -m dgnam_engine store list`)")
     return np.array(Image.open(r.image_path).convert("RGB")), args.prior or r.prior, f"{r.model} {r.layer} {r.unit}"
