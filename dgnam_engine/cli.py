@@ -174,6 +174,10 @@ def _rf_path(p: Path) -> Path:
     return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
 
 
+def _alpha_path(p: Path) -> Path:
+    return p.with_name(f"{p.stem}_alpha{p.suffix or '.png'}")
+
+
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
@@ -217,6 +221,8 @@ def cmd_visualize(args) -> int:
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
             writes.append((r.image[top:bottom, left:right], _rf_path(p), "rf_image"))
+        if r.alpha is not None:
+            writes.append((r.alpha, _alpha_path(p), "alpha_image"))
         for image, path, key in writes:
             try:
                 save_png(image, path)
@@ -263,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
     s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
     s.add_argument("--prior-file", default=None, help="weights file for the prior")
-    s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
-                   help="pixel: the pixel-space baseline, no prior")
+    s.add_argument("--method", choices=["dgnam", "pixel", "maco"], default="dgnam",
+                   help="pixel: the pixel-space baseline, no prior; maco: the phase of a natural spectrum (Fel et "
+                   "al. 2023), 256 NAdam steps, also writes its alpha map (<out>_alpha.png)")
     s.add_argument("--iters", type=int, default=None)
     s.add_argument("--lr", type=float, default=None, help="start learning rate")
     s.add_argument("--lr-end", type=float, default=None)
