@@ -13,6 +13,8 @@ from dgnam_engine.store import StoredResult
 from . import beyond, catalog, examples_view, pictures, runs
 
 CHART_CONFIG = {"displayModeBar": False}
+ALPHA_HELP = ("MACO's alpha map: how strongly each pixel pushed the unit, summed over every step of the run. "
+              "Bright parts of the picture carry the unit's evidence; faded parts hardly mattered.")
 
 
 def unit_caption(r: StoredResult) -> str:
@@ -22,7 +24,7 @@ def unit_caption(r: StoredResult) -> str:
 
 
 def short_prior(name: str) -> str:
-    return "pixel baseline" if name == catalog.PIXEL else f"{name} prior"
+    return "pixel baseline" if name == catalog.PIXEL else "MACO" if name == catalog.MACO else f"{name} prior"
 
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
@@ -76,7 +78,13 @@ def result_card(r: StoredResult, key: str) -> None:
         st.subheader(unit_caption(r))
         left, right = st.columns([1, 1.4])
         with left:
-            pictures.show(r, caption=caption(r))
+            alpha = r.alpha_path is not None and st.toggle(
+                "Show where the evidence lies", key=f"{key}_alpha", help=ALPHA_HELP)
+            if alpha:
+                st.image(pictures.alpha_overlay(r.image_path, r.alpha_path),
+                         caption="alpha map over the picture: " + caption(r), width="stretch")
+            else:
+                pictures.show(r, caption=caption(r))
         left.download_button("Download PNG", r.png(), file_name=f"{r.model}_{r.layer}_{r.unit}_{r.prior}.png",
                              mime="image/png", key=f"{key}_dl", icon=":material/download:")
         right.plotly_chart(activation_chart({short_prior(r.prior): r.activations}), width="stretch",

@@ -50,7 +50,7 @@ def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
     """The one rule for which stored result represents a unit (grid thumbnails, the big picture, the versions
     list): a full run with a prior, then default settings, then the paper's original priors before demo priors,
     then the longest, then the newest."""
-    return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior == catalog.PIXEL,
+    return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior in catalog.NO_GENERATOR,
                                           has_odd_settings(r), r.prior_kind != "original",
                                           -(r.settings.get("n_iters") or 0), -r.created))
 
@@ -67,7 +67,7 @@ def version_label(r: StoredResult) -> str:
     """How a version is named in lists: what kind of run it was, in words."""
     kind = "quick preview" if is_preview(r) else "full run"
     lr = f" · learning rate {r.settings['lr_start']:g}" if has_odd_settings(r) else ""
-    prior = "pixel baseline" if r.prior == catalog.PIXEL else f"{r.prior} prior"
+    prior = "pixel baseline" if r.prior == catalog.PIXEL else "MACO" if r.prior == catalog.MACO else f"{r.prior} prior"
     made = time.strftime("%d %b %H:%M", time.localtime(r.created))  # two otherwise alike versions differ here
     return f"{kind} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps{lr} · made {made}"
 
