@@ -30,8 +30,8 @@ from dgnam_engine.runner import Settings, get_target, visualize  # noqa: E402
 from dgnam_engine.training.eval_priors import default_classes, judge_ranks, load_judge  # noqa: E402
 
 SMALL = 48  # px: evidence that lives in fine pixel patterns does not survive this
-METHODS = {"dgnam": "DGN-AM, demo prior lite0-b3", "maco": "MACO (phase of a natural spectrum)",
-           "pixel": "pixel baseline (jitter, blur, decay)"}
+METHODS = {"dgnam": "DGN-AM, demo prior lite0-b3", "pixel": "pixel baseline (jitter, blur, decay)",
+           "maco": "MACO (phase of a natural spectrum)"}
 
 
 def shrunk(image: np.ndarray, size: int = SMALL) -> np.ndarray:
@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="every method's steps (default: each one's own)")
+    ap.add_argument("--maco-steps", type=int, default=None, help="MACO's steps only (default: its own, 256)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", type=Path, default=None, help="also save every picture here")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -59,7 +60,8 @@ def main(argv=None) -> int:
     judge = load_judge()
     rows = {}
     for m in methods:
-        s = Settings(method=m, prior="lite0-b3" if m == "dgnam" else None, n_iters=args.steps, seed=args.seed,
+        steps = args.maco_steps if m == "maco" and args.maco_steps else args.steps
+        s = Settings(method=m, prior="lite0-b3" if m == "dgnam" else None, n_iters=steps, seed=args.seed,
                      accel="plain")
         t0 = time.perf_counter()
         results = visualize("efficientnet_lite0", classes, "classifier", s, target=target)
@@ -80,6 +82,7 @@ def main(argv=None) -> int:
                                  for c, a, b in zip(classes, full, small)]}
         print(f"{m}: judge top-1 {rows[m]['judge_top1']:.0%}, at 48 px {rows[m]['judge_top1_48px']:.0%}, "
               f"{rows[m]['seconds_per_unit']:.1f} s per unit", file=sys.stderr, flush=True)
+        print(json.dumps({m: rows[m]}), file=sys.stderr, flush=True)  # each method's row as soon as it is in
     n = len(classes)
     print(f"\n{n} classes, seed {args.seed}, judge EfficientNet-Lite2 (top-1, in {n})")
     print(f"{'method':44} {'steps':>5} {'full size':>10} {'48 px':>10} {'s/unit':>8}")
