@@ -19,7 +19,7 @@ from dgnam_engine.runner import Settings, visualize
 from dgnam_engine.store import ResultsStore, identify
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = 4  # each step is 6 crops through Lite0: a few steps keep these tests to seconds
+STEPS = 3  # each step is 6 crops through Lite0: a few steps keep these tests to seconds
 
 
 def test_same_request_twice_gives_the_same_bytes(lite0):
