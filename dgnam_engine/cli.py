@@ -191,12 +191,13 @@ def cmd_visualize(args) -> int:
         raise UserError(f"prior file not found: {args.prior_file}")
     if args.init_image and not Path(args.init_image).is_file():
         raise UserError(f"photo not found: {args.init_image}")
-    out = Path(args.out)
+    out = Path(args.out or ".")  # no --out: named pictures in the current folder
+    one_file = len(units) == 1 and args.out is not None
     if len(units) > 1 and out.suffix.lower() == ".png":
         raise UserError("with several units --out must be a folder, not a .png file")
-    if len(units) == 1 and out.is_dir():
+    if one_file and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    _check_writable(out if len(units) == 1 else out / "x.png")
+    _check_writable(out if one_file else out / "x.png")
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
@@ -212,8 +213,9 @@ def cmd_visualize(args) -> int:
     results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
-    paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
-                                           for r in results]
+    method = "" if args.method == "dgnam" else f"_{args.method}"  # beside DGN-AM's pictures, not over them
+    paths = [out] if one_file else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}{method}.png"
+                                    for r in results]
     summaries = []
     for r, p in zip(results, paths):
         d = r.summary()
@@ -284,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     s.add_argument("--weights", default=None, help="weights file for the model")
     s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
-    s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
+    s.add_argument("--out", default=None, help="PNG file, or a folder for several units (default: the current "
+                   "folder, as MODEL_LAYER_UNIT[_METHOD].png)")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_visualize)

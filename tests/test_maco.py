@@ -4,6 +4,7 @@ picture (command line and results store), and its optimiser is NAdam as torch co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,18 +58,22 @@ def test_a_cancelled_run_returns_nothing(lite0):
 
 
 def test_cli_maco_raises_the_unit_and_writes_its_alpha_map(tmp_path):
-    out = tmp_path / "bee.png"
+    """The issue's command (with fewer steps): no --out writes into the current folder, named by unit and method."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run([sys.executable, "-m", "dgnam_engine", "visualize", "--model", "efficientnet_lite0",
-                        "--unit", "309", "--method", "maco", "--iters", "12", "--quiet", "--json", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--unit", "309", "--method", "maco", "--json", "--iters", "12", "--quiet"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout.strip().splitlines()[-1])
     assert d["prior"] == "maco" and d["n_iters"] == 12 and d["lr_start"] == 1.0
     assert d["activation_final"] > d["activation_start"] + 1, d["activations"]
-    assert out.is_file() and d["alpha_image"] == str(tmp_path / "bee_alpha.png")
+    out = tmp_path / "efficientnet_lite0_classifier_0309_maco.png"
+    assert d["image"] == "efficientnet_lite0_classifier_0309_maco.png" and out.is_file()
+    assert d["alpha_image"] == "efficientnet_lite0_classifier_0309_maco_alpha.png"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [d["image"], d["alpha_image"]]
     from PIL import Image
 
-    with Image.open(d["alpha_image"]) as im:
+    with Image.open(tmp_path / d["alpha_image"]) as im:
         alpha = np.asarray(im)
     assert alpha.shape == (224, 224) and alpha.max() == 255 and alpha.std() > 5  # a map, not a flat field
 
