@@ -18,6 +18,7 @@ from dgnam_engine.imaging import save_png
 from dgnam_engine.photos import read_photo
 
 from . import catalog, state
+from .plain import message
 
 SAMPLES_DIR = Path(__import__("skimage").__file__).parent / "data"  # photos scikit-image ships (CC0 / public domain)
 SAMPLES = {"a cup of coffee": "coffee.png", "a cat (Chelsea)": "chelsea.png", "an astronaut": "astronaut.png"}
@@ -56,7 +57,7 @@ def photo_start(prefix: str) -> tuple[Optional[str], Optional[str]]:
         try:
             path = saved_upload(up.getvalue(), up.name)
         except UserError as exc:
-            return None, f"{exc}. Render is off until a usable photo is chosen."
+            return None, f"{message(exc)}. Render is off until a usable photo is chosen."
     else:
         path = str(SAMPLES_DIR / SAMPLES[sample])
     c1.image(path, width=140, caption="starting photo")
@@ -99,7 +100,7 @@ def objective(prefix: str, model: str) -> tuple[Optional[str], Optional[str]]:
     try:
         objectives.validate(catalog.target(model), objectives.parse(text))
     except UserError as exc:
-        return None, f"{exc}. Render is off until the combination can be read."
+        return None, f"{message(exc)}. Render is off until the combination can be read."
     return text, None
 
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import streamlit as st
 
+from dgnam_engine import numbers
 from dgnam_engine import priors as P
 from dgnam_engine import runner
 from dgnam_engine import targets as T
@@ -118,7 +119,7 @@ def find_classes(text: str) -> list[int]:
     t = text.strip().lower()
     if not t:
         return []
-    if t.isdigit():
+    if numbers.is_whole(t):
         return [int(t)] if int(t) < len(class_names()) else []
     names = [n.lower() for n in class_names()]
     exact = [i for i, n in enumerate(names) if n == t or f"{n} ({i})" == t]

@@ -5,13 +5,13 @@ Every user mistake ends in one line on stderr and exit code 2, with nothing writ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
+from . import json_out, numbers
 from .errors import RunCancelled, UserError
 
 
@@ -38,7 +38,7 @@ def cmd_models(args) -> int:
                      "fetch": None if T.weights_available(spec) or not spec.weights.fetchable
                      else f"python -m dgnam_engine fetch {spec.weights.fetch_name}"})
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
     else:
         _print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
                       for r in rows], ["model", "weights", "description"])
@@ -54,7 +54,7 @@ def cmd_layers(args) -> int:
              "output": li.name == tgt.spec.output_layer, "description": li.description}
             for li in tgt.layers.values()]
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
     else:
         _print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
@@ -73,7 +73,7 @@ def cmd_priors(args) -> int:
                      "depth": spec.depth, "note": spec.note,
                      "fetch": None if avail or spec.weights is None else f"python -m dgnam_engine fetch {name}"})
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
     else:
         _print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
                        "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
@@ -130,33 +130,34 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _parse_units(text: str) -> list[int]:
-    units = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                units.extend(range(int(a), int(b) + 1))
-            else:
-                units.append(int(part))
-        except ValueError:
-            raise UserError(f"bad unit {part!r}: use numbers like 967 or 1,2,3 or 10-20") from None
-    return units
-
-
 def _parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
     """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
     if text is None:
         return None
-    parts = text.split(",")
     try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2) or min(vals) < 0:
-        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)")
-    return (vals[0], vals[-1])
+        return numbers.position(text)
+    except numbers.NumberError:
+        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)") from None
+
+
+def whole_arg(what: str, high: Optional[int] = None):
+    """An argparse type: a whole number in ASCII digits (argparse's `int` takes "٣" and "1_0" too)."""
+    def parse(text: str) -> int:
+        try:
+            return numbers.whole(text, what, high=high)
+        except numbers.NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def decimal_arg(what: str):
+    """An argparse type: a finite number >= 0 in ASCII digits (`float` takes "nan", "inf" and "١.٥" too)."""
+    def parse(text: str) -> float:
+        try:
+            return numbers.decimal(text, what)
+        except numbers.NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
 def _check_writable(path: Path) -> None:
@@ -184,13 +185,15 @@ def cmd_visualize(args) -> int:
 
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
-    units = _parse_units(args.unit) if args.unit is not None else [0]
+    units = numbers.unit_list(args.unit) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
         raise UserError(f"prior file not found: {args.prior_file}")
-    if args.init_image and not Path(args.init_image).is_file():
-        raise UserError(f"photo not found: {args.init_image}")
+    if args.init_image:
+        from .photos import check_photo_file
+
+        check_photo_file(Path(args.init_image))
     out = Path(args.out or ".")  # no --out: named pictures in the current folder
     one_file = len(units) == 1 and args.out is not None
     if len(units) > 1 and out.suffix.lower() == ".png":
@@ -236,7 +239,7 @@ def cmd_visualize(args) -> int:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
     if args.json:
-        print(json.dumps(summaries[0] if len(summaries) == 1 else summaries))
+        print(json_out.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
 
 
@@ -274,10 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["dgnam", "pixel", "maco"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior; maco: the phase of a natural spectrum (Fel et "
                    "al. 2023), 256 NAdam steps, also writes its alpha map (<out>_alpha.png)")
-    s.add_argument("--iters", type=int, default=None)
-    s.add_argument("--lr", type=float, default=None, help="start learning rate")
-    s.add_argument("--lr-end", type=float, default=None)
-    s.add_argument("--seed", type=int, default=0, help="the random start code: a whole number from 0 to 2^32-1")
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None)
+    s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
+    s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)
+    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0, help="the random start code: a whole number from 0 to 2^32-1")
     s.add_argument("--xy", default=None, metavar="ROW,COL",
                    help="conv units: the position to maximise, e.g. 2,5 (N alone: N,N; default: the centre); "
                    "also writes the picture cut to that position's receptive field (<out>_rf.png)")

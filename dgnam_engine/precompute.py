@@ -9,7 +9,6 @@ process, which alone writes the store, and a failed task's units are retried.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
 from . import accel as A
-from . import cli
+from . import cli, json_out, numbers
 from . import runner
 from . import targets as T
 from .errors import UserError
@@ -227,17 +226,13 @@ _stop_signals = _StopSignals()
 
 
 def parse_units(text: str, n_units: int) -> list[int]:
-    if text == "all":
+    if text.strip() == "all":
         return list(range(n_units))
-    units = cli._parse_units(text)
-    bad = [u for u in units if not 0 <= u < n_units]
-    if bad:
-        raise UserError(f"unit {bad[0]} is out of range (0-{n_units - 1})")
-    return list(dict.fromkeys(units))  # each unit once, in the order given
+    return numbers.unit_list(text, n_units)  # each unit once, in the order given; an empty range is an error
 
 
 def cmd_precompute(args) -> int:
-    if args.batch != "auto" and (not args.batch.isdigit() or int(args.batch) < 1):
+    if args.batch != "auto" and (not numbers.is_whole(args.batch) or int(args.batch) < 1):
         raise UserError(f"bad --batch {args.batch!r}: use auto or a positive number")
     settings = runner.Settings(prior=args.prior, n_iters=args.iters, seed=args.seed,
                                accel="plain" if args.plain else "auto")
@@ -283,7 +278,7 @@ def cmd_precompute(args) -> int:
                "units_per_second": rendered / seconds if rendered and seconds > 0 else 0.0,
                "store": str(store.root), "ray": args.ray}
     if args.json:
-        print(json.dumps(summary))
+        print(json_out.dumps(summary))
     else:
         print(f"precompute {args.model} {layer.name}: {rendered} rendered, {skipped} already stored, "
               f"{len(failed)} failed, in {seconds:.1f} s ({summary['units_per_second']:.2f} units/s) -> "
@@ -301,8 +296,8 @@ def add_parser(sub) -> None:
     s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
     s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
     s.add_argument("--prior-file", default=None)
-    s.add_argument("--iters", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--iters", type=cli.whole_arg("--iters"), default=None)
+    s.add_argument("--seed", type=cli.whole_arg("--seed", numbers.MAX_SEED), default=0)
     s.add_argument("--batch", default="auto", help="units per batch: auto (from free GPU memory) or a number")
     s.add_argument("--device", default="auto", help="cpu, cuda or auto")
     s.add_argument("--weights", default=None, help="weights file for the model")
@@ -311,7 +306,7 @@ def add_parser(sub) -> None:
     s.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="spread batches over a Ray cluster: an address, auto, or local (a private instance)")
-    s.add_argument("--workers", type=int, default=None, help="with --ray local: CPU workers (default: cores)")
+    s.add_argument("--workers", type=cli.whole_arg("--workers"), default=None, help="with --ray local: CPU workers (default: cores)")
     s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_precompute)

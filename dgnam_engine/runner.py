@@ -14,6 +14,7 @@ from . import dgnam, maco, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
+from .numbers import MAX_SEED
 from . import objectives, photo_init
 from .convention import from_uint8, gen_to_rgb, to_uint8
 from .photos import read_photo
@@ -211,7 +212,6 @@ def _term_report(tgt: T.Target, terms: list, images: torch.Tensor) -> list[list[
 
 
 METHODS = ("dgnam", "pixel", "maco")
-MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws the start codes as the original does, takes 0 .. 2^32-1
 
 
 def check_numbers(s: Settings, seeds: Sequence[int]) -> None:
