@@ -151,9 +151,15 @@ class PriorChoice:
     fetch: Optional[str] = None
 
 
+def by_depth(item: tuple[str, P.PriorSpec]) -> tuple[int, int]:
+    """Priors listed as the paper's depths go, conv3 to fc7 (originals first at each depth)."""
+    spec = item[1]
+    return (DEPTHS.index(spec.depth) if spec.depth in DEPTHS else len(DEPTHS), spec.kind != "original")
+
+
 def prior_choices() -> list[PriorChoice]:
     out = []
-    for name, spec in P.all_specs().items():
+    for name, spec in sorted(P.all_specs().items(), key=by_depth):
         avail = P.is_available(spec)
         out.append(PriorChoice(name, spec.title, avail, spec.kind, spec.depth,
                                None if avail or spec.kind != "original" else fetch_command(name)))
@@ -206,6 +212,15 @@ def prior_depth_words(depth: str) -> str:
 DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "
                "The original priors of the paper give paper-quality images: run "
                f"`{fetch_command('fc6')}` in the project folder, or the Setup page (needs internet once).")
+DEMO_CAVEAT_SHORT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are "
+                     "rough; the original priors of the paper give paper-quality images.")
+
+
+def demo_caveat(presenting: bool = False) -> str:
+    """The caveat under demo-prior pictures; on a projector without the terminal command."""
+    return DEMO_CAVEAT_SHORT if presenting else DEMO_CAVEAT
+
+
 NO_PRIOR = ("No generator prior is installed, so DGN-AM cannot run yet. Fetch the paper's best prior with "
             f"`{fetch_command('fc6')}` in the project folder (or from the Setup page; needs internet once) and "
             "reload this page. Until then you can "

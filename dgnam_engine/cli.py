@@ -71,15 +71,20 @@ def cmd_priors(args) -> int:
         rows.append({"name": name, "title": spec.title, "available": avail, "default": name == default,
                      "kind": spec.kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
                      "depth": spec.depth, "note": spec.note,
+                     "damaged": P.damage_message(spec) if spec.damaged else None,
                      "fetch": None if avail or spec.weights is None else f"python -m dgnam_engine fetch {name}"})
     if args.json:
         print(json_out.dumps(rows))
     else:
-        _print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
+        _print_table([[r["name"] + (" *" if r["default"] else ""),
+                       "DAMAGED" if r["damaged"] else "yes" if r["available"] else "no",
                        "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
                      ["prior", "present", "code", "inverts", "description"])
         print("* default. Demo priors are trained on a small photo corpus; the original priors "
               "(`python -m dgnam_engine fetch fc6`) give paper-quality images.")
+        for r in rows:
+            if r["damaged"]:
+                print(r["damaged"])
     return 0
 
 
@@ -96,11 +101,7 @@ def _weight_files(name: str):
 
 
 def cmd_fetch(args) -> int:
-    from huggingface_hub.utils import logging as hf_logging
-
     from . import weights as W
-
-    hf_logging.set_verbosity_error()  # its retry notices would bury the one-line error
 
     files = []
     for name in args.names:
@@ -122,7 +123,7 @@ def cmd_fetch(args) -> int:
         # A progress line redrawn with \r only makes sense on a terminal; in logs it would swallow the error line.
         show = sys.stderr.isatty()
         try:
-            path = W.fetch(wf, progress if show else None)
+            path = W.fetch(wf, progress if show else None, force=args.force)
         finally:
             if show and last[0]:
                 print(file=sys.stderr)  # end the progress line, so an error gets a line of its own
@@ -262,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fetch", help="download weights into the standard caches (needs internet)")
     s.add_argument("names", nargs="+", metavar="NAME", help="a model (alexnet, ...) or a prior (fc6, ...)")
+    s.add_argument("--force", action="store_true",
+                   help="download again even if a copy is present (replaces the cache's copy, e.g. a damaged one)")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")

@@ -70,7 +70,8 @@ if not online:
             "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
 else:
     if dl.server_unreachable():
-        st.warning("The download servers do not answer (no network?): downloads will fail until they do.",
+        st.warning("The download servers did not answer a size request within 5 s (no network, or the server is "
+                   "down): downloads will most likely fail until they do.",
                    icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:
@@ -102,28 +103,35 @@ for name, spec in T.TARGETS.items():
     rows.append({"network": name, "weights": "present" if ok else "missing",
                  "get it with": "" if ok or not spec.weights.fetchable else catalog.fetch_command(name),
                  "description": spec.title, "file": where(spec.weights) if spec.weights else "built in"})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
 st.subheader("Priors")
 rows = []
-for name, spec in P.all_specs().items():
+for name, spec in sorted(P.all_specs().items(), key=catalog.by_depth):
     ok = P.is_available(spec)
-    rows.append({"prior": name, "weights": "present" if ok else "missing",
+    rows.append({"prior": name, "weights": "damaged" if spec.damaged else "present" if ok else "missing",
                  "get it with": "" if ok or spec.kind != "original" else catalog.fetch_command(name),
                  "plays": spec.depth or "",
                  "kind": "demo (trained here)" if spec.kind == "trained" else "original (paper)",
                  "description": spec.title, "file": spec.file if spec.file else where(spec.weights)})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
+for spec in P.all_specs().values():
+    if spec.damaged:
+        st.error(P.damage_message(spec), icon=":material/error:")
+for line in P.skipped_priors():
+    st.warning(line, icon=":material/warning:")
 _download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]
 if missing:
     st.markdown("Or from a terminal, every missing original prior at once (needs internet once; the files go into "
                 "the folders above and are found automatically):")
     st.code(".venv/bin/python -m dgnam_engine fetch " + " ".join(c.split()[-1] for c in missing), language="bash")
-if not catalog.available_priors():
-    st.warning(catalog.NO_PRIOR)
-st.info(catalog.DEMO_CAVEAT, icon=":material/info:")
+if not catalog.available_priors():  # here the buttons above are the way, not "the Setup page"
+    st.warning("No generator prior is installed, so DGN-AM cannot run yet: download fc6 above (needs internet "
+               "once); until then the pixel-space baseline works.")
+st.info(catalog.DEMO_CAVEAT_SHORT + " Download them with the buttons above (needs internet once).",
+        icon=":material/info:")
 if online:
     with progress_area:
         _download_area()
