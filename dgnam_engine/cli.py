@@ -180,12 +180,48 @@ def _alpha_path(p: Path) -> Path:
     return p.with_name(f"{p.stem}_alpha{p.suffix or '.png'}")
 
 
+def _unit_file(out: Path, model: str, layer: str, unit: int, method: str = "dgnam") -> Path:
+    tail = "" if method == "dgnam" else f"_{method}"  # beside DGN-AM's pictures, not over them
+    return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}{tail}.png"
+
+
+def _check_outputs(args, out: Path, units: list[int]) -> None:
+    """Before any work: every file visualize will write is a regular file or a new path in a writable folder
+    (renaming a picture over a FIFO or a device would replace it: as root, /dev/null itself)."""
+    from .imaging import check_output_file
+    from .targets import default_target, get_spec
+
+    if len(units) == 1 and args.out is not None:
+        files = [out]
+    else:
+        if out.exists() and (out.is_symlink() or not out.is_dir()):
+            check_output_file(out)  # names what it is
+            raise UserError(f"--out {out} is a file; give a folder for several units")
+        spec = get_spec(args.model or default_target())
+        files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u, args.method) for u in units]
+    if args.xy is not None:
+        files += [_rf_path(f) for f in files]
+    if args.method == "maco":
+        files += [_alpha_path(f) for f in files]
+    for f in files:
+        check_output_file(f, "--out" if f == out else "output")
+    _check_writable(files[0])
+
+
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
+    if args.recipe is not None:
+        from .paper_cli import visualize_recipe
+
+        return visualize_recipe(args)
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    if args.facets is not None:
+        from .paper_cli import visualize_facets
+
+        return visualize_facets(args, numbers.unit_list(args.unit) if args.unit else [])
     units = numbers.unit_list(args.unit) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
@@ -201,7 +237,7 @@ def cmd_visualize(args) -> int:
         raise UserError("with several units --out must be a folder, not a .png file")
     if one_file and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    _check_writable(out if one_file else out / "x.png")
+    _check_outputs(args, out, units)
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
@@ -217,12 +253,14 @@ def cmd_visualize(args) -> int:
     results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
-    method = "" if args.method == "dgnam" else f"_{args.method}"  # beside DGN-AM's pictures, not over them
-    paths = [out] if one_file else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}{method}.png"
-                                    for r in results]
+    paths = [out] if one_file else [_unit_file(out, r.model, r.layer, r.unit, args.method) for r in results]
     summaries = []
-    for r, p in zip(results, paths):
+    from . import judge
+
+    opinions = judge.annotate(results) if args.judge and not args.random_weights else [{}] * len(results)
+    for r, p, op in zip(results, paths, opinions):
         d = r.summary()
+        d.update(op)
         writes = [(r.image, p, "image")]
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
@@ -239,6 +277,8 @@ def cmd_visualize(args) -> int:
         if not args.json:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
+            if op.get("second_opinion"):
+                print("  " + judge.describe(op["second_opinion"]))
     if args.json:
         print(json_out.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
@@ -296,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "folder, as MODEL_LAYER_UNIT[_METHOD].png)")
     s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--recipe", default=None, metavar="NAME",
+                   help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")
+    s.add_argument("--facets", type=whole_arg("--facets"), default=None, metavar="K",
+                   help="K pictures of the unit, each started from one cluster of its top real photos")
+    s.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)
 
     for extra in _EXTRA_COMMANDS:
@@ -327,6 +373,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 # Subcommands defined next to the code they drive; importing them registers them.
 from . import atlas  # noqa: E402,F401
 from . import dataset_index  # noqa: E402,F401
+from . import paper_cli  # noqa: E402,F401
 from . import precompute  # noqa: E402,F401
 from . import store_cli  # noqa: E402,F401
 from .training import cli_train  # noqa: E402,F401
