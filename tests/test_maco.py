@@ -67,6 +67,7 @@ def test_cli_maco_raises_the_unit_and_writes_its_alpha_map(tmp_path):
     d = json.loads(p.stdout.strip().splitlines()[-1])
     assert d["prior"] == "maco" and d["n_iters"] == 12 and d["lr_start"] == 1.0
     assert d["activation_final"] > d["activation_start"] + 1, d["activations"]
+    assert d["second_opinion"]["judge"] == "efficientnet_lite2" and d["second_opinion"]["intended"] == 309
     out = tmp_path / "efficientnet_lite0_classifier_0309_maco.png"
     assert d["image"] == "efficientnet_lite0_classifier_0309_maco.png" and out.is_file()
     assert d["alpha_image"] == "efficientnet_lite0_classifier_0309_maco_alpha.png"
