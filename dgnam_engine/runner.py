@@ -1,5 +1,5 @@
 """One entry point for every front end (command line, dashboard, precompute): validate a request, load (and
-cache) the target and the prior, run DGN-AM or the pixel baseline in one batch, and return plain results."""
+cache) the target and the prior, run DGN-AM, the pixel baseline or MACO in one batch, and return plain results."""
 from __future__ import annotations
 
 import threading
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import accel as _accel
-from . import dgnam, pixel_am
+from . import dgnam, maco, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
@@ -25,7 +25,7 @@ from .receptive_field import receptive_field
 class Settings:
     """Everything besides model, layer and unit that determines a result."""
 
-    method: str = "dgnam"  # "dgnam" or "pixel"
+    method: str = "dgnam"  # "dgnam", "pixel" or "maco" (METHODS)
     prior: Optional[str] = None  # None: the default prior
     n_iters: Optional[int] = None  # None: the model's default (200)
     lr_start: Optional[float] = None  # None: the model's default, scaled to the prior's code range
@@ -54,7 +54,7 @@ class UnitResult:
     layer: str
     unit: int
     label: str
-    prior: str  # prior name, or "pixel" for the baseline
+    prior: str  # prior name, or "pixel" / "maco" for the methods without a generator
     prior_kind: str  # "original", "trained" or "none"
     seed: int
     n_iters: int
@@ -71,9 +71,10 @@ class UnitResult:
     extra: dict = field(default_factory=dict)  # JSON-ready numbers and names (photo start, receptive field)
     photo: Optional[np.ndarray] = None  # with init_image: the photo as the model sees it, HxWx3 uint8
     reconstruction: Optional[np.ndarray] = None  # with init_image: G(E(photo)), the picture at step 0
+    alpha: Optional[np.ndarray] = None  # MACO: HxW uint8, the accumulated |d objective / d picture| (max 255)
 
     def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("image", "photo", "reconstruction")}
+        return {k: v for k, v in asdict(self).items() if k not in ("image", "photo", "reconstruction", "alpha")}
 
 
 _cache_lock = threading.Lock()
@@ -115,8 +116,8 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     All input is checked before any work starts; a bad unit, layer, model or prior raises UserError.
     """
     s = settings or Settings()
-    if s.method not in ("dgnam", "pixel"):
-        raise UserError(f"unknown method {s.method!r}; use dgnam or pixel")
+    if s.method not in METHODS:
+        raise UserError(f"unknown method {s.method!r}; use {', '.join(METHODS[:-1])} or {METHODS[-1]}")
     if s.accel not in ("auto", "plain"):
         raise UserError(f"unknown accel setting {s.accel!r}; use auto or plain")
     units = [int(u) for u in units]
@@ -127,7 +128,7 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
         raise UserError("give one seed per unit")
     check_numbers(s, seeds)
     if s.init_image is not None and s.method != "dgnam":
-        raise UserError("starting from a photo needs a generator prior; the pixel method has none")
+        raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
     tgt = target or get_target(model, device, model_weights, random_weights)
     terms, combined = None, None
     if s.objective is not None:
@@ -143,8 +144,15 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
         tgt.check_unit(info, u, s.position)
     rf = receptive_field(tgt, info, s.position or info.centre()) if info.kind == "conv" else None
     n = s.n_iters or (photo_init.PHOTO_ITERS if s.init_image else tgt.spec.n_iters)
-    start = None
-    if s.method == "pixel":
+    start, alphas = None, None
+    if s.method == "maco":
+        n = s.n_iters or maco.MACO_DEFAULTS["n_iters"]
+        lr0 = lr1 = s.lr_start if s.lr_start is not None else maco.MACO_DEFAULTS["lr"]  # NAdam: one lr
+        mres = maco.run(tgt, info, units, seeds=seeds, n_iters=n, lr=lr0, position=s.position, callback=callback,
+                        preview_every=preview_every, objective=combined)
+        res, alphas = mres.batch, mres.alpha
+        prior_name, prior_kind, pfile = "maco", "none", None
+    elif s.method == "pixel":
         lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
         lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
@@ -189,7 +197,8 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
             prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
             seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
-            extra=more, photo=photo, reconstruction=recon))
+            extra=more, photo=photo, reconstruction=recon,
+            alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8)))
     return out
 
 
@@ -202,6 +211,7 @@ def _term_report(tgt: T.Target, terms: list, images: torch.Tensor) -> list[list[
              for i, t in enumerate(terms)] for j in range(acts.shape[0])]
 
 
+METHODS = ("dgnam", "pixel", "maco")
 
 
 def check_numbers(s: Settings, seeds: Sequence[int]) -> None:

@@ -190,13 +190,15 @@ def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any =
         weights_id = "builtin"
     d = dict(s.to_dict())
     d.pop("seed", None)
-    d["n_iters"] = s.n_iters or spec.n_iters
+    d["n_iters"] = s.n_iters or (maco_n_iters() if s.method == "maco" else spec.n_iters)
     dev = T.resolve_device(device)
-    d["accel"] = A.describe(None if s.method == "pixel" else A.resolve(s.accel, dev), dev)
+    d["accel"] = A.describe(None if s.method != "dgnam" else A.resolve(s.accel, dev), dev)
     if s.init_image:  # the photo by its content too: an edited photo under the same name is another start
         d["init_image_id"] = file_identity(s.init_image)
     if s.method == "pixel":
         d["prior"], prior_id = None, "pixel"
+    elif s.method == "maco":  # its natural spectrum plays the prior: another spectrum is another picture
+        d["prior"], prior_id = None, maco_identity()
     else:
         if s.prior is None and prior_file is not None and str(prior_file).endswith(".safetensors"):
             pspec = P.spec_from_file(prior_file)  # a prior file need not be one of the registered priors
@@ -210,6 +212,23 @@ def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any =
     the_seed = s.seed if seed is None else seed
     key = key_for(spec.name, weights_id, the_layer, unit, prior_id, d, the_seed)
     return Identity(key, weights_id, prior_id, d)
+
+
+def maco_n_iters() -> int:
+    from .maco import MACO_DEFAULTS
+
+    return MACO_DEFAULTS["n_iters"]
+
+
+def maco_identity() -> str:
+    from .maco import COLOUR_FILE, MAGNITUDE_FILE
+
+    return f"maco@{file_identity(MAGNITUDE_FILE)}+{file_identity(COLOUR_FILE)}"
+
+
+def alpha_name(image_name: str) -> str:
+    """The alpha map's file beside a picture (MACO): `<key>_alpha.png` next to `<key>.png`."""
+    return image_name[:-4] + "_alpha.png" if image_name.endswith(".png") else image_name + "_alpha.png"
 
 
 @dataclass
@@ -237,6 +256,12 @@ class StoredResult:
 
     def png(self) -> bytes:
         return self.image_path.read_bytes()
+
+    @property
+    def alpha_path(self) -> Optional[Path]:
+        """The alpha map stored beside the picture (MACO results), or None."""
+        p = self.image_path.with_name(alpha_name(self.image_path.name))
+        return p if p.is_file() else None
 
     def summary(self) -> dict:
         """Everything but the image, as plain JSON-ready values."""
@@ -708,6 +733,7 @@ class ResultsStore:
                              f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
         finally:
             tmp.unlink(missing_ok=True)
+        self._put_alpha(result, key)
         settings = dict(settings or {})
         for used in ("n_iters", "lr_start", "lr_end"):
             if hasattr(result, used):
@@ -722,6 +748,24 @@ class ResultsStore:
         with self._lock:
             self._reported.discard(key)  # a new picture may be reported again if it gets damaged
         return self.get(key)
+
+    def _put_alpha(self, result: Any, key: str) -> None:
+        """A MACO result's alpha map beside its picture, written like it (before the row, so a row never lacks
+        it); a result without one removes an older map of the same key."""
+        final = self.images / alpha_name(f"{key}.png")
+        alpha = getattr(result, "alpha", None)
+        if alpha is None:
+            final.unlink(missing_ok=True)
+            return
+        tmp = self.images / f".{key}_alpha.{os.getpid()}.{uuid.uuid4().hex}.part"
+        try:
+            tmp.write_bytes(png_bytes(np.asarray(alpha, dtype=np.uint8)))
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise StoreError(f"cannot save a picture in {self.images} ({exc.strerror or exc}): fix its "
+                             f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _insert(self, rows: list[tuple]) -> None:
         sql = f"INSERT OR REPLACE INTO results ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"
