@@ -15,6 +15,8 @@ from . import beyond, catalog, examples_view, export, layout, paper_views, pictu
 from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
+ALPHA_HELP = ("MACO's alpha map: how strongly each pixel pushed the unit, summed over every step of the run. "
+              "Bright parts of the picture carry the unit's evidence; faded parts hardly mattered.")
 
 
 def unit_caption(r: StoredResult) -> str:
@@ -24,7 +26,7 @@ def unit_caption(r: StoredResult) -> str:
 
 
 def short_prior(name: str) -> str:
-    return "pixel baseline" if name == catalog.PIXEL else f"{name} prior"
+    return "pixel baseline" if name == catalog.PIXEL else "MACO" if name == catalog.MACO else f"{name} prior"
 
 
 def title(r: StoredResult) -> str:
@@ -98,7 +100,13 @@ def result_card(r: StoredResult, key: str) -> None:
             st.caption("A variant, not the unit's own picture (which starts from noise, at the centre, alone).")
         left, right = st.columns([1, 1.4])
         with left:
-            pictures.show(r, caption=caption(r))
+            alpha = r.alpha_path is not None and st.toggle(
+                "Show where the evidence lies", key=f"{key}_alpha", help=ALPHA_HELP)
+            if alpha:
+                st.image(pictures.alpha_overlay(r.image_path, r.alpha_path),
+                         caption="alpha map over the picture: " + caption(r), width="stretch")
+            else:
+                pictures.show(r, caption=caption(r))
         left.download_button("Download PNG (128 px atlas picture)" if r.shipped else "Download PNG", r.png(),
                              file_name=export.file_name(r), mime="image/png", key=f"{key}_dl",
                              icon=":material/download:")

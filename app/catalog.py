@@ -18,6 +18,13 @@ from . import state
 DEFAULT_UNIT = 309  # "bee": an ImageNet class (the same index in every target) that reads well with either default
 DEPTHS = C.DEPTHS
 PIXEL = "pixel"
+MACO = "maco"  # no generator: the phase of a natural spectrum (Fel et al. 2023), today's best pixel-space method
+NO_GENERATOR = (PIXEL, MACO)  # the choices that run without a prior, by the engine's method of the same name
+
+
+def method_of(choice: str) -> str:
+    """The engine method a prior choice runs: "pixel" or "maco" for those, else "dgnam" with that prior."""
+    return choice if choice in NO_GENERATOR else "dgnam"
 
 
 def default_model() -> str:
@@ -165,6 +172,8 @@ def prior_title(name: str) -> str:
     """Plain words first, the technical name after: 'demo prior, learned from early features (lite0-b3)'."""
     if name == PIXEL:
         return "no prior (pixel-space baseline)"
+    if name == MACO:
+        return "no prior: MACO, today's best pixel-space method (natural spectrum, phase only)"
     spec = P.all_specs().get(name)
     if spec is None:
         return name
@@ -189,7 +198,7 @@ def prior_depth_words(depth: str) -> str:
     """One plain line under each column of Compare priors."""
     return {"conv3": "learned from early features", "pool5": "learned from middle features",
             "fc6": "learned from late features", "fc7": "learned from the latest features",
-            "pixel": "no generator at all"}.get(depth, "")
+            "pixel": "no generator at all", "maco": "no generator, today's best pixel method"}.get(depth, "")
 
 
 DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "

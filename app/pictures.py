@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from dgnam_engine.store import ResultsStore, StoredResult, picture_problem
 
@@ -22,6 +24,15 @@ def show(r: StoredResult, caption: Optional[str] = None, width: str = "stretch")
             why = "does not decode"
     st.warning(f"{caption + ': ' if caption else ''}picture {why}. {DAMAGED}", icon=":material/broken_image:")
     return False
+
+
+def alpha_overlay(image_path, alpha_path) -> np.ndarray:
+    """The picture faded towards grey where its alpha map is low: where in it the unit's evidence lies."""
+    with Image.open(image_path) as im, Image.open(alpha_path) as al:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+        a = np.asarray(al.convert("L").resize(im.size), dtype=np.float32)[..., None] / 255.0
+    a = np.clip(a / max(float(np.percentile(a, 98)), 1e-6), 0, 1)  # the map is peaked: scaled to its top 2%
+    return (rgb * a + 128.0 * (1 - a)).round().astype(np.uint8)
 
 
 def damaged_notice(store: ResultsStore) -> None:

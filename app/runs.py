@@ -77,7 +77,7 @@ def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
     list): a full run of the unit itself (no variant) with a prior, then the default-settings picture (the shipped
     atlas first: one visitor's other renders never replace it for everyone), then the paper's original priors
     before demo priors, then the longest, then the newest."""
-    return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior == catalog.PIXEL,
+    return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior in catalog.NO_GENERATOR,
                                           has_odd_settings(r), not is_default_version(r), not r.shipped,
                                           r.prior_kind != "original", -(r.settings.get("n_iters") or 0),
                                           -r.created))
@@ -95,7 +95,7 @@ def version_label(r: StoredResult) -> str:
     """How a version is named in lists: what kind of run it was, in words."""
     kind = "quick preview" if is_preview(r) else "full run"
     lr = f" · learning rate {r.settings['lr_start']:g}" if has_odd_settings(r) else ""
-    prior = "pixel baseline" if r.prior == catalog.PIXEL else f"{r.prior} prior"
+    prior = "pixel baseline" if r.prior == catalog.PIXEL else "MACO" if r.prior == catalog.MACO else f"{r.prior} prior"
     made = time.strftime("%d %b %H:%M", time.localtime(r.created))  # two otherwise alike versions differ here
     what = variant_words(r)
     made = "shipped atlas" if r.shipped else f"made {made}"

@@ -230,7 +230,7 @@ def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
     names = catalog.available_priors()
     if not names:
         st.warning(catalog.NO_PRIOR)
-    options = names + [catalog.PIXEL]
+    options = names + [catalog.PIXEL, catalog.MACO]
     key = f"{prefix}_prior"
     _ensure(key, options, catalog.default_prior())
     if presenting():  # a setting: hidden on a projector, the choice made before (or the default) stays

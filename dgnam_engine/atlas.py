@@ -256,7 +256,7 @@ def _same_request(r, ident) -> bool:
     legacy = f"{path.name}:{path.stat().st_size}" if path is not None else None
     if r.weights_id not in (ident.weights_id, legacy):
         return False
-    if r.prior != (ident.settings.get("prior") or "pixel"):
+    if r.prior != (ident.settings.get("prior") or ident.settings.get("method") or "pixel"):  # pixel, maco: no prior
         return False
     stored = {**Settings().to_dict(), **r.settings}
     if stored.get("accel") in ("auto", "plain"):

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from . import atlas, catalog, dataset_index, json_out, numbers, paper_cli, precompute, store_cli
-from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
-                          decimal_arg, parse_xy, print_table, rf_path, whole_arg)
+from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, alpha_path,
+                          check_writable, decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
 from .training import cli_train
 
@@ -102,8 +102,9 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _unit_file(out: Path, model: str, layer: str, unit: int) -> Path:
-    return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}.png"
+def _unit_file(out: Path, model: str, layer: str, unit: int, method: str = "dgnam") -> Path:
+    tail = "" if method == "dgnam" else f"_{method}"  # beside DGN-AM's pictures, not over them
+    return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}{tail}.png"
 
 
 def _check_outputs(args, out: Path, units: list[int]) -> None:
@@ -112,16 +113,18 @@ def _check_outputs(args, out: Path, units: list[int]) -> None:
     from .imaging import check_output_file
     from .targets import default_target, get_spec
 
-    if len(units) == 1:
+    if len(units) == 1 and args.out is not None:
         files = [out]
     else:
         if out.exists() and (out.is_symlink() or not out.is_dir()):
             check_output_file(out)  # names what it is
             raise UserError(f"--out {out} is a file; give a folder for several units")
         spec = get_spec(args.model or default_target())
-        files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u) for u in units]
+        files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u, args.method) for u in units]
     if args.xy is not None:
         files += [rf_path(f) for f in files]
+    if args.method == "maco":
+        files += [alpha_path(f) for f in files]
     for f in files:
         check_output_file(f, "--out" if f == out else "output")
     check_writable(files[0])
@@ -150,10 +153,11 @@ def cmd_visualize(args) -> int:
         from .photos import check_photo_file
 
         check_photo_file(Path(args.init_image))
-    out = Path(args.out)
+    out = Path(args.out or ".")  # no --out: named pictures in the current folder
+    one_file = len(units) == 1 and args.out is not None
     if len(units) > 1 and out.suffix.lower() == ".png":
         raise UserError("with several units --out must be a folder, not a .png file")
-    if len(units) == 1 and out.is_dir():
+    if one_file and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
     _check_outputs(args, out, units)
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
@@ -169,7 +173,7 @@ def cmd_visualize(args) -> int:
     results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
-    paths = [out] if len(units) == 1 else [_unit_file(out, r.model, r.layer, r.unit) for r in results]
+    paths = [out] if one_file else [_unit_file(out, r.model, r.layer, r.unit, args.method) for r in results]
     summaries = []
     from . import judge
 
@@ -181,6 +185,8 @@ def cmd_visualize(args) -> int:
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
             writes.append((r.image[top:bottom, left:right], rf_path(p), "rf_image"))
+        if r.alpha is not None:
+            writes.append((r.alpha, alpha_path(p), "alpha_image"))
         for image, path, key in writes:
             try:
                 save_png(image, path)
@@ -226,8 +232,9 @@ def add_core_commands(sub) -> None:
                    help="several units in one picture, weighted: 'bee + 0.5*daisy', '309 - 985' (a minus between "
                    "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
     add_prior_options(s)
-    s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
-                   help="pixel: the pixel-space baseline, no prior")
+    s.add_argument("--method", choices=["dgnam", "pixel", "maco"], default="dgnam",
+                   help="pixel: the pixel-space baseline, no prior; maco: the phase of a natural spectrum (Fel et "
+                   "al. 2023), 256 NAdam steps, also writes its alpha map (<out>_alpha.png)")
     s.add_argument("--iters", type=whole_arg("--iters"), default=None)
     s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
     s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)
@@ -238,7 +245,8 @@ def add_core_commands(sub) -> None:
                    "also writes the picture cut to that position's receptive field (<out>_rf.png)")
     s.add_argument("--init-image", default=None, metavar="PHOTO",
                    help="start from this photo's code instead of a random one (30 steps, smaller steps)")
-    s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
+    s.add_argument("--out", default=None, help="PNG file, or a folder for several units (default: the current "
+                   "folder, as MODEL_LAYER_UNIT[_METHOD].png)")
     add_output_options(s, quiet="no progress lines")
     s.add_argument("--recipe", default=None, metavar="NAME",
                    help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")

@@ -70,6 +70,11 @@ def rf_path(p: Path) -> Path:
     return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
 
 
+def alpha_path(p: Path) -> Path:
+    """Where MACO's alpha map goes: beside its picture, `<name>_alpha.png`."""
+    return p.with_name(f"{p.stem}_alpha{p.suffix or '.png'}")
+
+
 # ----- option groups shared by several commands -----
 
 def add_model_options(s, device: str = "cpu") -> None:

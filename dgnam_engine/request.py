@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import accel as A
-from . import limits, objectives, photo_init, pixel_am
+from . import limits, maco, objectives, photo_init, pixel_am
 from . import priors as P
 from . import targets as T
 from . import weights as W
@@ -23,11 +23,14 @@ from .errors import UserError
 from .store import Identity, file_identity, identify
 
 
+METHODS = ("dgnam", "pixel", "maco")
+
+
 @dataclass
 class Settings:
     """Everything besides model, layer and unit that determines a result; None: the resolver's default."""
 
-    method: str = "dgnam"  # "dgnam" or "pixel"
+    method: str = "dgnam"  # one of METHODS
     prior: Optional[str] = None  # None: the default prior
     n_iters: Optional[int] = None  # None: the model's default (200), or photo_init.PHOTO_ITERS from a photo
     lr_start: Optional[float] = None  # None: the model's default, scaled to the prior's code range
@@ -119,8 +122,8 @@ class Run:
 def resolve(req: Request) -> Run:
     """Check every input (UserError in one line for a bad one) and fill in every default."""
     s = req.settings
-    if s.method not in ("dgnam", "pixel"):
-        raise UserError(f"unknown method {s.method!r}; use dgnam or pixel")
+    if s.method not in METHODS:
+        raise UserError(f"unknown method {s.method!r}; use {', '.join(METHODS[:-1])} or {METHODS[-1]}")
     if s.accel not in ("auto", "plain"):
         raise UserError(f"unknown accel setting {s.accel!r}; use auto or plain")
     units = [int(u) for u in req.units]
@@ -131,7 +134,7 @@ def resolve(req: Request) -> Run:
         raise UserError("give one seed per unit")
     limits.check_settings(s, seeds)
     if s.init_image is not None and s.method != "dgnam":
-        raise UserError("starting from a photo needs a generator prior; the pixel method has none")
+        raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
     spec = T.get_spec(req.model or T.default_target())
     dev = T.resolve_device(req.device)
     layer, terms = req.layer or spec.output_layer, None
@@ -148,7 +151,15 @@ def resolve(req: Request) -> Run:
     else:
         weights_path, weights_id = None, "builtin"
     n = s.n_iters or (photo_init.PHOTO_ITERS if s.init_image else spec.n_iters)
-    if s.method == "pixel":
+    if s.method == "maco":
+        accel = None
+        prior = prior_path = None
+        # its natural spectrum plays the prior: another spectrum is another picture
+        prior_kind = "none"
+        prior_id = f"maco@{file_identity(maco.MAGNITUDE_FILE)}+{file_identity(maco.COLOUR_FILE)}"
+        n = s.n_iters or maco.MACO_DEFAULTS["n_iters"]
+        lr0 = lr1 = s.lr_start if s.lr_start is not None else maco.MACO_DEFAULTS["lr"]  # NAdam: one lr
+    elif s.method == "pixel":
         accel = None
         prior = prior_path = None
         prior_kind, prior_id = "none", "pixel"

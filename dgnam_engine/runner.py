@@ -1,5 +1,5 @@
 """One entry point for every front end (command line, dashboard, precompute): validate a request, load (and
-cache) the target and the prior, run DGN-AM or the pixel baseline in one batch, and return plain results."""
+cache) the target and the prior, run DGN-AM, the pixel baseline or MACO in one batch, and return plain results."""
 from __future__ import annotations
 
 import threading
@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from . import dgnam, pixel_am
+from . import dgnam, maco, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
@@ -28,7 +28,7 @@ class UnitResult:
     layer: str
     unit: int
     label: str
-    prior: str  # prior name, or "pixel" for the baseline
+    prior: str  # prior name, or "pixel" / "maco" for the methods without a generator
     prior_kind: str  # "original", "trained" or "none"
     seed: int
     n_iters: int
@@ -46,9 +46,11 @@ class UnitResult:
     photo: Optional[np.ndarray] = None  # with init_image: the photo as the model sees it, HxWx3 uint8
     reconstruction: Optional[np.ndarray] = None  # with init_image: G(E(photo)), the picture at step 0
     identity: Optional[Identity] = None  # how the store keys it: from the run that made it (store.identify)
+    alpha: Optional[np.ndarray] = None  # MACO: HxW uint8, the accumulated |d objective / d picture| (max 255)
 
     def summary(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("image", "photo", "reconstruction", "identity")}
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("image", "photo", "reconstruction", "identity", "alpha")}
         d["key"] = self.identity.key if self.identity else None
         return d
 
@@ -94,7 +96,7 @@ def visualize(model: Optional[str], units: Sequence[int], layer: Optional[str] =
     if target is not None:  # a loaded network: the request is what it is
         model, device = target.name, str(target.device)
         model_weights, random_weights = target.weights_path, target.weights_path is None and bool(target.spec.weights)
-    if prior is not None and s.method != "pixel":  # a loaded prior: resolved from its own file and name
+    if prior is not None and s.method == "dgnam":  # a loaded prior: resolved from its own file and name
         prior_file = prior.path
         s = replace(s, prior=prior.name if prior.name in P.all_specs() else None)
     req = Request(model, list(units), layer, s, None if seeds is None else list(seeds), model_weights, prior_file,
@@ -120,8 +122,13 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
         tgt.check_unit(info, u, s.position)
     rf = receptive_field(tgt, info, s.position or info.centre()) if info.kind == "conv" else None
     n, lr0, lr1 = r.n_iters, r.lr_start, r.lr_end
-    start = None
-    if r.method == "pixel":
+    start, alphas = None, None
+    if r.method == "maco":
+        mres = maco.run(tgt, info, units, seeds=seeds, n_iters=n, lr=lr0, position=s.position, callback=callback,
+                        preview_every=preview_every, objective=combined)
+        res, alphas = mres.batch, mres.alpha
+        prior_name, prior_kind, pfile = "maco", "none", None
+    elif r.method == "pixel":
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
                            position=s.position, callback=callback, preview_every=preview_every, objective=combined)
         prior_name, prior_kind, pfile = "pixel", "none", None
@@ -162,7 +169,8 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
             prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
             seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
-            extra=more, photo=photo, reconstruction=recon, identity=idents[j]))
+            extra=more, photo=photo, reconstruction=recon, identity=idents[j],
+            alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8)))
     return out
 
 

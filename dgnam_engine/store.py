@@ -176,6 +176,11 @@ def identify(run: Any, unit: int, seed: int) -> Identity:
     return Identity(key, run.weights_id, run.prior_id, settings)
 
 
+def alpha_name(image_name: str) -> str:
+    """The alpha map's file beside a picture (MACO): `<key>_alpha.png` next to `<key>.png`."""
+    return image_name[:-4] + "_alpha.png" if image_name.endswith(".png") else image_name + "_alpha.png"
+
+
 @dataclass
 class StoredResult:
     key: str
@@ -202,6 +207,12 @@ class StoredResult:
 
     def png(self) -> bytes:
         return self.image_path.read_bytes()
+
+    @property
+    def alpha_path(self) -> Optional[Path]:
+        """The alpha map stored beside the picture (MACO results), or None."""
+        p = self.image_path.with_name(alpha_name(self.image_path.name))
+        return p if p.is_file() else None
 
     def summary(self) -> dict:
         """Everything but the image, as plain JSON-ready values."""
@@ -688,6 +699,7 @@ class ResultsStore:
                              f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
         finally:
             tmp.unlink(missing_ok=True)
+        self._put_alpha(result, key)
         settings = dict(settings or {})
         for used in ("n_iters", "lr_start", "lr_end"):
             if hasattr(result, used):
@@ -703,6 +715,24 @@ class ResultsStore:
         with self._lock:
             self._reported.discard(key)  # a new picture may be reported again if it gets damaged
         return self.get(key)
+
+    def _put_alpha(self, result: Any, key: str) -> None:
+        """A MACO result's alpha map beside its picture, written like it (before the row, so a row never lacks
+        it); a result without one removes an older map of the same key."""
+        final = self.images / alpha_name(f"{key}.png")
+        alpha = getattr(result, "alpha", None)
+        if alpha is None:
+            final.unlink(missing_ok=True)
+            return
+        tmp = self.images / f".{key}_alpha.{os.getpid()}.{uuid.uuid4().hex}.part"
+        try:
+            tmp.write_bytes(png_bytes(np.asarray(alpha, dtype=np.uint8)))
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise StoreError(f"cannot save a picture in {self.images} ({exc.strerror or exc}): fix its "
+                             f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _insert(self, rows: list[tuple]) -> None:
         sql = f"INSERT OR REPLACE INTO results ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"

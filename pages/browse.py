@@ -80,8 +80,8 @@ def _full_size(r, vkey: str, c1, c2) -> None:
     go = c2.button("Full size, rendered live", key="browse_full", icon=":material/high_quality:", width="stretch")
     runs.stopped_notice("browse_full")
     if go:
-        settings = Settings(prior=None if r.prior == catalog.PIXEL else r.prior,
-                            method="pixel" if r.prior == catalog.PIXEL else "dgnam",
+        method = catalog.method_of(r.prior)
+        settings = Settings(prior=r.prior if method == "dgnam" else None, method=method,
                             n_iters=r.settings.get("n_iters"), seed=r.seed)
         req = Request(r.model, [r.unit], r.layer, settings)
         [[new]] = runs.render([(catalog.unit_name(r.model, r.layer, r.unit), req)], "browse_full", True,

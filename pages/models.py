@@ -35,10 +35,10 @@ cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_cla
 widgets.wrote_link({"class": cls})
 prior = widgets.pick_prior("cmpm")
 adv = widgets.advanced("cmpm", models[0], seeds_side_by_side=False)
-method = "pixel" if prior == catalog.PIXEL else "dgnam"
+method = catalog.method_of(prior)
 requests = []
 for m in models:
-    s = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps, lr_start=adv.lr,
+    s = Settings(method=method, prior=prior if method == "dgnam" else None, n_iters=adv.steps, lr_start=adv.lr,
                  seed=adv.seed)
     requests.append((m, Request(m, [cls], catalog.output_layer(m), s)))
 missing = [m for m in catalog.model_names() if m not in models]

@@ -1,4 +1,4 @@
-"""Compare priors: one unit through the priors of layers 3, 5, 6 and 7 and the pixel baseline, same seed.
+"""Compare priors: one unit through the priors of layers 3, 5, 6 and 7, the pixel baseline and MACO, same seed.
 Each column shows its picture as soon as its own run finished, while the others still render."""
 import streamlit as st
 
@@ -6,20 +6,24 @@ from app import cards, catalog, layout, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
-layout.page_header("Compare priors", "One unit, one starting seed, five ways to draw it: picture generators "
-                   "(priors) that learned from different depths of a network, and no prior at all.",
+layout.page_header("Compare priors", "One unit, one starting seed, six ways to draw it: picture generators "
+                   "(priors) that learned from different depths of a network, and no prior at all: the pixel "
+                   "baseline of 2016 and MACO, today's best pixel-space method.",
                    help=catalog.TERMS["prior"])
 
 sel = widgets.pick_unit("cmpp")
 if sel is not None:
     adv = widgets.advanced("cmpp", sel.model, seeds_side_by_side=False)
     lineup = catalog.depth_lineup()
-    entries = [(depth, choice) for depth, choice in lineup] + [("pixel", None)]
+    entries = [(depth, choice) for depth, choice in lineup] + [("pixel", None), ("maco", None)]
     requests, slots = [], []
     for depth, choice in entries:
         if depth == "pixel":
             s = Settings(method="pixel", n_iters=adv.steps, lr_start=adv.lr, seed=adv.seed)
             title = "no prior (pixel baseline)"
+        elif depth == "maco":  # its own learning rate (NAdam's 1.0): the others' step sizes mean nothing to it
+            s = Settings(method="maco", n_iters=adv.steps, seed=adv.seed)
+            title = "no prior (MACO)"
         elif choice is None:
             slots.append((depth, None, None))
             continue
@@ -52,9 +56,9 @@ if sel is not None:
     for col, (depth, title, idx) in zip(cols, slots):
         with col:
             # the same two short lines everywhere, so the pictures start at the same height
-            kind = "no prior" if depth == "pixel" else "missing" if idx is None else \
+            kind = "no prior" if depth in ("pixel", "maco") else "missing" if idx is None else \
                 "original" if "original" in title else "demo"
-            short[title] = f"{depth} · {kind}"
+            short[title] = "MACO · no prior" if depth == "maco" else f"{depth} · {kind}"
             st.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
                         help=title)
             if idx is None:

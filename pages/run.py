@@ -33,7 +33,7 @@ with controls:
         "Quick preview", key="run_quick", help="A first look in seconds: fewer steps on the fastest path. Its "
         "pictures are marked 'quick preview' and never replace a full run. Turn off for the full run.")
     adv = widgets.advanced("run", sel.model, preview=quick)
-    method = "pixel" if prior == catalog.PIXEL else "dgnam"
+    method = catalog.method_of(prior)
     more = beyond.beyond("run", sel.model, sel.layer, method)
 # a new seed asked for with "Render live with a new seed" lasts while the same units stay picked
 picked_now = (sel.model, sel.layer, tuple(sel.units))
@@ -43,7 +43,7 @@ seed0 = adv.seed + st.session_state.get("run_seed_extra", 0)
 picked = sel.units[:1] if more.objective else sel.units  # a combination is one picture per seed
 units = [u for u in picked for _ in range(adv.n_seeds)]
 seeds = [seed0 + k for _ in picked for k in range(adv.n_seeds)]
-settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
+settings = Settings(method=method, prior=prior if method == "dgnam" else None, n_iters=adv.steps,
                     lr_start=adv.lr, seed=seed0, position=more.position, init_image=more.init_image,
                     objective=more.objective)
 problem = adv.problem or more.problem

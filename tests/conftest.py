@@ -65,3 +65,13 @@ def fc6_prior(fc6_file):
     from dgnam_engine.runner import get_prior
 
     return get_prior("fc6", str(fc6_file), "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's script runner (AppTest) installs the script it ran as sys.modules["__main__"] and leaves it there;
+    a later test that spawns processes (multiprocessing re-imports __main__ in the child) would run that script."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main

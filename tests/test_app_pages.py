@@ -189,14 +189,30 @@ def test_compare_priors_side_by_side(env):
     assert not at.exception and not at.error, texts(at.error)
     heads = [m.value.split("  \n")[0] for m in at.markdown]
     assert "**fc6 · original**" in heads and "**pool5 · demo**" in heads and "**pixel · no prior**" in heads
+    assert "**MACO · no prior**  \nno generator, today's best pixel method" in [m.value for m in at.markdown]
     # a missing prior links to the Setup page (its download button) instead of printing a command
     assert "No conv3 prior on this machine" in texts(at.caption)
     assert any("Setup page" in link.proto.label for link in at.get("page_link"))
-    assert len(at.image) == 3 and len(at.get("plotly_chart")) == 2
+    assert len(at.image) == 4 and len(at.get("plotly_chart")) == 2
     bars = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
-    assert len(bars["x"]) == 3 and all(isinstance(v, float) for v in bars["y"])
+    assert len(bars["x"]) == 4 and "MACO · no prior" in bars["x"] and all(isinstance(v, float) for v in bars["y"])
     seeds = {r.prior: r.seed for r in store().query(unit=309, layer="classifier")}
-    assert {"fc6", "tiny_pool5", "pixel"} <= set(seeds) and len(set(seeds.values())) == 1
+    assert {"fc6", "tiny_pool5", "pixel", "maco"} <= set(seeds) and len(set(seeds.values())) == 1
+
+
+def test_maco_card_shows_its_alpha_map_on_a_toggle(env):
+    at = app("pages/run.py")
+    at.selectbox(key="run_prior").set_value("maco").run()
+    at.button(key="run_go").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    [r] = store().query(unit=309, prior="maco")
+    assert r.settings["method"] == "maco" and r.settings["n_iters"] == 3 and r.alpha_path.is_file()
+    toggle = at.toggle(key=f"run_card_{r.key}_alpha")
+    assert toggle.value is False and not any("alpha map" in (c.value or "") for c in at.caption)
+    toggle.set_value(True).run()
+    assert not at.exception
+    shown = [i for i in at.image if "alpha map over the picture" in str(i.proto)]
+    assert len(shown) == 1
 
 
 def test_compare_priors_bad_link(env):

@@ -59,7 +59,8 @@ def judge_ranks(judge: Target, images: Sequence[np.ndarray], classes: Sequence[i
 
 
 METHODS = {"dgnam": "DGN-AM with a prior", "pixel": "pixel-space AM with jitter and blur (the dashboard's baseline)",
-           "pixel-plain": "pixel-space AM with L2 decay only (Simonyan et al. 2013)"}
+           "pixel-plain": "pixel-space AM with L2 decay only (Simonyan et al. 2013)",
+           "maco": "MACO: the phase of a natural spectrum, crops and noise (Fel et al. 2023)"}
 
 
 def _render(method: str, prior: Optional[str], classes: Sequence[int], target: Target, seed: int,
