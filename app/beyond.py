@@ -183,5 +183,8 @@ def variant_views(r, key: str) -> None:
                    "cannot change its activation.")
     if s.get("objective"):
         st.markdown(f"**Combination** `{s['objective']}`: each unit's activation in the picture")
-        st.table([{"unit": name, "weight": f"{w:g}", "activation": f"{a:.2f}"}
-                  for name, w, a in _terms(r.model, s["objective"], str(r.image_path))], hide_index=True)
+        stored = (r.extra or {}).get("terms")  # what the run measured; results stored before it are measured here
+        rows = ([(t["label"], t["weight"], t["activation"]) for t in stored] if stored
+                else _terms(r.model, s["objective"], str(r.image_path)))
+        st.table([{"unit": name, "weight": f"{w:g}", "activation": f"{a:.2f}"} for name, w, a in rows],
+                 hide_index=True)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import streamlit as st
 
+from dgnam_engine import catalog as C
 from dgnam_engine import numbers
 from dgnam_engine import priors as P
 from dgnam_engine import runner
@@ -15,7 +16,7 @@ from dgnam_engine.imagenet import class_names
 from . import state
 
 DEFAULT_UNIT = 309  # "bee": an ImageNet class (the same index in every target) that reads well with either default
-DEPTHS = ("conv3", "pool5", "fc6", "fc7")
+DEPTHS = C.DEPTHS
 PIXEL = "pixel"
 MACO = "maco"  # no generator: the phase of a natural spectrum (Fel et al. 2023), today's best pixel-space method
 NO_GENERATOR = (PIXEL, MACO)  # the choices that run without a prior, by the engine's method of the same name
@@ -58,15 +59,15 @@ TERMS = {
 
 
 def model_names() -> list[str]:
-    return list(T.TARGETS)
+    return [e.name for e in C.networks()]
 
 
 def model_available(name: str) -> bool:
-    return T.weights_available(T.get_spec(name))
+    return C.network(name).available
 
 
 def available_models() -> list[str]:
-    return [m for m in model_names() if model_available(m)]
+    return [e.name for e in C.networks() if e.available]
 
 
 def model_short(name: str) -> str:
@@ -151,19 +152,10 @@ class PriorChoice:
     fetch: Optional[str] = None
 
 
-def by_depth(item: tuple[str, P.PriorSpec]) -> tuple[int, int]:
-    """Priors listed as the paper's depths go, conv3 to fc7 (originals first at each depth)."""
-    spec = item[1]
-    return (DEPTHS.index(spec.depth) if spec.depth in DEPTHS else len(DEPTHS), spec.kind != "original")
-
-
 def prior_choices() -> list[PriorChoice]:
-    out = []
-    for name, spec in sorted(P.all_specs().items(), key=by_depth):
-        avail = P.is_available(spec)
-        out.append(PriorChoice(name, spec.title, avail, spec.kind, spec.depth,
-                               None if avail or spec.kind != "original" else fetch_command(name)))
-    return out
+    """Every prior, present or not, in the paper's depth order (the catalogue's order)."""
+    return [PriorChoice(e.name, e.title, e.available, e.prior_kind, e.depth,
+                        fetch_command(e.fetch) if e.fetch else None) for e in C.priors()]
 
 
 def available_priors() -> list[str]:
@@ -172,7 +164,7 @@ def available_priors() -> list[str]:
 
 def default_prior() -> str:
     """The engine's default prior when it is present; else the pixel baseline."""
-    name = P.default_prior_name()
+    name = next((e.name for e in C.priors() if e.default), None)
     return name if name in available_priors() else PIXEL
 
 

@@ -13,29 +13,18 @@ from typing import Optional
 
 import streamlit as st
 
-from dgnam_engine import priors as P
-from dgnam_engine import targets as T
+from dgnam_engine import catalog as C
 from dgnam_engine import weights as W
 from dgnam_engine.errors import UserError
 
-PAPER_SETUP = ("caffenet", "conv3", "pool5", "fc6", "fc7")  # the paper's network and its four priors
-# About how big each file is, shown until the server states the exact size (one HEAD request): the parameters of
-# the architecture x 4 bytes (fp32 state dicts); torchvision's own metadata gives 233.1 / 49.7 MiB for its two.
-KNOWN_SIZES = {"conv3": 32_300_000, "pool5": 50_800_000, "fc6": 224_400_000, "fc7": 224_400_000,
-               "caffenet": 243_900_000, "alexnet": 244_400_000, "googlenet": 52_100_000, "resnet50": 102_400_000}
+PAPER_SETUP = C.PAPER_SETUP
+weight_file = C.weight_file  # what the engine's catalogue says each name downloads
+is_present = C.present
 
 
-def weight_file(name: str) -> Optional[W.WeightFile]:
-    """The downloadable file behind a network or original prior name, or None (ships with a package)."""
-    if name in P.ORIGINAL_PRIORS:
-        return P.ORIGINAL_PRIORS[name].weights
-    wf = T.get_spec(name).weights
-    return wf if wf is not None and wf.fetchable else None
-
-
-def is_present(name: str) -> bool:
-    wf = weight_file(name)
-    return wf is None or W.find(wf) is not None
+def known_size(name: str) -> Optional[int]:
+    """About how big a file is (the catalogue's figure), shown until the server states the exact size."""
+    return next((e.size for e in C.networks() + C.priors() if e.name == name), None)
 
 
 @dataclass
@@ -179,8 +168,8 @@ def size_label(name: str, sizes: dict[str, Optional[int]]) -> str:
     n = sizes.get(name)
     if n:
         return f"{n / 1e6:.0f} MB"
-    if name in KNOWN_SIZES:
-        return f"about {KNOWN_SIZES[name] / 1e6:.0f} MB"
+    if known_size(name):
+        return f"about {known_size(name) / 1e6:.0f} MB"
     return "size unknown" if name in sizes else "asking the server for its size…"
 
 

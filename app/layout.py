@@ -13,6 +13,7 @@ import streamlit as st
 from dgnam_engine.errors import UserError
 
 from . import catalog, state
+from .links import PRESENT, is_new_link, presenting
 from .plain import message, plain
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -34,13 +35,6 @@ def page_header(title: str, intro: str = "", help: str | None = None) -> None:
         st.markdown(intro, help=help)
 
 
-PRESENT = "present"  # session key and URL parameter (?present=1) of presentation mode
-
-
-def presenting() -> bool:
-    return bool(st.session_state.get(PRESENT))
-
-
 def _set_presenting(on: bool) -> None:
     st.session_state[PRESENT] = st.session_state["present_toggle"] = on
     if on:
@@ -51,10 +45,8 @@ def _set_presenting(on: bool) -> None:
 
 def take_present_link() -> None:
     """`?present=1` in a link turns presentation mode on (once per session, like the unit links)."""
-    from . import widgets
-
     value = st.query_params.get(PRESENT)
-    if value is not None and widgets.is_new_link({PRESENT: value}):
+    if value is not None and is_new_link({PRESENT: value}):
         st.session_state[PRESENT] = value not in ("0", "false", "")
 
 

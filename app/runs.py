@@ -118,7 +118,7 @@ def _missing_part(req: Request) -> Optional[Request]:
 
 
 def _progress_text(jobs: list[tuple[str, Job]], dev: str) -> tuple[float, str]:
-    steps = [j.n_iters or j.request.settings.n_iters or 200 for _, j in jobs]
+    steps = [j.n_iters or 1 for _, j in jobs]  # the worker resolved each job's steps when it was submitted
     total = sum(steps)
     done = sum(n if j.done else j.step for n, (_, j) in zip(steps, jobs))
     frac = min(1.0, done / max(total, 1))

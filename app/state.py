@@ -7,6 +7,7 @@ from typing import Optional
 import streamlit as st
 
 from dgnam_engine import numbers
+from dgnam_engine.atlas import all_atlases
 from dgnam_engine.store import ResultsStore, StoreError, default_root
 from dgnam_engine.targets import resolve_device
 from dgnam_engine.worker import Worker, get_worker
@@ -17,7 +18,7 @@ ENV_STEPS = "DGNAM_UI_STEPS"  # default number of steps in the widgets (tests an
 
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> ResultsStore:
-    return ResultsStore(root)
+    return ResultsStore(root, all_atlases())
 
 
 def store() -> ResultsStore:
@@ -36,6 +37,16 @@ def store_problem() -> Optional[str]:
 
 def device() -> str:
     return str(resolve_device(os.environ.get(ENV_DEVICE, "auto")))
+
+
+def device_name() -> str:
+    """The GPU's name (or "CPU") of the device the dashboard renders on."""
+    dev = device()
+    if dev.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(dev))
+    return "CPU"
 
 
 def worker() -> Worker:

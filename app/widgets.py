@@ -10,10 +10,11 @@ from typing import Optional
 
 import streamlit as st
 
-from dgnam_engine import numbers
+from dgnam_engine import limits, numbers
 from dgnam_engine import targets as T
 
 from . import catalog, state
+from .links import is_new_link, presenting, wrote_link  # noqa: F401 (pages call widgets.is_new_link)
 from .plain import plain
 
 MAX_UNITS = 8  # units per run: one batch that still shows progress quickly on a CPU
@@ -60,34 +61,6 @@ def _query_error(qp: dict) -> Optional[str]:
             return f"The link's unit “{plain(qp['unit'])}” is not a number. Pick a unit below."
     st.session_state["selection"] = {"model": model, "layer": layer, "units": units[:MAX_UNITS]}
     return None
-
-
-def _known_links() -> set:
-    return st.session_state.setdefault("_links_known", set())
-
-
-def _link_key(params: dict) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in params.items()))
-
-
-def is_new_link(params: dict) -> bool:
-    """True once for an address this session has neither opened nor written. Every rerun carries the browser's
-    address, which lags behind the one the last run wrote when the user clicks quickly; such a stale address must
-    not undo the user's newer pick."""
-    known, key = _known_links(), _link_key(params)
-    if key in known:
-        return False
-    known.add(key)
-    return True
-
-
-def wrote_link(params: dict) -> None:
-    """Make the page's address the selection (a link to copy) and remember it as this session's own."""
-    from . import layout
-
-    keep = {layout.PRESENT: "1"} if layout.presenting() else {}  # the link still presents
-    st.query_params.from_dict({**{k: str(v) for k, v in params.items()}, **keep})
-    _known_links().add(_link_key(params))
 
 
 def _apply_query_params(prefix: str) -> None:
@@ -260,17 +233,15 @@ def pick_prior(prefix: str, label: str = "Prior (image generator)") -> str:
     options = names + [catalog.PIXEL, catalog.MACO]
     key = f"{prefix}_prior"
     _ensure(key, options, catalog.default_prior())
-    from . import layout
-
-    if layout.presenting():  # a setting: hidden on a projector, the choice made before (or the default) stays
+    if presenting():  # a setting: hidden on a projector, the choice made before (or the default) stays
         return st.session_state[key]
     return st.selectbox(label, options, key=key, format_func=catalog.prior_title,
                         help=catalog.TERMS["prior"] + " 'No prior' changes the pixels directly, the baseline the "
                              "paper improves on.")
 
 
-MAX_STEPS = 2000
-LR_RANGE = (1e-4, 100.0)  # the models' defaults are 2 and 8; far outside, a run only makes noise
+MAX_STEPS = limits.STEPS[1]
+LR_RANGE = limits.LR
 
 
 @dataclass
@@ -283,23 +254,19 @@ class Advanced:
 
 
 def settings_problem(steps, lr, seed=0) -> Optional[str]:
-    """The one rule for every page's settings: what is wrong with them, in words, or None."""
-    if steps is None or not 1 <= steps <= MAX_STEPS:
-        return f"Steps must be a whole number from 1 to {MAX_STEPS} (you typed {steps}). Render is off until then."
-    if lr is not None and not LR_RANGE[0] <= lr <= LR_RANGE[1]:
-        return (f"Learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}, or empty for the model's "
-                f"default (you typed {lr:g}). Render is off until then.")
-    if seed is None or seed < 0:
-        return "Seed must be 0 or a positive whole number. Render is off until then."
-    return None
+    """The engine's one rule (limits.py), in its words, for every page's settings; None when they can run."""
+    problem = limits.steps_problem(steps) or limits.settings_problem(None, lr, seed)
+    if problem is None:
+        return None
+    if lr is not None and "learning rate" in problem:
+        problem += " (or empty for the model's default)"
+    return f"{problem[0].upper()}{problem[1:]}. Render is off until then."
 
 
 def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: bool = False) -> Advanced:
     """The settings a researcher may change; hidden in presentation mode (the defaults are used)."""
-    from . import layout
-
     default_steps = state.default_steps() or T.get_spec(model).n_iters
-    if layout.presenting():
+    if presenting():
         return Advanced(default_steps, None, 0, 1)
     with st.expander("Advanced settings"):
         c1, c2, c3, c4 = st.columns(4)

@@ -24,7 +24,6 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
@@ -43,11 +42,9 @@ def load_prior(name: str, device: torch.device):
     """(generator, lower, upper): original priors as random well-scaled generators with their real bounds;
     trained (file) priors as they are."""
     if name in P.ORIGINAL_PRIORS:
-        from factories import responsive
-
         spec = P.ORIGINAL_PRIORS[name]
         torch.manual_seed(0)
-        gen = responsive(generators.build(spec.arch, **spec.arch_kwargs), spec.code_shape)
+        gen = generators.responsive(generators.build(spec.arch, **spec.arch_kwargs), spec.code_shape)
         upper = P.read_bounds(spec.bounds_file, spec.code_shape)
         lower = torch.zeros_like(upper)
     else:

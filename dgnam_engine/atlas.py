@@ -29,11 +29,12 @@ from typing import Optional
 
 from PIL import Image
 
+from .assets import ASSETS
 from .errors import UserError
 
 log = logging.getLogger(__name__)
 
-ATLAS_DIR = Path(__file__).resolve().parent.parent / "assets" / "atlas"
+ATLAS_DIR = ASSETS / "atlas"
 ENV_ATLAS_DIR = "DGNAM_ATLAS_DIR"  # another folder of atlases (tests, or atlases kept elsewhere)
 THUMB = 128  # px: sharp in a grid, and 1000 pictures stay within a few MB
 WEBP_QUALITY = 82
@@ -248,7 +249,7 @@ def _same_request(r, ident) -> bool:
     from . import accel as Acc
     from . import targets as T
     from . import weights as W
-    from .runner import Settings
+    from .request import Settings
 
     spec = T.get_spec(r.model)
     path = W.find(spec.weights) if spec.weights else None
@@ -269,8 +270,8 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
          n_iters: Optional[int] = None) -> dict:
     """Write the store's results of one model and layer, made with the default settings, into an atlas file."""
     from . import targets as T
-    from .runner import Settings
-    from .store import ResultsStore, identify
+    from .request import Request, Settings, resolve
+    from .store import ResultsStore
 
     out = Path(out)
     if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / INDEX).is_file())):
@@ -278,13 +279,13 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
                         "as a whole)")
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
-    store = ResultsStore(store_root, atlases=[])
+    store = ResultsStore(store_root)
     results = store.query(model=model, layer=layer)
     settings = Settings(prior=prior, n_iters=n_iters)
     rows, missing, pictures = [], 0, {}
     seen = set()
     for r in results:
-        ident = identify(model, r.unit, layer, settings, r.seed)
+        [ident] = resolve(Request(model, [r.unit], layer, settings, [r.seed])).identities()
         if r.unit in seen or not _same_request(r, ident):  # another setting, weights or prior
             missing += 1
             continue
@@ -336,6 +337,45 @@ def _write_atlas(tmp: Path, pictures: dict, rows: list, model: str, layer: str) 
     write_checksums(tmp)
 
 
+def rekey(folder: Path) -> dict:
+    """Key an atlas's rows as the results store keys their requests today (after store.KEY_VERSION changed): each
+    row's request (model, layer, unit, seed, prior, steps) is resolved again and must answer to what the row holds;
+    each picture is renamed after its row's new key, and the atlas sealed again. Raises UserError, changing
+    nothing, if one row does not."""
+    from types import SimpleNamespace
+
+    from .request import Request, Settings, resolve
+
+    con = sqlite3.connect(Path(folder) / INDEX)
+    con.row_factory = sqlite3.Row
+    try:
+        updates, settings = [], None
+        for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM results").fetchall():
+            st = json.loads(r["settings"])
+            req = Request(r["model"], [r["unit"]], r["layer"], Settings(prior=st.get("prior"), n_iters=st["n_iters"]),
+                          [r["seed"]])
+            [ident] = resolve(req).identities()
+            if not _same_request(SimpleNamespace(**{**dict(r), "settings": st}), ident):
+                raise UserError(f"{folder}: unit {r['unit']} was made with other settings or weights than its "
+                                "request resolves to here; pack the atlas again instead")
+            settings = {**st, **{k: v for k, v in ident.settings.items() if v is not None}}
+            updates.append((ident.key, json.dumps(settings, sort_keys=True), f"{ident.key}.webp", r["key"],
+                            r["image"]))
+        for _, _, name, _, old_name in updates:  # a picture is named by its row's key
+            if name != old_name:
+                os.replace(Path(folder) / old_name, Path(folder) / name)
+        con.executemany("UPDATE results SET key = ?, settings = ?, image = ? WHERE key = ?",
+                        [u[:4] for u in updates])
+        if settings is not None:
+            con.execute("UPDATE meta SET value = ? WHERE name = 'settings'", (json.dumps(settings),))
+        con.commit()
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    write_checksums(Path(folder))  # the rows changed: their digests (and the index's) with them
+    return {"atlas": str(folder), "units": len(updates)}
+
+
 def cmd_atlas(args) -> int:
     if args.action == "pack":
         from . import targets as T
@@ -345,6 +385,11 @@ def cmd_atlas(args) -> int:
         info = pack(Path(args.store), args.model, layer, out, args.prior, args.iters)
         print(json.dumps(info) if args.json else
               f"atlas: {info['units']} units -> {info['atlas']} ({info['bytes'] / 1e6:.1f} MB)")
+        return 0
+    if args.action == "rekey":
+        for a in all_atlases():
+            info = rekey(a.folder)
+            print(json.dumps(info) if args.json else f"atlas: {info['units']} units keyed again in {info['atlas']}")
         return 0
     if args.action == "seal":
         for a in all_atlases():
@@ -364,9 +409,11 @@ def cmd_atlas(args) -> int:
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, or list the atlases")
-    s.add_argument("action", choices=["pack", "list", "seal"],
-                   help="seal: write the checksums of the atlases as they are (SHA256SUMS)")
+    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, list the atlases, seal them, "
+                       "or key them again after the key scheme changed")
+    s.add_argument("action", choices=["pack", "list", "seal", "rekey"],
+                   help="seal: write the checksums of the atlases as they are (SHA256SUMS); rekey: key their rows "
+                   "as the store keys the same requests today (and seal them)")
     s.add_argument("--store", default="data/atlas-build", help="results folder filled by precompute")
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None)
@@ -376,7 +423,3 @@ def add_parser(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_atlas)
 
-
-from . import cli as _cli  # noqa: E402
-
-_cli._EXTRA_COMMANDS.append(add_parser)

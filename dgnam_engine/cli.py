@@ -4,44 +4,31 @@ Every user mistake ends in one line on stderr and exit code 2, with nothing writ
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
-from . import json_out, numbers
+from . import atlas, catalog, dataset_index, json_out, numbers, paper_cli, precompute, store_cli
+from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, alpha_path,
+                          check_writable, decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        raise UserError(f"{message} (see `python -m dgnam_engine {self.prog.split()[-1]} --help`)"
-                        if " " in self.prog else message)
-
-
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for r in [header] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+from .training import cli_train
 
 
 def cmd_models(args) -> int:
-    from . import targets as T
-
     rows = []
-    for name, spec in T.TARGETS.items():
-        rows.append({"name": name, "title": spec.title, "available": T.weights_available(spec),
-                     "weights": spec.weights.filename if spec.weights else None, "source": spec.source,
-                     "input_size": spec.input_size, "output_layer": spec.output_layer,
-                     "fetch": None if T.weights_available(spec) or not spec.weights.fetchable
-                     else f"python -m dgnam_engine fetch {spec.weights.fetch_name}"})
+    for e in catalog.networks():
+        rows.append({"name": e.name, "title": e.title, "available": e.available, "weights": e.weights,
+                     "source": e.source, "input_size": e.spec.input_size, "input": e.input,
+                     "output_layer": e.spec.output_layer, "size": e.size,
+                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
         print(json_out.dumps(rows))
     else:
-        _print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
-                      for r in rows], ["model", "weights", "description"])
+        print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
+                     for r in rows], ["model", "weights", "description"])
         print("any other timm model: timm/<name>")
     return 0
 
@@ -56,30 +43,26 @@ def cmd_layers(args) -> int:
     if args.json:
         print(json_out.dumps(rows))
     else:
-        _print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
+        print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
     return 0
 
 
 def cmd_priors(args) -> int:
-    from . import priors as P
-
-    default = P.default_prior_name()
     rows = []
-    for name, spec in P.all_specs().items():
-        avail = P.is_available(spec)
-        rows.append({"name": name, "title": spec.title, "available": avail, "default": name == default,
-                     "kind": spec.kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
-                     "depth": spec.depth, "note": spec.note,
-                     "damaged": P.damage_message(spec) if spec.damaged else None,
-                     "fetch": None if avail or spec.weights is None else f"python -m dgnam_engine fetch {name}"})
+    for e in catalog.priors():
+        spec = e.spec
+        rows.append({"name": e.name, "title": e.title, "available": e.available, "default": e.default,
+                     "kind": e.prior_kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
+                     "depth": e.depth, "note": spec.note, "size": e.size, "damaged": e.damaged or None,
+                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
         print(json_out.dumps(rows))
     else:
-        _print_table([[r["name"] + (" *" if r["default"] else ""),
-                       "DAMAGED" if r["damaged"] else "yes" if r["available"] else "no",
-                       "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
-                     ["prior", "present", "code", "inverts", "description"])
+        print_table([[r["name"] + (" *" if r["default"] else ""),
+                      "DAMAGED" if r["damaged"] else "yes" if r["available"] else "no",
+                      "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
+                    ["prior", "present", "code", "inverts", "description"])
         print("* default. Demo priors are trained on a small photo corpus; the original priors "
               "(`python -m dgnam_engine fetch fc6`) give paper-quality images.")
         for r in rows:
@@ -88,24 +71,12 @@ def cmd_priors(args) -> int:
     return 0
 
 
-def _weight_files(name: str):
-    from . import priors as P
-    from . import targets as T
-
-    if name in P.ORIGINAL_PRIORS:
-        return P.ORIGINAL_PRIORS[name].weights
-    spec = T.get_spec(name)
-    if spec.weights is None or not spec.weights.fetchable:
-        return None
-    return spec.weights
-
-
 def cmd_fetch(args) -> int:
     from . import weights as W
 
     files = []
     for name in args.names:
-        wf = _weight_files(name)  # raises UserError for unknown names before anything is downloaded
+        wf = catalog.weight_file(name)  # raises UserError for unknown names before anything is downloaded
         files.append((name, wf))
     for name, wf in files:
         if wf is None:
@@ -131,55 +102,6 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
-    """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
-    if text is None:
-        return None
-    try:
-        return numbers.position(text)
-    except numbers.NumberError:
-        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)") from None
-
-
-def whole_arg(what: str, high: Optional[int] = None):
-    """An argparse type: a whole number in ASCII digits (argparse's `int` takes "٣" and "1_0" too)."""
-    def parse(text: str) -> int:
-        try:
-            return numbers.whole(text, what, high=high)
-        except numbers.NumberError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return parse
-
-
-def decimal_arg(what: str):
-    """An argparse type: a finite number >= 0 in ASCII digits (`float` takes "nan", "inf" and "١.٥" too)."""
-    def parse(text: str) -> float:
-        try:
-            return numbers.decimal(text, what)
-        except numbers.NumberError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return parse
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before a long run, not after it: the nearest existing folder above `path` must be a writable folder."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {path}: no permission to write in {parent}")
-
-
-def _rf_path(p: Path) -> Path:
-    return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
-
-
-def _alpha_path(p: Path) -> Path:
-    return p.with_name(f"{p.stem}_alpha{p.suffix or '.png'}")
-
-
 def _unit_file(out: Path, model: str, layer: str, unit: int, method: str = "dgnam") -> Path:
     tail = "" if method == "dgnam" else f"_{method}"  # beside DGN-AM's pictures, not over them
     return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}{tail}.png"
@@ -200,12 +122,12 @@ def _check_outputs(args, out: Path, units: list[int]) -> None:
         spec = get_spec(args.model or default_target())
         files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u, args.method) for u in units]
     if args.xy is not None:
-        files += [_rf_path(f) for f in files]
+        files += [rf_path(f) for f in files]
     if args.method == "maco":
-        files += [_alpha_path(f) for f in files]
+        files += [alpha_path(f) for f in files]
     for f in files:
         check_output_file(f, "--out" if f == out else "output")
-    _check_writable(files[0])
+    check_writable(files[0])
 
 
 def cmd_visualize(args) -> int:
@@ -239,7 +161,7 @@ def cmd_visualize(args) -> int:
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
     _check_outputs(args, out, units)
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
-                        lr_end=args.lr_end, seed=args.seed, position=_parse_xy(args.xy),
+                        lr_end=args.lr_end, seed=args.seed, position=parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
                         objective=args.objective)
 
@@ -248,9 +170,7 @@ def cmd_visualize(args) -> int:
             acts = ", ".join(f"{a:.2f}" for a in info.activations[:4].tolist())
             print(f"step {info.step + 1}/{info.n_iters}  activation {acts}", file=sys.stderr, flush=True)
 
-    from .targets import default_target
-
-    results = visualize(args.model or default_target(), units, args.layer, settings, device=args.device, model_weights=args.weights,
+    results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
     paths = [out] if one_file else [_unit_file(out, r.model, r.layer, r.unit, args.method) for r in results]
@@ -264,9 +184,9 @@ def cmd_visualize(args) -> int:
         writes = [(r.image, p, "image")]
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
-            writes.append((r.image[top:bottom, left:right], _rf_path(p), "rf_image"))
+            writes.append((r.image[top:bottom, left:right], rf_path(p), "rf_image"))
         if r.alpha is not None:
-            writes.append((r.alpha, _alpha_path(p), "alpha_image"))
+            writes.append((r.alpha, alpha_path(p), "alpha_image"))
         for image, path, key in writes:
             try:
                 save_png(image, path)
@@ -284,10 +204,7 @@ def cmd_visualize(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dgnam", description="DGN-AM Studio: see what a neuron has learned.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def add_core_commands(sub) -> None:
     s = sub.add_parser("models", help="list target networks and whether their weights are present")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
@@ -308,34 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
-    s.add_argument("--model", default=None,
-                   help="default: caffenet when it and the fc6 prior are present, else efficientnet_lite0")
+    add_model_options(s, device="cpu")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--unit", default=None, help="unit index, or a list: 1,2,3 or 10-20")
     s.add_argument("--objective", default=None, metavar="TEXT",
                    help="several units in one picture, weighted: 'bee + 0.5*daisy', '309 - 985' (a minus between "
                    "terms has a space before it), 'blocks.5:7@2,5 + blocks.5:9' (layer:unit@row,col)")
-    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
-    s.add_argument("--prior-file", default=None, help="weights file for the prior")
+    add_prior_options(s)
     s.add_argument("--method", choices=["dgnam", "pixel", "maco"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior; maco: the phase of a natural spectrum (Fel et "
                    "al. 2023), 256 NAdam steps, also writes its alpha map (<out>_alpha.png)")
     s.add_argument("--iters", type=whole_arg("--iters"), default=None)
     s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
     s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)
-    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0, help="the random start code: a whole number from 0 to 2^32-1")
+    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0,
+                   help="the random start code: a whole number from 0 to 2^32-1")
     s.add_argument("--xy", default=None, metavar="ROW,COL",
                    help="conv units: the position to maximise, e.g. 2,5 (N alone: N,N; default: the centre); "
                    "also writes the picture cut to that position's receptive field (<out>_rf.png)")
     s.add_argument("--init-image", default=None, metavar="PHOTO",
                    help="start from this photo's code instead of a random one (30 steps, smaller steps)")
-    s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    s.add_argument("--weights", default=None, help="weights file for the model")
-    s.add_argument("--random-weights", action="store_true", help="random model weights (for testing)")
     s.add_argument("--out", default=None, help="PNG file, or a folder for several units (default: the current "
                    "folder, as MODEL_LAYER_UNIT[_METHOD].png)")
-    s.add_argument("--json", action="store_true", help="print one JSON object (or list) as the last line")
-    s.add_argument("--quiet", action="store_true")
+    add_output_options(s, quiet="no progress lines")
     s.add_argument("--recipe", default=None, metavar="NAME",
                    help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")
     s.add_argument("--facets", type=whole_arg("--facets"), default=None, metavar="K",
@@ -344,13 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+
+# Every command, in the order `--help` lists them: each entry adds its parsers (with set_defaults(func=...)). A new
+# command is one function here; its module imports cli_options, never this module.
+COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, paper_cli.add_parsers,
+            paper_cli.add_recipes_parser, precompute.add_parser, store_cli.add_parser, cli_train.add_parser)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="dgnam", description="DGN-AM Studio: see what a neuron has learned.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in COMMANDS:
+        add(sub)
     return p
-
-
-# Further subcommands register here: each adds its parser (with set_defaults(func=...)) to `sub`.
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -368,12 +286,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
-
-
-# Subcommands defined next to the code they drive; importing them registers them.
-from . import atlas  # noqa: E402,F401
-from . import dataset_index  # noqa: E402,F401
-from . import paper_cli  # noqa: E402,F401
-from . import precompute  # noqa: E402,F401
-from . import store_cli  # noqa: E402,F401
-from .training import cli_train  # noqa: E402,F401

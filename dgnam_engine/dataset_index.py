@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .cli_options import whole_arg
 from .convention import from_uint8
 from .errors import UserError
 from . import photo_folder
@@ -486,8 +487,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--model", default=None, help="default: as visualize")
     s.add_argument("--layers", default=None, help="comma-separated layer names (default: the output layer)")
     s.add_argument("--images", default=None, help="a folder of photos (default: the offline photo corpus)")
-    s.add_argument("--top", type=_cli.whole_arg("--top"), default=9, help="photos kept per unit")
-    s.add_argument("--batch", type=_cli.whole_arg("--batch"), default=16)
+    s.add_argument("--top", type=whole_arg("--top"), default=9, help="photos kept per unit")
+    s.add_argument("--batch", type=whole_arg("--batch"), default=16)
     s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     s.add_argument("--weights", default=None)
     s.add_argument("--random-weights", action="store_true")
@@ -499,8 +500,8 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("examples", help="print the real photos that drive a unit most (after `index`)")
     s.add_argument("--model", default=None)
     s.add_argument("--layer", default=None)
-    s.add_argument("--unit", type=_cli.whole_arg("--unit"), required=True)
-    s.add_argument("--top", type=_cli.whole_arg("--top"), default=9)
+    s.add_argument("--unit", type=whole_arg("--unit"), required=True)
+    s.add_argument("--top", type=whole_arg("--top"), default=9)
     s.add_argument("--images", default=None, help="only the index of this folder")
     s.add_argument("--weights", default=None)
     s.add_argument("--random-weights", action="store_true")
@@ -508,7 +509,3 @@ def add_parsers(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_examples)
 
-
-from . import cli as _cli  # noqa: E402
-
-_cli._EXTRA_COMMANDS.append(add_parsers)

@@ -101,8 +101,9 @@ class CodeParam:
 
 def make_step(param, objective, target: Target):
     """step(h, active, lr) -> (objective values, picture, next h, ok): one forward, backward and update of the
-    parameterisation `param` (a generator code, or pixels) towards `objective` (objectives.py). It only reads its
-    inputs, so it can be captured in a CUDA graph and replayed."""
+    parameterisation `param` (a generator code, or pixels) towards `objective` (objectives.py). It returns its new
+    state rather than writing into `h`, so it can be captured in a CUDA graph and replayed; it is not pure, though:
+    `param` may keep state of its own between steps (the pixel parameterisation's jitter and blur schedule)."""
     def step(h, active, lr):
         h = h.detach().requires_grad_(True)
         x = param.render(h)
@@ -156,18 +157,21 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
     dev = target.device
     param = CodeParam(generator, lower.to(dev).unsqueeze(0), upper.to(dev).unsqueeze(0), decay)
 
-    def one_batch(h0_part: torch.Tensor, units_part: Sequence[int]) -> BatchResult:
-        obj = objective or UnitObjective(layer, torch.as_tensor(list(units_part), device=dev), position)
+    def one_batch(h0_part: torch.Tensor, rows: Sequence[int]) -> BatchResult:
+        lo, hi = rows[0], rows[-1] + 1  # samples lo..hi-1 of the batch: their units, or their part of `objective`
+        obj = (objective.part(lo, hi) if objective is not None
+               else UnitObjective(layer, torch.as_tensor(list(units[lo:hi]), device=dev), position))
         return optimise(param, obj, target, h0_part, n_iters=n_iters, lr_start=lr_start, lr_end=lr_end,
                         callback=callback, preview_every=preview_every, accel=accel, per_sample=per_sample)
 
     if callback is not None:  # a live view's batch is small, and its progress must stay one batch
-        return one_batch(h0, list(units))
-    return _halving_on_oom(one_batch, h0, list(units), target.device)
+        return one_batch(h0, list(range(len(units))))
+    return _halving_on_oom(one_batch, h0, list(range(len(units))), target.device)
 
 
 def _halving_on_oom(one_batch, h0: torch.Tensor, units: list[int], device: torch.device) -> BatchResult:
-    """one_batch on all of `units`; after an out-of-memory error, on each half in turn (recursively)."""
+    """one_batch on all of `units` (the batch's row numbers); after an out-of-memory error, on each half in turn
+    (recursively)."""
     try:
         return one_batch(h0, units)
     except torch.OutOfMemoryError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
+import torch
 from torch import nn
 
 SLOPE = 0.3  # leaky ReLU slope of every DeePSiM generator layer but the last
@@ -135,3 +136,23 @@ def build(arch: str, **kwargs) -> nn.Module:
         raise ValueError(f"unknown generator architecture {arch!r}") from None
     return builder(**kwargs)
 
+
+@torch.no_grad()
+def responsive(gen: torch.nn.Module, code_shape, out_std: float = 60.0, seed: int = 0) -> torch.nn.Module:
+    """Rescale each layer so its output has unit std on random codes (PyTorch's default init makes a deep
+    generator's output almost independent of its code), and the image a visible std of `out_std`. For tests and
+    benchmarks that need a generator whose pictures follow its code without trained weights."""
+    torch.manual_seed(seed)
+    for m in gen.modules():
+        if hasattr(m, "bias") and isinstance(m.bias, torch.Tensor):
+            m.bias.zero_()
+    x = torch.randn(8, *code_shape).abs() * 3
+    layers = [m for m in gen if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    for m in gen:
+        y = m(x)
+        if m in layers:
+            target = out_std if m is layers[-1] else 1.0
+            m.weight.mul_(target / y.std().clamp_min(1e-12))
+            y = m(x)
+        x = y
+    return gen

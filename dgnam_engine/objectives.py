@@ -151,6 +151,10 @@ class UnitObjective:
     def select(self, b: int) -> "UnitObjective":
         return UnitObjective(self.layer, self.units[b:b + 1], self.position)
 
+    def part(self, lo: int, hi: int) -> "UnitObjective":
+        """Samples lo..hi-1 (a batch split in halves)."""
+        return UnitObjective(self.layer, self.units[lo:hi], self.position)
+
 
 @dataclass(frozen=True)
 class SumObjective:
@@ -162,6 +166,9 @@ class SumObjective:
         return value(target, x_gen, list(self.terms))[0]
 
     def select(self, b: int) -> "SumObjective":
+        return self
+
+    def part(self, lo: int, hi: int) -> "SumObjective":
         return self
 
     def describe(self, target: Target) -> str:

@@ -62,10 +62,11 @@ class Context:
 
     @property
     def store(self):
+        from .atlas import all_atlases
         from .store import ResultsStore
 
         if self._store is None:
-            self._store = ResultsStore()
+            self._store = ResultsStore(atlases=all_atlases())
         return self._store
 
     def say(self, text: str) -> None:
@@ -83,11 +84,11 @@ def pictures(ctx: Context, model: str, units: Sequence[int], settings: Settings)
     stored."""
     from PIL import Image
 
+    from .request import Request
     from .runner import visualize
-    from .store import identify
 
     seed = settings.seed
-    ids = [identify(model, u, None, settings, seed, device="auto") for u in units]
+    ids = Request(model, list(units), None, settings, [seed] * len(units), device="auto").identities()
     have = {i.key: ctx.store.get(i.key) for i in ids}
     missing = [u for u, i in zip(units, ids) if have[i.key] is None]
     if missing:
@@ -95,9 +96,7 @@ def pictures(ctx: Context, model: str, units: Sequence[int], settings: Settings)
         ctx.say(f"rendering {len(missing)} pictures with {what} on {model} (seed {seed})...")
         t0 = time.perf_counter()
         for r in visualize(model, missing, None, settings, device="auto"):
-            ident = ids[list(units).index(r.unit)]
-            settings_used = {**ident.settings, "n_iters": r.n_iters, "lr_start": r.lr_start, "lr_end": r.lr_end}
-            have[ident.key] = ctx.store.put(r, ident.key, settings_used, ident.weights_id)
+            have[r.identity.key] = ctx.store.put(r)  # keyed by the run that made it
         ctx.say(f"  {time.perf_counter() - t0:.0f} s")
     return [(i.key, np.array(Image.open(have[i.key].image_path).convert("RGB"))) for i in ids]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import cli as _cli
+from .cli_options import check_writable, rf_path, whole_arg
 from . import json_out
 from .errors import UserError
 
@@ -13,6 +13,7 @@ from .errors import UserError
 def _picture_of(args):
     """(RGB uint8 picture, prior name, label) from --image or --key."""
     from .photos import read_photo
+    from .atlas import all_atlases
     from .store import ResultsStore
 
     if (args.image is None) == (args.key is None):
@@ -24,7 +25,7 @@ def _picture_of(args):
     import numpy as np
     from PIL import Image
 
-    r = ResultsStore().get(args.key)
+    r = ResultsStore(atlases=all_atlases()).get(args.key)
     if r is None:
         raise UserError(f"no stored result with key {args.key} (keys: `python -m dgnam_engine store list`)")
     return np.array(Image.open(r.image_path).convert("RGB")), args.prior or r.prior, f"{r.model} {r.layer} {r.unit}"
@@ -73,22 +74,20 @@ def add_parsers(sub) -> None:
                    "default: the result's prior, else the demo priors' Lite0 pooled features)")
     s.add_argument("--images", default=None, help="a folder of photos to compare with (indexed once, reused; "
                    "default: the demo priors' training photos, shipped)")
-    s.add_argument("-k", type=_cli.whole_arg("-k"), default=5, help="how many nearest photos (default 5)")
+    s.add_argument("-k", type=whole_arg("-k"), default=5, help="how many nearest photos (default 5)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_neighbours)
 
     s = sub.add_parser("paper", help="the paper's questions RQ1-RQ5 answered on this machine's setup")
-    s.add_argument("--units", type=_cli.whole_arg("--units"), default=8,
+    s.add_argument("--units", type=whole_arg("--units"), default=8,
                    help="class units for RQ1/RQ3/RQ4 (evenly spread; default 8)")
-    s.add_argument("--facets", type=_cli.whole_arg("--facets"), default=3, help="K for RQ5 (default 3)")
-    s.add_argument("--steps", type=_cli.whole_arg("--steps"), default=None,
+    s.add_argument("--facets", type=whole_arg("--facets"), default=3, help="K for RQ5 (default 3)")
+    s.add_argument("--steps", type=whole_arg("--steps"), default=None,
                    help="steps per picture for a quick look (default: the "
                    "method's own, 200; facets 30)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_paper)
 
-
-_cli._EXTRA_COMMANDS.append(add_parsers)
 
 
 def visualize_facets(args, units: list[int]) -> int:
@@ -102,7 +101,7 @@ def visualize_facets(args, units: list[int]) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file (facets are written as <name>_facet1.png, ...)")
-    _cli._check_writable(out)
+    check_writable(out)
     f = F.render(args.model or default_target(), units[0], args.facets, args.layer, args.prior,
                  progress=None if args.quiet else F.print_progress)
     rows = []
@@ -151,7 +150,7 @@ def visualize_recipe(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         raise UserError("with --recipe, --out is a folder (a recipe draws several units)")
-    _cli._check_writable(out / "x.png")
+    check_writable(out / "x.png")
     if not args.quiet:
         print(f"{p.recipe.script}: {p.recipe.title}; {p.note()}", file=sys.stderr, flush=True)
     settings = Settings(prior=p.prior, n_iters=args.iters or p.iters, lr_start=p.lr, position=p.xy,
@@ -166,8 +165,8 @@ def visualize_recipe(args) -> int:
             d["image"] = str(path)
             if "receptive_field" in r.extra:
                 top, left, bottom, right = r.extra["receptive_field"]
-                save_png(r.image[top:bottom, left:right], _cli._rf_path(path))
-                d["rf_image"] = str(_cli._rf_path(path))
+                save_png(r.image[top:bottom, left:right], rf_path(path))
+                d["rf_image"] = str(rf_path(path))
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         rows.append(d)
@@ -187,5 +186,3 @@ def add_recipes_parser(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_recipes)
 
-
-_cli._EXTRA_COMMANDS.append(add_recipes_parser)

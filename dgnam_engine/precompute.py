@@ -13,15 +13,18 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
 from . import accel as A
-from . import cli, json_out, numbers
+from . import json_out, numbers
+from .atlas import all_atlases
+from .cli_options import add_model_options, add_output_options, add_prior_options, add_store_option, whole_arg
 from . import runner
 from . import targets as T
 from .errors import UserError
-from .store import Identity, ResultsStore, identify
+from .request import Request, Settings, on_worker, resolve
+from .store import ResultsStore
 
 RETRIES = 2  # further tries of a failed batch before its units are reported as failed
 # Units rendered (and then stored) together inside a CPU batch. Measured on 2 busy cores, lite0, 10 steps,
@@ -31,39 +34,17 @@ CPU_STORE_EVERY = 4
 RAY_GPU_BATCH = 256  # units per Ray task on a GPU: fits any GPU with 8 GB for the largest priors and targets
 
 
-@dataclass(frozen=True)
-class Request:
-    """Everything a worker needs to render a list of units (plain data: it travels to Ray workers)."""
-
-    model: str
-    layer: Optional[str]
-    settings: dict  # runner.Settings as a dict
-    model_weights: Optional[str] = None
-    prior_file: Optional[str] = None
-    random_weights: bool = False
-    device: str = "auto"
-
-    def identity(self, unit: int) -> Identity:
-        return identify(self.model, unit, self.layer, runner.Settings(**self.settings), None,
-                        model_weights=self.model_weights, prior_file=self.prior_file,
-                        random_weights=self.random_weights, device=self.device)
+def render(request: Request, units: list[int]) -> list[runner.UnitResult]:
+    """One batch, in one run: `request` resolved for `units` where this process runs it."""
+    return runner.run(resolve(replace(request, units=list(units), seeds=None)))
 
 
-def render(request: Request, units: list[int], device: Optional[str] = None) -> list[runner.UnitResult]:
-    """One batch, in one runner.visualize call."""
-    return runner.visualize(request.model, units, request.layer, runner.Settings(**request.settings),
-                            device=device or request.device, model_weights=request.model_weights,
-                            prior_file=request.prior_file, random_weights=request.random_weights)
-
-
-def store_results(store: ResultsStore, request: Request, results: Iterable[runner.UnitResult],
-                  progress: "Progress") -> None:
-    """Store each result on its own and count it at once, so an interruption knows exactly what was written."""
+def store_results(store: ResultsStore, results: Iterable[runner.UnitResult], progress: "Progress") -> None:
+    """Store each result on its own, keyed by the run that made it (on a Ray worker: the device and precision
+    that worker used), and count it at once, so an interruption knows exactly what was written."""
     for res in results:
-        ident = request.identity(res.unit)
-        settings = {**ident.settings, "n_iters": res.n_iters, "lr_start": res.lr_start, "lr_end": res.lr_end}
         with _stop_signals.deferred():  # stored and counted, or neither: the interruption line stays exact
-            store.put(res, ident.key, settings, ident.weights_id)
+            store.put(res)
             progress.add([res.unit])
 
 
@@ -72,10 +53,10 @@ def auto_batch(request: Request, n_units: int, unit: int) -> int:
     graph included, accel.PROBE_STEPS steps) and confirmed by one run at the chosen size; accel.CPU_BATCH on a
     CPU."""
     dev = T.resolve_device(request.device)
-    probe_settings = {**request.settings, "n_iters": A.PROBE_STEPS}
+    probe_request = replace(request, settings=replace(request.settings, n_iters=A.PROBE_STEPS))
 
     def probe(k: int) -> None:
-        render(Request(**{**asdict(request), "settings": probe_settings}), [unit] * k)
+        render(probe_request, [unit] * k)
     return A.auto_batch_size(n_units, dev, probe if dev.type == "cuda" else None)
 
 
@@ -117,14 +98,14 @@ def store_every(request: Request, batch: int) -> int:
 def run_local(request: Request, batches: list[list[int]], store: ResultsStore, progress: Progress) -> None:
     for batch in batches:
         for piece in chunks(batch, store_every(request, len(batch))):
-            store_results(store, request, render(request, piece), progress)
+            store_results(store, render(request, piece), progress)
 
 
 def _ray_task(request: Request, units: list[int]) -> list[runner.UnitResult]:
-    """On a Ray worker: the GPU Ray gave this task, else the CPU."""
+    """On a Ray worker: resolved and run there, on the GPU Ray gave this task, else the CPU."""
     import ray
 
-    return render(request, units, "cuda" if ray.get_gpu_ids() else "cpu")
+    return render(on_worker(request, ray.get_gpu_ids()), units)
 
 
 def run_ray(request: Request, units: list[int], batch: Optional[int], store: ResultsStore, progress: Progress,
@@ -151,7 +132,7 @@ def run_ray(request: Request, units: list[int], batch: Optional[int], store: Res
         gpus = int(ray.cluster_resources().get("GPU", 0))
         # One task per GPU, or per CPU worker. Retries are ours (below), for crashes and errors alike.
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=0)(task)
-        req = Request(**{**asdict(request), "device": "auto"})
+        req = replace(request, device="auto")  # each worker resolves the device it has (request.on_worker)
         size = batch or (RAY_GPU_BATCH if gpus else A.CPU_BATCH)
         pending = {remote.remote(req, b): (b, 0) for b in chunks(units, size)}
         failed: list[int] = []
@@ -167,7 +148,7 @@ def run_ray(request: Request, units: list[int], batch: Optional[int], store: Res
                 else:
                     failed.extend(batch)
                 continue
-            store_results(store, request, results, progress)
+            store_results(store, results, progress)
         return failed
     finally:
         if started:
@@ -234,20 +215,18 @@ def parse_units(text: str, n_units: int) -> list[int]:
 def cmd_precompute(args) -> int:
     if args.batch != "auto" and (not numbers.is_whole(args.batch) or int(args.batch) < 1):
         raise UserError(f"bad --batch {args.batch!r}: use auto or a positive number")
-    settings = runner.Settings(prior=args.prior, n_iters=args.iters, seed=args.seed,
-                               accel="plain" if args.plain else "auto")
-    if settings.n_iters is not None and settings.n_iters < 1:
-        raise UserError("the number of steps must be at least 1")
+    settings = Settings(prior=args.prior, n_iters=args.iters, seed=args.seed, accel="plain" if args.plain else "auto")
     args.model = args.model or T.default_target()
     shapes = T.load_target(args.model, "cpu", random_weights=True)  # unit counts do not depend on the weights
     layer = shapes.layer(args.layer)
-    request = Request(args.model, layer.name, settings.to_dict(), args.weights, args.prior_file,
-                      args.random_weights, args.device)
     units = parse_units(args.units, layer.units)
-    store = ResultsStore(args.store)
+    request = Request(args.model, units, layer.name, settings, None, args.weights, args.prior_file,
+                      args.random_weights, args.device)
+    idents = resolve(request).identities()  # every input checked once, before any work
+    store = ResultsStore(args.store, all_atlases())  # a unit the shipped atlas holds is not rendered again
     store.check_writable()  # a read-only folder or a damaged database is reported before any work, not after it
     store.check_sound()
-    todo = [u for u in units if not store.has(request.identity(u).key)]  # a damaged picture counts as missing
+    todo = [u for u, i in zip(units, idents) if not store.has(i.key)]  # a damaged picture counts as missing
     skipped = len(units) - len(todo)
     t0 = time.perf_counter()
     failed: list[int] = []
@@ -291,25 +270,19 @@ def cmd_precompute(args) -> int:
 
 def add_parser(sub) -> None:
     s = sub.add_parser("precompute", help="render many units into the results store (resumable)")
-    s.add_argument("--model", default=None, help="default: as for visualize")
+    add_model_options(s, device="auto")
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
-    s.add_argument("--prior", default=None, help="default: fc6 if present, else the demo prior")
-    s.add_argument("--prior-file", default=None)
-    s.add_argument("--iters", type=cli.whole_arg("--iters"), default=None)
-    s.add_argument("--seed", type=cli.whole_arg("--seed", numbers.MAX_SEED), default=0)
+    add_prior_options(s)
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None)
+    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0)
     s.add_argument("--batch", default="auto", help="units per batch: auto (from free GPU memory) or a number")
-    s.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    s.add_argument("--weights", default=None, help="weights file for the model")
-    s.add_argument("--random-weights", action="store_true")
     s.add_argument("--plain", action="store_true", help="the fp32 eager reference path instead of the fast one")
-    s.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    add_store_option(s)
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="spread batches over a Ray cluster: an address, auto, or local (a private instance)")
-    s.add_argument("--workers", type=cli.whole_arg("--workers"), default=None, help="with --ray local: CPU workers (default: cores)")
-    s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--workers", type=whole_arg("--workers"), default=None,
+                   help="with --ray local: CPU workers (default: cores)")
+    add_output_options(s, quiet="no progress bar")
     s.set_defaults(func=cmd_precompute)
 
-
-cli._EXTRA_COMMANDS.append(add_parser)

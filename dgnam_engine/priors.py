@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from . import generators, weights as W
+from .assets import ASSETS
 from .errors import UserError, WeightsCorrupt
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ACT_RANGE = ASSETS / "act_range" / "3x"
 DEMO_PRIORS_DIR = ASSETS / "priors"
 HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
@@ -44,6 +44,12 @@ class PriorSpec:
     note: str = ""
     depth: str = ""  # which of the paper's layers it plays: conv3 / pool5 / fc6 / fc7
     damaged: str = ""  # file-based priors: why the file cannot be read (its card beside it still names it)
+    size: Optional[int] = None  # bytes to download, about (the generator's parameters x 4 bytes)
+
+    @property
+    def input_convention(self) -> str:
+        """What it reads and writes, in one line: its code and the encoder layer that code comes from."""
+        return f"code {'x'.join(map(str, self.code_shape))} of {self.encoder} -> BGR picture"
 
 
 @dataclass
@@ -78,14 +84,15 @@ def _hf(name: str) -> W.WeightFile:
 
 ORIGINAL_PRIORS = {
     "conv3": PriorSpec("conv3", "conv3 (original DeePSiM, layer 3)", "upconv_conv34", (384, 13, 13),
-                       "caffenet:conv3", _hf("conv3"), "conv3.txt", depth="conv3"),
+                       "caffenet:conv3", _hf("conv3"), "conv3.txt", depth="conv3", size=32_300_000),
     "pool5": PriorSpec("pool5", "pool5 (original DeePSiM, layer 5)", "upconv_pool5", (256, 6, 6),
-                       "caffenet:pool5", _hf("pool5"), "conv5.txt", depth="pool5"),
+                       "caffenet:pool5", _hf("pool5"), "conv5.txt", depth="pool5", size=50_800_000),
     "fc6": PriorSpec("fc6", "fc6 (original DeePSiM, layer 6, best)", "upconv_fc", (4096,), "caffenet:fc6",
-                     _hf("fc6"), "fc6.txt", depth="fc6"),
+                     _hf("fc6"), "fc6.txt", depth="fc6", size=224_400_000),
     "fc7": PriorSpec("fc7", "fc7 (original DeePSiM, layer 7)", "upconv_fc", (4096,), "caffenet:fc7",
-                     _hf("fc7"), "fc7.txt", depth="fc7"),
+                     _hf("fc7"), "fc7.txt", depth="fc7", size=224_400_000),
 }
+DEPTHS = ("conv3", "pool5", "fc6", "fc7")  # the paper's four priors, early to late
 
 
 def read_bounds(name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -154,6 +161,14 @@ def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: 
     return path
 
 
+def read_file_bounds(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prior file's bounds alone (a few KB), without its generator."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor("bounds.lower").float(), f.get_tensor("bounds.upper").float()
+
+
 def spec_from_file(path: str | os.PathLike) -> PriorSpec:
     return _spec_from_card(read_card(path), path)
 
@@ -178,21 +193,38 @@ def _spec_from_card(card: dict, path, damaged: str = "") -> PriorSpec:
 def demo_prior_specs() -> dict[str, PriorSpec]:
     """The prior files in DEMO_PRIORS_DIR by name. A file whose card cannot be read is left out and named in one
     warning line (one bad card must not take every prior with it); a shipped prior whose file is damaged but whose
-    card beside it reads is kept, marked damaged, so it is named as such where it is used and the default stays."""
-    out, skipped = {}, []
-    if DEMO_PRIORS_DIR.is_dir():
-        for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
-            try:
-                s = spec_from_file(p)
-            except WeightsCorrupt as exc:
-                s = _damaged_spec(p)
-                if s is None:
-                    _warn(f"warning: prior file skipped: {exc}")
-                    skipped.append(f"Prior file skipped: {exc}")
-                    continue
-            out[s.name] = s
+    card beside it reads is kept, marked damaged, so it is named as such where it is used and the default stays.
+    The folder is read again only when its files change (a page asks for every option of every picker on every
+    rerun)."""
+    if not DEMO_PRIORS_DIR.is_dir():
+        _SKIPPED[:] = []
+        return {}
+    stamp = [str(DEMO_PRIORS_DIR)]
+    for e in sorted(os.scandir(DEMO_PRIORS_DIR), key=lambda e: e.name):
+        try:
+            st = e.stat()
+        except OSError:
+            continue
+        stamp.append((e.name, st.st_size, st.st_mtime_ns))
+    specs, skipped = _scan_demo_priors(tuple(stamp))
     _SKIPPED[:] = skipped
-    return out
+    return dict(specs)
+
+
+@lru_cache(maxsize=4)
+def _scan_demo_priors(stamp: tuple) -> tuple[tuple, tuple]:
+    out, skipped = {}, []
+    for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
+        try:
+            s = spec_from_file(p)
+        except WeightsCorrupt as exc:
+            s = _damaged_spec(p)
+            if s is None:
+                _warn(f"warning: prior file skipped: {exc}")
+                skipped.append(f"Prior file skipped: {exc}")
+                continue
+        out[s.name] = s
+    return tuple(out.items()), tuple(skipped)
 
 
 _SKIPPED: list[str] = []  # the last listing's skipped files, one line each

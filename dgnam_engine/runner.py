@@ -9,43 +9,17 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from . import accel as _accel
 from . import dgnam, maco, pixel_am
 from . import priors as P
 from . import targets as T
 from .errors import UserError
-from .numbers import MAX_SEED
 from . import objectives, photo_init
 from .convention import from_uint8, gen_to_rgb, to_uint8
+from .limits import MAX_SEED  # noqa: F401  (runner.MAX_SEED, as before)
 from .photos import read_photo
 from .receptive_field import receptive_field
-
-
-@dataclass
-class Settings:
-    """Everything besides model, layer and unit that determines a result."""
-
-    method: str = "dgnam"  # "dgnam", "pixel" or "maco" (METHODS)
-    prior: Optional[str] = None  # None: the default prior
-    n_iters: Optional[int] = None  # None: the model's default (200)
-    lr_start: Optional[float] = None  # None: the model's default, scaled to the prior's code range
-    lr_end: Optional[float] = None
-    decay: float = dgnam.DECAY
-    seed: int = 0
-    position: Optional[tuple[int, int]] = None  # conv units: (row, col); None = centre
-    init_image: Optional[str] = None  # start from this photo's code instead of random codes (dgnam only)
-    objective: Optional[str] = None  # a weighted sum of units ("bee + 0.5*daisy", objectives.py) instead of one unit
-    preview: bool = False  # a quick preview (as_preview): marked, and stored apart from full runs
-    accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def as_preview(self) -> "Settings":
-        """The quick preview of these settings for live views: accel.PREVIEW_ITERS steps (the same schedule,
-        compressed), the fast path. A few seconds on a laptop CPU; see docs/performance.md."""
-        return replace(self, n_iters=min(self.n_iters or _accel.PREVIEW_ITERS, _accel.PREVIEW_ITERS),
-                       accel="auto", preview=True)
+from .request import Request, Run, Settings, resolve
+from .store import Identity
 
 
 @dataclass
@@ -71,10 +45,14 @@ class UnitResult:
     extra: dict = field(default_factory=dict)  # JSON-ready numbers and names (photo start, receptive field)
     photo: Optional[np.ndarray] = None  # with init_image: the photo as the model sees it, HxWx3 uint8
     reconstruction: Optional[np.ndarray] = None  # with init_image: G(E(photo)), the picture at step 0
+    identity: Optional[Identity] = None  # how the store keys it: from the run that made it (store.identify)
     alpha: Optional[np.ndarray] = None  # MACO: HxW uint8, the accumulated |d objective / d picture| (max 255)
 
     def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("image", "photo", "reconstruction", "alpha")}
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("image", "photo", "reconstruction", "identity", "alpha")}
+        d["key"] = self.identity.key if self.identity else None
+        return d
 
 
 _cache_lock = threading.Lock()
@@ -106,73 +84,66 @@ def clear_caches() -> None:
         _priors.clear()
 
 
-def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, settings: Optional[Settings] = None,
-              *, seeds: Optional[Sequence[int]] = None, device: str = "cpu", model_weights: Optional[str] = None,
-              prior_file: Optional[str] = None, random_weights: bool = False, callback=None,
-              preview_every: int = 0, target: Optional[T.Target] = None,
+def visualize(model: Optional[str], units: Sequence[int], layer: Optional[str] = None,
+              settings: Optional[Settings] = None, *, seeds: Optional[Sequence[int]] = None, device: str = "cpu",
+              model_weights: Optional[str] = None, prior_file: Optional[str] = None, random_weights: bool = False,
+              callback=None, preview_every: int = 0, target: Optional[T.Target] = None,
               prior: Optional[P.Prior] = None) -> list[UnitResult]:
-    """Render every unit in `units` (one per seed in `seeds` if given, else all with settings.seed) in one batch.
-
-    All input is checked before any work starts; a bad unit, layer, model or prior raises UserError.
-    """
+    """Render every unit in `units` (one per seed in `seeds` if given, else all with settings.seed) in one batch:
+    `run(resolve(Request(...)))`. All input is checked before any work starts; a bad unit, layer, model or prior
+    raises UserError."""
     s = settings or Settings()
-    if s.method not in METHODS:
-        raise UserError(f"unknown method {s.method!r}; use {', '.join(METHODS[:-1])} or {METHODS[-1]}")
-    if s.accel not in ("auto", "plain"):
-        raise UserError(f"unknown accel setting {s.accel!r}; use auto or plain")
-    units = [int(u) for u in units]
-    if not units:
-        raise UserError("no unit given")
-    seeds = [int(x) for x in seeds] if seeds is not None else [s.seed] * len(units)
-    if len(seeds) != len(units):
-        raise UserError("give one seed per unit")
-    check_numbers(s, seeds)
-    if s.init_image is not None and s.method != "dgnam":
-        raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
-    tgt = target or get_target(model, device, model_weights, random_weights)
-    terms, combined = None, None
-    if s.objective is not None:
-        terms = objectives.parse(s.objective)
-        objectives.validate(tgt, terms)
-        combined = objectives.SumObjective(tuple(terms))
-        layer, units = terms[0].layer, [terms[0].unit] * len(units)  # the card is filed under the first term
-    info = tgt.layer(layer)
+    if target is not None:  # a loaded network: the request is what it is
+        model, device = target.name, str(target.device)
+        model_weights, random_weights = target.weights_path, target.weights_path is None and bool(target.spec.weights)
+    if prior is not None and s.method == "dgnam":  # a loaded prior: resolved from its own file and name
+        prior_file = prior.path
+        s = replace(s, prior=prior.name if prior.name in P.all_specs() else None)
+    req = Request(model, list(units), layer, s, None if seeds is None else list(seeds), model_weights, prior_file,
+                  random_weights, device)
+    return run(resolve(req), callback=callback, preview_every=preview_every, target=target, prior=prior)
+
+
+def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Target] = None,
+        prior: Optional[P.Prior] = None) -> list[UnitResult]:
+    """Run a resolved request in one batch; each result carries the identity of `r` (store.identify)."""
+    s, req = r.settings, r.request
+    units, seeds = list(r.units), list(r.seeds)
+    tgt = target or get_target(r.model, r.device, req.model_weights, req.random_weights)
+    combined = None
+    if r.terms:
+        objectives.validate(tgt, list(r.terms))
+        combined = objectives.SumObjective(tuple(r.terms))
+    info = tgt.layer(r.layer)
     if s.position is not None and info.kind != "conv":
         raise UserError(f"a position is for convolutional layers; {info.name} of {tgt.name} has no rows and "
                         "columns")
     for u in units:
         tgt.check_unit(info, u, s.position)
     rf = receptive_field(tgt, info, s.position or info.centre()) if info.kind == "conv" else None
-    n = s.n_iters or (photo_init.PHOTO_ITERS if s.init_image else tgt.spec.n_iters)
+    n, lr0, lr1 = r.n_iters, r.lr_start, r.lr_end
     start, alphas = None, None
-    if s.method == "maco":
-        n = s.n_iters or maco.MACO_DEFAULTS["n_iters"]
-        lr0 = lr1 = s.lr_start if s.lr_start is not None else maco.MACO_DEFAULTS["lr"]  # NAdam: one lr
+    if r.method == "maco":
         mres = maco.run(tgt, info, units, seeds=seeds, n_iters=n, lr=lr0, position=s.position, callback=callback,
                         preview_every=preview_every, objective=combined)
         res, alphas = mres.batch, mres.alpha
         prior_name, prior_kind, pfile = "maco", "none", None
-    elif s.method == "pixel":
-        lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
-        lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
+    elif r.method == "pixel":
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
                            position=s.position, callback=callback, preview_every=preview_every, objective=combined)
         prior_name, prior_kind, pfile = "pixel", "none", None
     else:
-        pr = prior or get_prior(s.prior, prior_file, device)
+        # the prior as asked: a prior file need not be one of the registered priors
+        pr = prior or get_prior(s.prior if req.prior_file else r.prior, req.prior_file, r.device)
         if pr.lower.device != tgt.device:
             pr = pr.to(tgt.device)
-        scale = pr.lr_scale * (photo_init.PHOTO_LR_FACTOR if s.init_image else 1.0)
-        lr0 = s.lr_start if s.lr_start is not None else tgt.spec.lr[0] * scale
-        lr1 = s.lr_end if s.lr_end is not None else tgt.spec.lr[1]
         init = None
         if s.init_image is not None:
-            start = _photo_start(pr, s.init_image, device)
+            start = _photo_start(pr, s.init_image, r.device)
             init = start.code.unsqueeze(0).expand(len(units), *start.code.shape).clone()
         res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, init_codes=init,
-                        callback=callback, preview_every=preview_every, accel=_accel.resolve(s.accel, tgt.device),
-                        objective=combined)
+                        callback=callback, preview_every=preview_every, accel=r.accel, objective=combined)
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
     images = to_uint8(res.images)
     per_unit = res.seconds / len(units)
@@ -183,13 +154,14 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
     if start is not None:
         photo, recon, measures = _photo_measures(start, pr, tgt, seeds[0])
         extra.update(init_image=str(s.init_image), **measures)
-    term_rows = _term_report(tgt, terms, res.images) if terms else None
+    term_rows = _term_report(tgt, list(r.terms), res.images) if r.terms else None
+    idents = r.identities()
     out = []
     for j, u in enumerate(units):
         curve = [float(v) for v in res.activations[:, j]]
         label = tgt.unit_label(info, u)
         more = dict(extra)
-        if terms:
+        if r.terms:
             label = combined.describe(tgt)
             more.update(objective=s.objective, terms=term_rows[j])
         out.append(UnitResult(
@@ -197,7 +169,7 @@ def visualize(model: str, units: Sequence[int], layer: Optional[str] = None, set
             prior_kind=prior_kind, seed=seeds[j], n_iters=n, lr_start=float(lr0), lr_end=float(lr1),
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
             seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
-            extra=more, photo=photo, reconstruction=recon,
+            extra=more, photo=photo, reconstruction=recon, identity=idents[j],
             alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8)))
     return out
 
@@ -209,27 +181,6 @@ def _term_report(tgt: T.Target, terms: list, images: torch.Tensor) -> list[list[
     return [[{"unit": t.unit, "layer": tgt.layer(t.layer).name, "position": list(t.position) if t.position else None,
               "weight": t.weight, "label": t.describe(tgt), "activation": float(acts[j, i])}
              for i, t in enumerate(terms)] for j in range(acts.shape[0])]
-
-
-METHODS = ("dgnam", "pixel", "maco")
-
-
-def check_numbers(s: Settings, seeds: Sequence[int]) -> None:
-    """Every number of a request, checked before any work, each answered in one line."""
-    if s.n_iters is not None and not 1 <= s.n_iters <= 100_000:
-        raise UserError(f"steps must be between 1 and 100000, not {s.n_iters}")
-    for name, v in (("start learning rate", s.lr_start), ("end learning rate", s.lr_end)):
-        if v is not None and not (np.isfinite(v) and v >= 0):
-            raise UserError(f"the {name} must be a number >= 0, not {v}")
-    if s.lr_start is not None and s.lr_start == 0:
-        raise UserError("the start learning rate must be above 0 (0 would never change the picture)")
-    if not (np.isfinite(s.decay) and 0 < s.decay <= 1):
-        raise UserError(f"the decay must be in (0, 1], not {s.decay}")
-    for seed in seeds:
-        if not 0 <= seed <= MAX_SEED:
-            raise UserError(f"seed {seed} is out of range: use a whole number from 0 to {MAX_SEED}")
-    if s.position is not None and (len(s.position) != 2 or min(s.position) < 0):
-        raise UserError(f"position {s.position} must be two numbers >= 0: row, column")
 
 
 @torch.no_grad()

@@ -21,9 +21,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "dgnam-studio"
 ENV_DATA_DIR = "DGNAM_DATA_DIR"
-KEY_VERSION = 2  # bump when the meaning of a result changes, so old rows are not reused (2: content hashes)
+KEY_VERSION = 3  # bump when the meaning of a result changes, so old rows are not reused (2: content hashes;
+# 3: the resolved request, learning rates and a photo start's 30 steps included)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS results (
     device TEXT NOT NULL,
     image TEXT NOT NULL,
     created REAL NOT NULL,
-    sha256 TEXT
+    sha256 TEXT,
+    extra TEXT
 );
 CREATE INDEX IF NOT EXISTS results_unit ON results (model, layer, unit);
 CREATE INDEX IF NOT EXISTS results_prior ON results (prior);
@@ -165,65 +167,13 @@ class Identity:
     settings: dict  # the request's settings with the defaults filled in (no seed: it is keyed on its own)
 
 
-def identify(model: str, unit: int, layer: Optional[str] = None, settings: Any = None, seed: Optional[int] = None,
-             *, model_weights: Optional[str] = None, prior_file: Optional[str] = None,
-             random_weights: bool = False, device: str = "auto") -> Identity:
-    """The key of `runner.visualize(model, [unit], layer, settings, seeds=[seed], device=device, ...)`, found from
-    the registries and the weight files on disk without loading any model, so a stored result can be shown before
-    any work. The key holds the device and precision the run really uses ("cpu bfloat16"), not "auto": the same
-    settings on another path give another picture."""
-    from . import accel as A
-    from . import priors as P
-    from . import targets as T
-    from . import weights as W
-    from .runner import Settings
-
-    spec = T.get_spec(model)
-    s = settings or Settings()
-    if random_weights:
-        weights_id = "random"
-    elif model_weights is not None:
-        weights_id = file_identity(model_weights)
-    elif spec.weights is not None:
-        weights_id = file_identity(W.find(spec.weights))
-    else:
-        weights_id = "builtin"
-    d = dict(s.to_dict())
-    d.pop("seed", None)
-    d["n_iters"] = s.n_iters or (maco_n_iters() if s.method == "maco" else spec.n_iters)
-    dev = T.resolve_device(device)
-    d["accel"] = A.describe(None if s.method != "dgnam" else A.resolve(s.accel, dev), dev)
-    if s.init_image:  # the photo by its content too: an edited photo under the same name is another start
-        d["init_image_id"] = file_identity(s.init_image)
-    if s.method == "pixel":
-        d["prior"], prior_id = None, "pixel"
-    elif s.method == "maco":  # its natural spectrum plays the prior: another spectrum is another picture
-        d["prior"], prior_id = None, maco_identity()
-    else:
-        if s.prior is None and prior_file is not None and str(prior_file).endswith(".safetensors"):
-            pspec = P.spec_from_file(prior_file)  # a prior file need not be one of the registered priors
-            name = pspec.name
-        else:
-            name = s.prior or P.default_prior_name()
-            pspec = P.get_spec(name)
-        path = prior_file or pspec.file or (W.find(pspec.weights) if pspec.weights else None)
-        d["prior"], prior_id = name, f"{name}@{file_identity(path)}"
-    the_layer = layer or spec.output_layer
-    the_seed = s.seed if seed is None else seed
-    key = key_for(spec.name, weights_id, the_layer, unit, prior_id, d, the_seed)
-    return Identity(key, weights_id, prior_id, d)
-
-
-def maco_n_iters() -> int:
-    from .maco import MACO_DEFAULTS
-
-    return MACO_DEFAULTS["n_iters"]
-
-
-def maco_identity() -> str:
-    from .maco import COLOUR_FILE, MAGNITUDE_FILE
-
-    return f"maco@{file_identity(MAGNITUDE_FILE)}+{file_identity(COLOUR_FILE)}"
+def identify(run: Any, unit: int, seed: int) -> Identity:
+    """The key of one (unit, seed) of a resolved run (request.Run): a hash of everything the run resolved to,
+    the device and precision it really uses included ("cpu bfloat16", not "auto"). Resolving loads no model, so
+    a stored result can be shown before any work."""
+    settings = run.key_settings()
+    key = key_for(run.model, run.weights_id, run.layer, unit, run.prior_id, settings, seed)
+    return Identity(key, run.weights_id, run.prior_id, settings)
 
 
 def alpha_name(image_name: str) -> str:
@@ -253,6 +203,7 @@ class StoredResult:
 
     checksum: Optional[str] = None  # sha256 of the PNG; None for rows stored before checksums
     shipped: bool = False  # from an atlas that ships with the project (read-only, assets/atlas)
+    extra: dict = field(default_factory=dict)  # what the run computed besides the picture (UnitResult.extra)
 
     def png(self) -> bytes:
         return self.image_path.read_bytes()
@@ -270,11 +221,12 @@ class StoredResult:
                 "seed": self.seed, "settings": self.settings, "activation_start": self.activation_start,
                 "activation_final": self.activation_final, "activations": self.activations,
                 "seconds": self.seconds, "device": self.device, "image": self.image_path.name,
-                "created": self.created}
+                "created": self.created, "extra": self.extra}
 
 
 _COLUMNS = ("key", "model", "weights_id", "layer", "unit", "label", "prior", "prior_kind", "seed", "settings",
-            "activation_start", "activation_final", "activations", "seconds", "device", "image", "created", "sha256")
+            "activation_start", "activation_final", "activations", "seconds", "device", "image", "created", "sha256",
+            "extra")
 
 
 _HEX = re.compile(r"[0-9a-f]+")
@@ -291,6 +243,16 @@ def _safe(r, col: str):
 
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _extra(r) -> dict:
+    """What the run computed besides the picture (UnitResult.extra); {} for rows from before it was kept, for
+    atlas rows, and for a value that is not a JSON object."""
+    try:
+        v = json.loads(r["extra"]) if "extra" in r.keys() and r["extra"] else {}
+    except (TypeError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
 
 
 def row_problem(r, image_suffix: str = ".png", checksum_required: bool = False) -> Optional[str]:
@@ -468,11 +430,10 @@ class ResultsStore:
     """Results under `root`. Opening checks the folder: a file instead of a folder, a folder that cannot be created
     or a damaged database raise StoreError; a read-only folder opens read-only (browsing works, put raises)."""
 
-    def __init__(self, root: Optional[str | os.PathLike] = None, atlases: Optional[list] = None):
-        """`atlases`: the shipped atlases served as read-only results (default: every one in assets/atlas)."""
-        from . import atlas as _atlas
-
-        self.atlases = _atlas.all_atlases() if atlases is None else atlases
+    def __init__(self, root: Optional[str | os.PathLike] = None, atlases: Sequence = ()):
+        """`atlases`: the shipped atlases served as read-only results (atlas.all_atlases(); anything with a
+        `folder` and `rows(where, args)`). The store knows no atlas of its own: its callers choose."""
+        self.atlases = list(atlases)
         self.root = Path(root) if root is not None else default_root()
         self.images = self.root / "images"
         self.damaged = self.images / "damaged"
@@ -529,6 +490,8 @@ class ResultsStore:
                     cols = {r[1] for r in con.execute("PRAGMA table_info(results)")}
                     if "sha256" not in cols:  # a store from before checksums: its rows are checked by decoding
                         con.execute("ALTER TABLE results ADD COLUMN sha256 TEXT")
+                    if "extra" not in cols:  # a store from before results kept what the run computed
+                        con.execute("ALTER TABLE results ADD COLUMN extra TEXT")
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
@@ -587,7 +550,7 @@ class ResultsStore:
             activation_final=float(r["activation_final"]), activations=[float(a) for a in json.loads(r["activations"])],
             seconds=float(r["seconds"]), device=r["device"], image_path=(folder or self.images) / r["image"],
             created=float(r["created"]), checksum=r["sha256"] if "sha256" in r.keys() else None,
-            shipped=folder is not None)
+            shipped=folder is not None, extra=_extra(r))
 
     def _bad_row(self, r, why: str, folder: Optional[Path]) -> None:
         where = f"the shipped atlas {folder}" if folder is not None else f"the results database {self.db_path}"
@@ -707,13 +670,16 @@ class ResultsStore:
         if lines != ["ok"]:
             raise StoreError(damaged_message(self.db_path, " ".join("; ".join(lines).split())[:200]))
 
-    def put(self, result: Any, key: str, settings: Optional[dict] = None,
+    def put(self, result: Any, key: Optional[str] = None, settings: Optional[dict] = None,
             weights_id: Optional[str] = None) -> StoredResult:
         """Store a runner.UnitResult (or anything with its fields) under `key`; the same key replaces.
 
-        Pass the `Identity` the key came from: `put(r, ident.key, ident.settings, ident.weights_id)`. The steps and
+        Without `key`, under the identity of the run that made the result (`result.identity`); else pass the
+        `Identity` the key came from: `put(r, ident.key, ident.settings, ident.weights_id)`. The steps and
         learning rates the run actually used are added to the settings from the result.
         """
+        if key is None:
+            key, settings, weights_id = result.identity.key, result.identity.settings, result.identity.weights_id
         image = np.asarray(result.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("result.image must be an HxWx3 uint8 array")
@@ -743,7 +709,8 @@ class ResultsStore:
                int(result.unit), result.label, result.prior, result.prior_kind, int(result.seed),
                json.dumps(settings, sort_keys=True, default=list), float(result.activation_start),
                float(result.activation_final), json.dumps(curve), float(result.seconds), str(result.device),
-               name, time.time(), hashlib.sha256(data).hexdigest())
+               name, time.time(), hashlib.sha256(data).hexdigest(),
+               json.dumps(getattr(result, "extra", None) or {}, sort_keys=True, default=list))
         self._insert([row])
         with self._lock:
             self._reported.discard(key)  # a new picture may be reported again if it gets damaged

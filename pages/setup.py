@@ -3,19 +3,16 @@
 import time
 
 import streamlit as st
-import torch
 
 from app import catalog, downloads, layout, state
-from dgnam_engine import priors as P
-from dgnam_engine import targets as T
-from dgnam_engine import weights as W
+from dgnam_engine import catalog as C
 
 layout.page_header("Setup", "What this machine has: the device, and which weights are present, missing or "
                             "downloadable from here.")
 
 dev = state.device()
 if dev.startswith("cuda"):
-    st.success(f"Rendering on the GPU: {torch.cuda.get_device_name(torch.device(dev))}.", icon=":material/memory:")
+    st.success(f"Rendering on the GPU: {state.device_name()}.", icon=":material/memory:")
 else:
     st.info("Rendering on the CPU (no GPU found). A 200-step run takes a few seconds to a minute per picture.",
             icon=":material/memory:")
@@ -26,19 +23,11 @@ else:
     st.error(store_problem, icon=":material/error:")
 
 
-def where(wf) -> str:
-    found = W.find(wf)
-    if found is not None:
-        return str(found)
-    if wf.hf_repo:
-        return f"{W.checkpoints_dir() / wf.filename} (or the Hugging Face cache)"
-    return str(W.checkpoints_dir() / wf.filename)
-
-
 dl = downloads.downloader()
-online = W.downloads_allowed()
-missing_nets = [n for n in T.TARGETS if not downloads.is_present(n)]
-missing_priors = [n for n in P.ORIGINAL_PRIORS if not downloads.is_present(n)]
+online = C.downloads_allowed()
+networks, priors = C.networks(), C.priors()  # the one catalogue, read once per rerun
+missing_nets = [e.name for e in networks if e.fetch]
+missing_priors = [e.name for e in priors if e.fetch]
 sizes = dl.sizes(missing_nets + missing_priors) if online else {}
 
 
@@ -75,7 +64,7 @@ else:
                    icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:
-        known = [sizes.get(n) or downloads.KNOWN_SIZES.get(n) for n in paper]
+        known = [sizes.get(n) or downloads.known_size(n) for n in paper]
         size = f"{sum(k for k in known if k) / 1e6:.0f} MB" + ("" if all(known) else " and more")
         st.button(f"Paper setup: download {', '.join(paper)} ({size})", key="dl_paper", type="primary",
                   icon=":material/download:", disabled=dl.status().active, on_click=dl.start, args=(paper,),
@@ -98,28 +87,26 @@ def _download_buttons(names) -> None:
 
 st.subheader("Networks")
 rows = []
-for name, spec in T.TARGETS.items():
-    ok = T.weights_available(spec)
-    rows.append({"network": name, "weights": "present" if ok else "missing",
-                 "get it with": "" if ok or not spec.weights.fetchable else catalog.fetch_command(name),
-                 "description": spec.title, "file": where(spec.weights) if spec.weights else "built in"})
+for e in networks:
+    rows.append({"network": e.name, "weights": "present" if e.available else "missing",
+                 "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
+                 "description": e.title, "file": e.place})
 st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
 st.subheader("Priors")
 rows = []
-for name, spec in sorted(P.all_specs().items(), key=catalog.by_depth):
-    ok = P.is_available(spec)
-    rows.append({"prior": name, "weights": "damaged" if spec.damaged else "present" if ok else "missing",
-                 "get it with": "" if ok or spec.kind != "original" else catalog.fetch_command(name),
-                 "plays": spec.depth or "",
-                 "kind": "demo (trained here)" if spec.kind == "trained" else "original (paper)",
-                 "description": spec.title, "file": spec.file if spec.file else where(spec.weights)})
+for e in priors:  # in depth order, conv3 to fc7
+    rows.append({"prior": e.name, "weights": "damaged" if e.damaged else "present" if e.available else "missing",
+                 "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
+                 "plays": e.depth or "",
+                 "kind": "demo (trained here)" if e.prior_kind == "trained" else "original (paper)",
+                 "description": e.title, "file": e.place})
 st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
-for spec in P.all_specs().values():
-    if spec.damaged:
-        st.error(P.damage_message(spec), icon=":material/error:")
-for line in P.skipped_priors():
+for e in priors:
+    if e.damaged:
+        st.error(e.damaged, icon=":material/error:")
+for line in C.skipped_priors():
     st.warning(line, icon=":material/warning:")
 _download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]

@@ -232,14 +232,22 @@ def test_compare_models(env):
     assert any("Setup page" in link.proto.label for link in at.get("page_link"))
 
 
-def test_gallery_filters_and_zip(env):
+def test_gallery_filters_and_zip(env, tmp_path, monkeypatch, lite0):
+    """On a results folder of its own, filled here (two pixel runs and one fc6 run of 1 step), whatever other
+    tests ran before."""
     from app.export import zip_of
 
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "gallery"))
+    own = store()
+    for settings, units in ((runner.Settings(method="pixel", n_iters=1), [1, 2]),
+                            (runner.Settings(prior="fc6", n_iters=1), [3])):
+        for r in runner.visualize("efficientnet_lite0", units, None, settings, target=lite0):
+            own.put(r)
     at = app("pages/gallery.py")
     n = len(store())
-    assert n >= 3 and f"{n} pictures" in texts(at.caption)
+    assert n == 3 and f"{n} pictures" in texts(at.caption)
     at.multiselect(key="gal_priors").select("pixel").run()
-    assert len(at.image) == len(store().query(prior="pixel")) >= 1
+    assert len(at.image) == len(store().query(prior="pixel")) == 2
     at.checkbox(key="gal_all").check().run()
     assert not at.exception
     zip_button = at.get("download_button")[0]  # first, above the pictures
@@ -282,15 +290,20 @@ def test_typed_class_names_pick_exactly_one_class(env):
 
 def test_odd_settings_block_render_with_a_reason(env):
     at = app("pages/run.py")
-    for steps in (0, 99999):
+    for steps in (0, 99999):  # the engine's range (limits.STEPS), in the engine's words
         at.number_input(key="run_steps").set_value(steps).run()
-        assert "Steps must be a whole number from 1 to 2000" in texts(at.error)
+        assert "Steps must be a whole number between 1 and 10000" in texts(at.error)
         assert at.button(key="run_go").disabled and "Shown from" not in texts(at.caption)
     at.number_input(key="run_steps").set_value(3).run()
     for lr in (0.0, 1e9):
         at.number_input(key="run_lr").set_value(lr).run()
-        assert "Learning rate must be between" in texts(at.error) and at.button(key="run_go").disabled
+        assert "start learning rate must be" in texts(at.error) and at.button(key="run_go").disabled
     at.number_input(key="run_lr").set_value(0.004).run()
+    assert not at.error and not at.button(key="run_go").disabled
+    at.number_input(key="run_seed").set_value(2**32).run()  # before, the page took it and the run failed
+    assert "Seed 4294967296 is out of range: use a whole number from 0 to 4294967295" in texts(at.error)
+    assert at.button(key="run_go").disabled
+    at.number_input(key="run_seed").set_value(2**32 - 1).run()
     assert not at.error and not at.button(key="run_go").disabled
     assert at.number_input(key="run_lr").value == 0.004 and at.number_input(key="run_lr").format == "%g"
 

@@ -265,6 +265,13 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_result(tiny):
     torch.testing.assert_close(halved.codes, whole.codes, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(halved.images, whole.images, rtol=1e-4, atol=1e-4)
     assert torch.equal(halved.steps_done, whole.steps_done)
+    # an explicit per-sample objective is split with the batch (before, every half got all five units)
+    from dgnam_engine.objectives import UnitObjective
+
+    explicit = UnitObjective(target.layer("fc"), torch.as_tensor(units))
+    split = run(OutOfMemoryAbove(gen, 2), objective=explicit)
+    assert split.batch_size == 2
+    torch.testing.assert_close(split.activations, whole.activations, rtol=1e-4, atol=1e-4)
     fast = run(OutOfMemoryAbove(gen, 2), accel=A.Accel(check_every=2))
     assert fast.batch_size == 2 and fast.activations.shape == (3, 5)
     with pytest.raises(torch.OutOfMemoryError):  # a live run keeps its batch: its progress is one batch

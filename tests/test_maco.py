@@ -17,7 +17,7 @@ from dgnam_engine import maco
 from dgnam_engine.errors import RunCancelled, UserError
 from dgnam_engine.imaging import png_bytes
 from dgnam_engine.runner import Settings, visualize
-from dgnam_engine.store import ResultsStore, identify
+from dgnam_engine.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 3  # each step is 6 crops through Lite0: a few steps keep these tests to seconds
@@ -84,11 +84,18 @@ def test_maco_refuses_a_photo_start():
         visualize("efficientnet_lite0", [309], settings=Settings(method="maco", init_image="x.jpg"))
 
 
+def identify(model, unit, layer, settings, seed, **kw):
+    from dgnam_engine.request import Request, resolve
+
+    [ident] = resolve(Request(model, [unit], layer, settings, [seed], **kw)).identities()
+    return ident
+
+
 def test_the_store_keeps_the_alpha_map_beside_the_picture(lite0, tmp_path):
     s = Settings(method="maco", n_iters=2)
     (r,) = visualize("efficientnet_lite0", [309], settings=s, target=lite0)
     store = ResultsStore(tmp_path / "data", atlases=[])
-    ident = identify("efficientnet_lite0", 309, None, s, 0, device="cpu")
+    ident = r.identity  # the key of the run as it was resolved
     stored = store.put(r, ident.key, ident.settings, ident.weights_id)
     assert stored.prior == "maco" and stored.settings["method"] == "maco" and stored.settings["n_iters"] == 2
     assert stored.alpha_path == tmp_path / "data" / "images" / f"{ident.key}_alpha.png"

@@ -43,6 +43,21 @@ def test_start_from_a_photo_starts_near_it_and_raises_the_unit(tmp_path):
     assert d["n_iters"] == 30 and out.is_file()
 
 
+def test_a_photo_start_is_keyed_with_the_steps_it_really_takes():
+    """A photo start takes photo_init.PHOTO_ITERS (30) steps unless told: it is keyed so, apart from a
+    200-step photo start (before, both were keyed as 200 steps)."""
+    from dgnam_engine.photo_init import PHOTO_ITERS
+    from dgnam_engine.request import Request
+
+    def ident(n_iters):
+        s = Settings(prior="lite0-b3", init_image=str(COFFEE), n_iters=n_iters)
+        return Request("efficientnet_lite0", [309], None, s).identities("cpu")[0]
+
+    default, thirty, two_hundred = ident(None), ident(PHOTO_ITERS), ident(200)
+    assert PHOTO_ITERS == 30 and default.settings["n_iters"] == 30
+    assert default.key == thirty.key and default.key != two_hundred.key
+
+
 def test_photo_start_gives_photo_and_reconstruction_images(lite0):
     from dgnam_engine.runner import get_prior
 

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dgnam_engine import cli, precompute, runner
+from dgnam_engine.request import Request, on_worker, resolve
 from dgnam_engine.store import ResultsStore
 
 CMD = [sys.executable, "-m", "dgnam_engine", "precompute"]
@@ -24,14 +26,18 @@ def _args(fc6_file, store, units, *extra):
             "--device", "cpu", "--store", str(store), *extra]
 
 
-def _request(fc6_file) -> precompute.Request:
+def _request(fc6_file, units=(0,)) -> Request:
     s = runner.Settings(prior="fc6", n_iters=2)
-    return precompute.Request(MODEL, "classifier", s.to_dict(), prior_file=str(fc6_file), device="cpu")
+    return Request(MODEL, list(units), "classifier", s, prior_file=str(fc6_file), device="cpu")
 
 
-def _check_stored(store: ResultsStore, request: precompute.Request, units) -> None:
+def _key(request: Request, unit: int) -> str:
+    return replace(request, units=[unit]).identities()[0].key  # the key the dashboard looks up
+
+
+def _check_stored(store: ResultsStore, request: Request, units) -> None:
     for u in units:
-        res = store.get(request.identity(u).key)  # the key the dashboard looks up
+        res = store.get(_key(request, u))
         assert res is not None, f"unit {u} missing"
         assert res.unit == u and len(res.activations) == 2
         img = np.asarray(Image.open(res.image_path))
@@ -69,24 +75,40 @@ def test_fills_a_range_resumes_after_being_killed_and_runs_through_ray(tmp_path,
     _check_stored(store, _request(fc6_file), range(6))
 
 
-def test_ray_local_two_workers_retries_a_crashed_worker(tmp_path, fc6_file):
+def test_ray_local_two_workers_retries_a_crashed_worker_and_keys_what_the_workers_ran(tmp_path, fc6_file):
+    """The workers resolve the request where they run (here they take the plain fp32 path, as a worker on other
+    hardware takes its own device and precision): their results are stored under the keys of what they ran, not
+    under the head's idea of the run."""
     pytest.importorskip("ray")
     marker = tmp_path / "crashed"
 
-    def crash_once(request, units):
+    def crash_once_then_run_plain(request, units):
         import os as _os
+        from dataclasses import replace as _replace
 
         if not marker.exists():  # the first task kills its worker process outright
             marker.touch()
             _os._exit(1)
-        return precompute._ray_task(request, units)
+        return precompute._ray_task(_replace(request, settings=_replace(request.settings, accel="plain")), units)
 
     store = ResultsStore(tmp_path / "store")
-    request = _request(fc6_file)
+    request = _request(fc6_file)  # the head asks for the fast path
     progress = precompute.Progress(4, quiet=True)
-    failed = precompute.run_ray(request, [10, 11, 12, 13], 2, store, progress, "local", 2, task=crash_once)
+    failed = precompute.run_ray(request, [10, 11, 12, 13], 2, store, progress, "local", 2,
+                                task=crash_once_then_run_plain)
     assert marker.exists() and failed == [] and progress.done == 4
-    _check_stored(store, request, [10, 11, 12, 13])
+    as_run = replace(request, settings=replace(request.settings, accel="plain"))
+    _check_stored(store, as_run, [10, 11, 12, 13])
+    assert all(r.settings["accel"] == "cpu float32 plain" for r in store.query())
+    assert not any(store.has(_key(request, u)) for u in [10, 11, 12, 13])  # not under the head's key
+
+
+def test_a_ray_worker_resolves_the_device_it_has(fc6_file):
+    """What `_ray_task` runs: the request resolved on the worker, on the GPU Ray gave it, else its CPU."""
+    head = replace(_request(fc6_file), device="auto")
+    assert on_worker(head, []).device == "cpu" and on_worker(head, [0]).device == "cuda"
+    run = resolve(on_worker(head, []))
+    assert run.device == "cpu" and run.identities()[0].settings["accel"].startswith("cpu ")
 
 
 @pytest.mark.parametrize("units, message", [("1000", "unit 1000 is out of range (0-999)"),
@@ -148,7 +170,7 @@ def test_a_damaged_picture_is_rendered_again(tmp_path, fc6_file, capsys):
     assert cli.main(["precompute", *_args(fc6_file, store_dir, "3-4", "--json", "--quiet")]) == 0
     capsys.readouterr()
     request = _request(fc6_file)
-    victim = ResultsStore(store_dir).get(request.identity(3).key).image_path
+    victim = ResultsStore(store_dir).get(_key(request, 3)).image_path
     victim.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     assert cli.main(["precompute", *_args(fc6_file, store_dir, "3-4", "--json", "--quiet")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgnam_engine.store import ResultsStore, default_root, file_identity, identify, key_for
+from dgnam_engine.store import ResultsStore, default_root, file_identity, key_for
 
 
 def fake_result(unit: int, seed: int = 0, prior: str = "fc6", value: float = 1.0):
@@ -83,18 +83,28 @@ def test_bad_image_stores_nothing(tmp_path):
     assert len(store) == 0 and not any(store.images.iterdir())
 
 
-def test_identify_resolves_defaults_without_loading(fc6_file):
-    from dgnam_engine.runner import Settings
+def identify(model, unit, layer=None, settings=None, seed=0, **kw):
+    """The store identity of one unit of a request, as every front end finds it (resolve, then store.identify)."""
+    from dgnam_engine.request import Request, Settings, resolve
 
+    [ident] = resolve(Request(model, [unit], layer, settings or Settings(), [seed], **kw)).identities()
+    return ident
+
+
+def test_identify_resolves_defaults_without_loading(fc6_file):
+    from dgnam_engine.runner import Settings, _priors, _targets, clear_caches
+
+    clear_caches()
     a = identify("efficientnet_lite0", 967, None, Settings(prior="fc6", n_iters=None), 0, prior_file=str(fc6_file))
-    b = identify("efficientnet_lite0", 967, "classifier", Settings(prior="fc6", n_iters=200), 0,
+    b = identify("efficientnet_lite0", 967, "classifier", Settings(prior="fc6", n_iters=200, lr_start=2.0), 0,
                  prior_file=str(fc6_file))
-    assert a.key == b.key and a.settings["n_iters"] == 200
+    assert a.key == b.key and a.settings["n_iters"] == 200 and a.settings["lr_start"] == 2.0  # fc6: scale 1
     assert a.prior_id == f"fc6@{file_identity(fc6_file)}"
     assert a.weights_id.startswith("efficientnet-lite0-57934424.pth:")
     pixel = identify("efficientnet_lite0", 967, settings=Settings(method="pixel"))
     assert pixel.prior_id == "pixel" and pixel.key != a.key
     assert identify("efficientnet_lite0", 967, settings=Settings(method="pixel"), seed=1).key != pixel.key
+    assert not _targets and not _priors  # nothing was loaded
 
 
 def _writer(root: str, worker: int, n: int) -> None:

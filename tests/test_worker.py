@@ -107,3 +107,16 @@ def test_a_unit_that_cannot_be_stored_keeps_the_others(lite0, fc6_file, store):
     assert job.error.startswith("1 of 3 pictures could not be stored, the others were: cannot save a picture in")
     assert store.has(keys[0]) and not store.has(keys[1]) and store.has(keys[2])
     assert [s.unit for s in job.stored] == [967, 2]
+
+
+def test_a_combination_keeps_what_the_run_measured(lite0, fc6_file, store):
+    """UnitResult.extra (each term's activation in the picture) is stored and read back, so a card need not
+    measure it again."""
+    r = req(fc6_file, units=(0,), n_iters=2)
+    r.settings.objective = "bee + 0.5*daisy"
+    job = Worker("cpu").submit(r, store)
+    assert job.wait(120) and job.state == DONE, job.error
+    measured = job.results[0].extra["terms"]
+    again = ResultsStore(store.root).get(r.identities()[0].key)
+    assert again.extra["terms"] == measured and [t["weight"] for t in measured] == [1.0, 0.5]
+    assert again.unit == 309 and again.settings["objective"] == "bee + 0.5*daisy"

@@ -1,10 +1,8 @@
-"""`dgnam train-prior`: registers the subcommand with the main command line (dgnam_engine.cli)."""
+"""`dgnam train-prior`: its parser and command (listed in dgnam_engine.cli.COMMANDS)."""
 from __future__ import annotations
 
 import shlex
 import sys
-
-from .. import cli
 
 
 def cmd_train_prior(args) -> int:
@@ -22,7 +20,7 @@ def cmd_train_prior(args) -> int:
     return main_entry(cfg)
 
 
-def register(sub) -> None:
+def add_parser(sub) -> None:
     s = sub.add_parser("train-prior", help="train a generator prior that inverts a model layer (DeePSiM)")
     s.add_argument("--encoder", default="efficientnet_lite0", help="the model whose codes G inverts")
     s.add_argument("--layer", required=True, help="the encoder layer (see `layers MODEL`)")
@@ -55,9 +53,3 @@ def register(sub) -> None:
     s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     s.set_defaults(func=cmd_train_prior)
 
-
-cli._EXTRA_COMMANDS.append(register)
-
-
-if __name__ == "__main__":  # `python -m dgnam_engine.training.cli_train train-prior ...` works without cli.py's import
-    sys.exit(cli.main())

