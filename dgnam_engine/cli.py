@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, catalog, dataset_index, precompute, store_cli
+from . import atlas, catalog, dataset_index, network_cli, precompute, store_cli
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
-                          parse_units, parse_xy, print_table)
+                          parse_xy, print_table)
 from .errors import RunCancelled, UserError
 from .training import cli_train
 
@@ -21,10 +21,13 @@ from .training import cli_train
 def cmd_models(args) -> int:
     rows = []
     for e in catalog.networks():
+        fetch = f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None
+        if not e.available and fetch is None:  # published for another framework only: the user brings the file
+            fetch = f"python -m dgnam_engine fetch {e.name} --from FILE"
         rows.append({"name": e.name, "title": e.title, "available": e.available, "weights": e.weights,
                      "source": e.source, "input_size": e.spec.input_size, "input": e.input,
-                     "output_layer": e.spec.output_layer, "size": e.size,
-                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
+                     "convention": e.spec.convention(), "dataset": e.spec.dataset,
+                     "output_layer": e.spec.output_layer, "size": e.size, "fetch": fetch})
     if args.json:
         print(json.dumps(rows))
     else:
@@ -42,8 +45,10 @@ def cmd_layers(args) -> int:
              "output": li.name == tgt.spec.output_layer, "description": li.description}
             for li in tgt.layers.values()]
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"model": tgt.name, "input": tgt.spec.convention(), "dataset": tgt.spec.dataset,
+                          "classes": len(tgt.spec.classes()), "layers": rows}))
     else:
+        print(f"{tgt.name} reads {tgt.spec.input_convention}; trained on {tgt.spec.dataset}")
         print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
     return 0
@@ -75,6 +80,8 @@ def cmd_fetch(args) -> int:
 
     hf_logging.set_verbosity_error()  # its retry notices would bury the one-line error
 
+    if args.from_file is not None:
+        return network_cli.fetch_from(args.names, args.from_file)
     files = []
     for name in args.names:
         wf = catalog.weight_file(name)  # raises UserError for unknown names before anything is downloaded
@@ -113,7 +120,7 @@ def cmd_visualize(args) -> int:
 
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
-    units = parse_units(args.unit) if args.unit is not None else [0]
+    units = network_cli.units_of(args.unit, args.model, args.layer) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
@@ -164,9 +171,11 @@ def cmd_visualize(args) -> int:
 
 
 def add_core_commands(sub) -> None:
-    s = sub.add_parser("models", help="list target networks and whether their weights are present")
+    s = sub.add_parser("models", help="list target networks and whether their weights are present; add or "
+                       "remove a network of your own")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
+    network_cli.add_models_subcommands(s)
 
     s = sub.add_parser("layers", help="list the layers of a model")
     s.add_argument("model")
@@ -179,6 +188,9 @@ def add_core_commands(sub) -> None:
 
     s = sub.add_parser("fetch", help="download weights into the standard caches (needs internet)")
     s.add_argument("names", nargs="+", metavar="NAME", help="a model (alexnet, ...) or a prior (fc6, ...)")
+    s.add_argument("--from", dest="from_file", default=None, metavar="FILE",
+                   help="take the network's weights from a file you have (checked, then copied where lookups find "
+                   "it; your file is left as it is)")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
