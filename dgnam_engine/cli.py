@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, catalog, dataset_index, network_cli, precompute, store_cli
+from . import atlas, catalog, dataset_index, network_cli, places_runs, precompute, store_cli
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
                           parse_xy, print_table)
 from .errors import RunCancelled, UserError
@@ -220,7 +220,7 @@ def add_core_commands(sub) -> None:
 # Every command, in the order `--help` lists them: each entry adds its parsers (with set_defaults(func=...)). A new
 # command is one function here; its module imports cli_options, never this module.
 COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, precompute.add_parser,
-            store_cli.add_parser, cli_train.add_parser)
+            store_cli.add_parser, cli_train.add_parser, places_runs.add_parser)
 
 
 def build_parser() -> Parser:

@@ -365,3 +365,32 @@ def test_a_damaged_entry_is_skipped_with_a_warning(capsys, caplog, data_dir, ten
     names_listed = {r["name"] for r in _last_json(out)}
     assert code == 0 and "pets" in names_listed and "broken" not in names_listed
     assert any("skipping the added network" in r.getMessage() and "broken" in r.getMessage() for r in caplog.records)
+
+
+# ----- the paper's Places runs -----
+
+def test_places_runs_on_whichever_scene_network_is_here(capsys, tmp_path, torch_home):
+    """Only ResNet-18-Places365 is here: the paper's Places205 scene units run on it by name (its own numbers);
+    it has no conv5, so that run is the CaffeNet family's."""
+    from dgnam_engine import places_runs
+
+    torch_home.mkdir(parents=True)
+    torch.save(_randomised(torchvision.models.resnet18(num_classes=365)).state_dict(),
+               torch_home / "resnet18_places365.pth.tar")
+    code, out, err = _cli(capsys, "places", "--iters", 2, "--prior", "lite0-b3", "--out", tmp_path / "p", "--json")
+    assert code == 0, err
+    rows = _last_json(out)
+    assert [(r["model"], r["unit"], r["label"]) for r in rows] == [
+        ("resnet18_places365", 4, "alley"), ("resnet18_places365", 12, "arch"),
+        ("resnet18_places365", 19, "art_gallery"), ("resnet18_places365", 27, "auditorium"),
+        ("resnet18_places365", 123, "doorway/outdoor")]
+    assert all(Path(r["image"]).is_file() for r in rows)
+    scenes, conv5 = places_runs.runs_for("caffenet_places205")
+    assert scenes.units == (2, 7, 8, 12, 71)  # the paper's own numbers on the paper's own network
+    assert (conv5.layer, conv5.units, conv5.position) == ("conv5", (8, 55, 154, 181, 45), (6, 6))
+
+
+def test_places_runs_without_a_scene_network_say_how_to_get_one(capsys, tmp_path, torch_home):
+    code, _, err = _cli(capsys, "places", "--out", tmp_path / "p")
+    assert code == 2 and err.count("\n") == 1 and "fetch resnet18_places365" in err
+    assert not (tmp_path / "p").exists()
