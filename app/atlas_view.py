@@ -15,6 +15,7 @@ from PIL import Image
 from dgnam_engine.store import StoredResult
 
 from . import catalog, layout
+from .plain import plain
 
 PAGE = 120  # pictures per page: the first screen of a class layer shows at least 100
 THUMB = 96  # px in the grid
@@ -72,6 +73,6 @@ def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> 
     pages = max(1, -(-len(shown) // PAGE))
     page = c3.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
     part = shown[(page - 1) * PAGE:page * PAGE]
-    st.caption(f"{len(shown)} of {len(results)} units with a picture" + (f" match “{query}”" if query else "")
+    st.caption(f"{len(shown)} of {len(results)} units with a picture" + (f" match “{plain(query)}”" if query else "")
                + ". Click a picture to open its card.")
     st.html(grid_html(part))

@@ -18,6 +18,7 @@ from dgnam_engine.imaging import save_png
 from dgnam_engine.photos import read_photo
 
 from . import catalog, state
+from .plain import message
 
 SAMPLES_DIR = Path(__import__("skimage").__file__).parent / "data"  # photos scikit-image ships (CC0 / public domain)
 SAMPLES = {"a cup of coffee": "coffee.png", "a cat (Chelsea)": "chelsea.png", "an astronaut": "astronaut.png"}
@@ -56,7 +57,7 @@ def photo_start(prefix: str) -> tuple[Optional[str], Optional[str]]:
         try:
             path = saved_upload(up.getvalue(), up.name)
         except UserError as exc:
-            return None, f"{exc}. Render is off until a usable photo is chosen."
+            return None, f"{message(exc)}. Render is off until a usable photo is chosen."
     else:
         path = str(SAMPLES_DIR / SAMPLES[sample])
     c1.image(path, width=140, caption="starting photo")
@@ -97,9 +98,9 @@ def objective(prefix: str, model: str) -> tuple[Optional[str], Optional[str]]:
     if not text:
         return None, None
     try:
-        objectives.validate(catalog.target(model), objectives.parse(text))
+        objectives.validate(catalog.target(model), objectives.parse(text, catalog.class_names(model)))
     except UserError as exc:
-        return None, f"{exc}. Render is off until the combination can be read."
+        return None, f"{message(exc)}. Render is off until the combination can be read."
     return text, None
 
 
@@ -148,7 +149,7 @@ def _terms(model: str, text: str, path: str) -> list[tuple[str, float, float]]:
     import torch
 
     t = catalog.target(model)
-    terms = objectives.parse(text)
+    terms = objectives.parse(text, catalog.class_names(model))
     rgb = from_uint8(np.asarray(Image.open(path).convert("RGB")))
     with torch.no_grad():
         acts = objectives.term_activations(t, t.rgb_to_gen(rgb.to(t.device)), terms)[0]

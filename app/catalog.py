@@ -7,6 +7,7 @@ from typing import Optional
 import streamlit as st
 
 from dgnam_engine import catalog as C
+from dgnam_engine import numbers
 from dgnam_engine import priors as P
 from dgnam_engine import runner
 from dgnam_engine import targets as T
@@ -128,7 +129,7 @@ def find_classes(text: str, model: Optional[str] = None) -> list[int]:
     t = text.strip().lower().replace("_", " ")
     if not t:
         return []
-    if t.isdigit():
+    if numbers.is_whole(t):
         return [int(t)] if int(t) < len(names) else []
     exact = [i for i, n in enumerate(names) if n == t or f"{n} ({i})" == t]
     if exact:

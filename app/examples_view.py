@@ -14,6 +14,7 @@ from dgnam_engine.photos import read_photo, square
 from dgnam_engine.store import StoredResult, file_identity
 
 from . import catalog, state
+from .plain import message, plain
 
 TOP = 9
 
@@ -47,7 +48,7 @@ def _build(model: str, layer: str, key: str) -> None:
 
         D.build(target, file_identity(target.weights_path), [layer], folder, _db(), progress=progress)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(message(exc))
         return
     bar.empty()
 
@@ -81,5 +82,5 @@ def real_examples(r: StoredResult, key: str) -> None:
         st.caption(f"The synthesis drives this unit to **{r.activation_final:.1f}**{ratio}; the best real photo to "
                    f"**{best:.1f}**" + (" (patches: what the unit sees at its strongest position)"
                                          if info.kind == "conv" else "") + ".")
-    st.caption(f"Looked through {idx['done']} photos in {idx['folder']}. With a few hundred photos, the top photos "
+    st.caption(f"Looked through {idx['done']} photos in {plain(idx['folder'])}. With a few hundred photos, the top photos "
                "of many class units are not of that class: they are the closest this small collection has.")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import runpy
+import sqlite3
 from pathlib import Path
 
 import streamlit as st
@@ -12,6 +14,7 @@ from dgnam_engine.errors import UserError
 
 from . import catalog, state
 from .links import PRESENT, is_new_link, presenting
+from .plain import message
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ENTRYPOINT = ASSETS.parent / "streamlit_app.py"
@@ -89,8 +92,29 @@ def friendly_errors():
     try:
         yield
     except UserError as exc:
-        st.error(f"{exc}", icon=":material/error:")
-    except Exception:  # Streamlit's own control-flow exceptions are BaseExceptions and pass through
+        st.error(message(exc), icon=":material/error:")
+    except Exception as exc:  # Streamlit's own control-flow exceptions are BaseExceptions and pass through
         log.exception("page failed")
-        st.error("Something went wrong on this page. Reload the page and try again; if it keeps happening, "
-                 "restart the dashboard with `bash run.sh` and check the Setup page.", icon=":material/error:")
+        if is_data_damage(exc):  # a restart reads the same damaged file again: say what repairs it
+            st.error(DATA_DAMAGE, icon=":material/error:")
+        else:
+            st.error("Something went wrong on this page. Reload the page and try again; if it keeps happening, "
+                     "restart the dashboard with `bash run.sh` and check the Setup page.", icon=":material/error:")
+
+
+DATA_DAMAGE = ("Some stored data on this machine is damaged and cannot be read; restarting will not help. In the "
+               "project folder run `python -m dgnam_engine store check --repair`, then reload this page.")
+
+
+def is_data_damage(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a stored file that cannot be read: a damaged SQLite database, a JSON
+    value or text that does not parse. A locked or full database (OperationalError) is not damage."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            return True
+        if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

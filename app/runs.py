@@ -18,6 +18,7 @@ from dgnam_engine import accel
 from dgnam_engine.worker import DONE, FAILED, Job, Request
 
 from . import catalog, state
+from .plain import message
 
 PREVIEW_EVERY = 5  # steps between preview images
 POLL_S = 0.2
@@ -156,7 +157,7 @@ def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str
             status.update(label="Could not render" if failed else "Done",
                           state="error" if failed else "complete", expanded=bool(failed))
             for j in failed:
-                st.error(f"{j.error[:1].upper()}{j.error[1:]}.")
+                st.error(message(f"{j.error[:1].upper()}{j.error[1:]}."))
         finished = True
     finally:
         if not finished:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import streamlit as st
 
+from dgnam_engine import numbers
 from dgnam_engine.atlas import all_atlases
 from dgnam_engine.store import ResultsStore, StoreError, default_root
 from dgnam_engine.targets import resolve_device
@@ -55,4 +56,4 @@ def worker() -> Worker:
 def default_steps() -> Optional[int]:
     """Steps preset in the widgets: $DGNAM_UI_STEPS, else None (the model's own default, 200)."""
     v = os.environ.get(ENV_STEPS, "").strip()
-    return int(v) if v.isdigit() and int(v) > 0 else None
+    return int(v) if numbers.is_whole(v) and int(v) > 0 else None

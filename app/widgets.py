@@ -10,11 +10,12 @@ from typing import Optional
 
 import streamlit as st
 
-from dgnam_engine import limits
+from dgnam_engine import limits, numbers
 from dgnam_engine import targets as T
 
 from . import catalog, state
 from .links import is_new_link, presenting, wrote_link  # noqa: F401 (pages call widgets.is_new_link)
+from .plain import plain
 
 MAX_UNITS = 8  # units per run: one batch that still shows progress quickly on a CPU
 
@@ -39,23 +40,25 @@ def _query_error(qp: dict) -> Optional[str]:
     """Check ?model/layer/unit and copy them into the shared selection; a message for anything bad."""
     model = qp.get("model", catalog.DEFAULT_MODEL)
     if model not in catalog.model_names():
-        return f"The link names a model “{model}” that does not exist. Pick a model below."
+        return f"The link names a model “{plain(model)}” that does not exist. Pick a model below."
     if not catalog.model_available(model):
         return (f"The weights of {model} are not on this machine: get them on the Setup page (or run "
                 f"`{catalog.fetch_command(model)}` in the project folder) and reload, or pick another model below.")
     layers = catalog.layers(model)
     layer = qp.get("layer", catalog.output_layer(model))
     if layer not in layers:
-        return f"{model} has no layer “{layer}”. Pick one of: {', '.join(layers)}."
+        return f"{model} has no layer “{plain(layer)}”. Pick one of: {plain(', '.join(layers))}."
     units = [catalog.default_unit(model) if layer == catalog.output_layer(model) else 0]
     if "unit" in qp:
+        n_units = layers[layer].units
         try:
-            units = [int(u) for u in str(qp["unit"]).split(",")]
-        except ValueError:
-            return f"The link's unit “{qp['unit']}” is not a number. Pick a unit below."
-        bad = [u for u in units if not 0 <= u < layers[layer].units]
-        if bad:
-            return f"Unit {bad[0]} does not exist in {layer} of {model} (units 0–{layers[layer].units - 1})."
+            units = numbers.unit_list(str(qp["unit"]), n_units)
+        except numbers.NumberError as exc:
+            if exc.reason == "range":
+                return f"Unit {exc.value} does not exist in {layer} of {model} (units 0–{n_units - 1})."
+            if exc.reason == "reversed":
+                return f"The link's units “{plain(exc.part)}” are an empty range. Pick a unit below."
+            return f"The link's unit “{plain(qp['unit'])}” is not a number. Pick a unit below."
     st.session_state["selection"] = {"model": model, "layer": layer, "units": units[:MAX_UNITS]}
     return None
 
@@ -79,20 +82,22 @@ def _ensure(key: str, options: list, default) -> None:
 
 
 def _parse_units(text: str, n_units: int) -> list[int]:
-    units: list[int] = []
-    for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
-        lo, sep, hi = part.partition("-")
-        if not (lo.isdigit() and (not sep or hi.isdigit())):
-            raise ValueError(f"“{part}” is not a unit number. Write numbers like 3, 17, 42 or a range like 10-15.")
-        units.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-    if not units:
-        raise ValueError("Enter at least one unit number, e.g. 12.")
-    bad = [u for u in units if u >= n_units]
-    if bad:
-        raise ValueError(f"Unit {bad[0]} does not exist in this layer: it has units 0–{n_units - 1}.")
+    """The Units box, read by the engine's parser (ranges checked before they are built); messages as Markdown."""
+    try:
+        units = numbers.unit_list(text, n_units)
+    except numbers.NumberError as exc:
+        if exc.reason == "empty":
+            raise ValueError("Enter at least one unit number, e.g. 12.") from None
+        if exc.reason == "range":
+            raise ValueError(f"Unit {exc.value} does not exist in this layer: it has units 0–{n_units - 1}.") from None
+        if exc.reason == "reversed":
+            raise ValueError(f"“{plain(exc.part)}” is an empty range: write the smaller number first, like "
+                             "10-15.") from None
+        raise ValueError(f"“{plain(exc.part)}” is not a unit number. Write numbers like 3, 17, 42 or a range like "
+                         "10-15.") from None
     if len(units) > MAX_UNITS:
         raise ValueError(f"Pick at most {MAX_UNITS} units per run.")
-    return list(dict.fromkeys(units))
+    return units
 
 
 def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[Selection]:
@@ -184,10 +189,14 @@ def parse_classes(text: str, model: Optional[str] = None) -> list[int]:
     for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
         found = catalog.find_classes(part, model)
         if not found:
-            raise ValueError(f"No {what} class is called “{part}”. Try another name, or a class number 0–{n - 1}.")
+            raise ValueError(f"No {what} class is called “{plain(part)}”. Try another name, or a class number "
+                             f"0–{n - 1}.")
         if len(found) > 1:
             shown = ", ".join(catalog.class_label(i, model) for i in found[:6]) + (" …" if len(found) > 6 else "")
-            raise ValueError(f"“{part}” fits {len(found)} classes: {shown}. Type the full name or the number.")
+            if model and catalog.class_names(model) != catalog.class_names():
+                shown = plain(shown)  # names from a user's file, not ours
+            raise ValueError(f"“{plain(part)}” fits {len(found)} classes: {shown}. Type the full name or the "
+                             "number.")
         units.append(found[0])
     if not units:
         raise ValueError(f"Type a class name, e.g. {catalog.class_names(model)[0]}, or a class number 0–{n - 1}.")

@@ -4,16 +4,15 @@ Every user mistake ends in one line on stderr and exit code 2, with nothing writ
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, catalog, dataset_index, network_cli, places_runs, precompute, store_cli
+from . import atlas, catalog, dataset_index, json_out, network_cli, numbers, places_runs, precompute, store_cli
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
-                          parse_xy, print_table)
+                          decimal_arg, parse_xy, print_table, whole_arg)
 from .errors import RunCancelled, UserError
 from .training import cli_train
 
@@ -29,7 +28,7 @@ def cmd_models(args) -> int:
                      "convention": e.spec.convention(), "dataset": e.spec.dataset,
                      "output_layer": e.spec.output_layer, "size": e.size, "fetch": fetch})
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
     else:
         print_table([[r["name"], "yes" if r["available"] else "no (" + (r["fetch"] or "") + ")", r["title"]]
                      for r in rows], ["model", "weights", "description"])
@@ -45,7 +44,7 @@ def cmd_layers(args) -> int:
              "output": li.name == tgt.spec.output_layer, "description": li.description}
             for li in tgt.layers.values()]
     if args.json:
-        print(json.dumps({"model": tgt.name, "input": tgt.spec.convention(), "dataset": tgt.spec.dataset,
+        print(json_out.dumps({"model": tgt.name, "input": tgt.spec.convention(), "dataset": tgt.spec.dataset,
                           "classes": len(tgt.spec.classes()), "layers": rows}))
     else:
         print(f"{tgt.name} reads {tgt.spec.input_convention}; trained on {tgt.spec.dataset}")
@@ -63,7 +62,7 @@ def cmd_priors(args) -> int:
                      "depth": e.depth, "note": spec.note, "size": e.size,
                      "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
-        print(json.dumps(rows))
+        print(json_out.dumps(rows))
     else:
         print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
                       "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
@@ -125,8 +124,10 @@ def cmd_visualize(args) -> int:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
         raise UserError(f"prior file not found: {args.prior_file}")
-    if args.init_image and not Path(args.init_image).is_file():
-        raise UserError(f"photo not found: {args.init_image}")
+    if args.init_image:
+        from .photos import check_photo_file
+
+        check_photo_file(Path(args.init_image))
     out = Path(args.out)
     if len(units) > 1 and out.suffix.lower() == ".png":
         raise UserError("with several units --out must be a folder, not a .png file")
@@ -166,7 +167,7 @@ def cmd_visualize(args) -> int:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
     if args.json:
-        print(json.dumps(summaries[0] if len(summaries) == 1 else summaries))
+        print(json_out.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
 
 
@@ -203,10 +204,11 @@ def add_core_commands(sub) -> None:
     add_prior_options(s)
     s.add_argument("--method", choices=["dgnam", "pixel"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior")
-    s.add_argument("--iters", type=int, default=None)
-    s.add_argument("--lr", type=float, default=None, help="start learning rate")
-    s.add_argument("--lr-end", type=float, default=None)
-    s.add_argument("--seed", type=int, default=0, help="the random start code: a whole number from 0 to 2^32-1")
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None)
+    s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
+    s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)
+    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0,
+                   help="the random start code: a whole number from 0 to 2^32-1")
     s.add_argument("--xy", default=None, metavar="ROW,COL",
                    help="conv units: the position to maximise, e.g. 2,5 (N alone: N,N; default: the centre); "
                    "also writes the picture cut to that position's receptive field (<out>_rf.png)")

@@ -1,5 +1,6 @@
-"""What every command shares: the one-line argument errors, the table printer, the unit and position parsers and
-the option groups several commands take. The commands import this; nothing here imports a command."""
+"""What every command shares: the one-line argument errors, the table printer, the argument types that read
+numbers (numbers.py) and the option groups several commands take. The commands import this; nothing here
+imports a command."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from . import numbers
 from .errors import UserError
 
 
@@ -22,33 +24,34 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def parse_units(text: str) -> list[int]:
-    units = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                units.extend(range(int(a), int(b) + 1))
-            else:
-                units.append(int(part))
-        except ValueError:
-            raise UserError(f"bad unit {part!r}: use numbers like 967 or 1,2,3 or 10-20") from None
-    return units
-
-
 def parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
     """`--xy 6` is the square (6, 6), as the original's single xy; `--xy 2,5` is row 2, column 5."""
     if text is None:
         return None
-    parts = text.split(",")
     try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2) or min(vals) < 0:
-        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)")
-    return (vals[0], vals[-1])
+        return numbers.position(text)
+    except numbers.NumberError:
+        raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)") from None
+
+
+def whole_arg(what: str, high: Optional[int] = None):
+    """An argparse type: a whole number in ASCII digits (argparse's `int` takes "٣" and "1_0" too)."""
+    def parse(text: str) -> int:
+        try:
+            return numbers.whole(text, what, high=high)
+        except numbers.NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def decimal_arg(what: str):
+    """An argparse type: a finite number >= 0 in ASCII digits (`float` takes "nan", "inf" and "١.٥" too)."""
+    def parse(text: str) -> float:
+        try:
+            return numbers.decimal(text, what)
+        except numbers.NumberError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
 def check_writable(path: Path) -> None:

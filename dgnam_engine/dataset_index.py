@@ -21,14 +21,16 @@ from typing import Callable, Optional
 
 import torch
 
+from .cli_options import whole_arg
 from .convention import from_uint8
 from .errors import UserError
+from . import photo_folder
+from .photo_folder import list_photos
 from .photos import read_photo, square
 from . import targets as T
 from .targets import LayerInfo, Target
 
 DB_NAME = "examples.sqlite"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS indexes (
@@ -44,17 +46,6 @@ CREATE TABLE IF NOT EXISTS top (
     image TEXT NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL, PRIMARY KEY (index_id, unit, rank)
 );
 """
-
-
-def list_photos(folder: Path) -> list[str]:
-    """Image files under `folder` (recursively), as sorted relative paths."""
-    if not folder.is_dir():
-        raise UserError(f"photo folder not found: {folder}")
-    out = [str(p.relative_to(folder)) for p in folder.rglob("*")
-           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not out:
-        raise UserError(f"no photos (jpg, png, ...) in {folder}")
-    return sorted(out)
 
 
 def folder_identity(folder: Path, files: list[str]) -> str:
@@ -214,7 +205,7 @@ def merge_top(tops: dict[int, list[tuple]], vals: torch.Tensor, rows: torch.Tens
 def build(target: Target, weights_id: str, layers: list[str], folder: Path, db: ExamplesDB, top_k: int = 9,
           batch: int = 16, progress: Optional[Callable[[int, int, float], None]] = None) -> dict:
     """Index `folder` for every layer; returns a summary. Resumes where a previous run of the same index stopped."""
-    folder = Path(folder).resolve()
+    folder = photo_folder.resolve(folder)
     files = list_photos(folder)
     fid = folder_identity(folder, files)
     infos = [target.layer(name) for name in layers]  # UserError for a layer that does not exist, before any work
@@ -328,7 +319,7 @@ def cmd_examples(args) -> int:
     target.check_unit(info, args.unit)
     db = ExamplesDB(Path(args.store) if args.store else default_root())
     idx, rows = examples(db, target.name, _weights_id(target), info.name, args.unit, args.top,
-                         Path(args.images).resolve() if args.images else None)
+                         photo_folder.resolve(Path(args.images)) if args.images else None)
     if idx is None:
         raise UserError(f"no index of {target.name} {info.name} yet: run `python -m dgnam_engine index --model "
                         f"{target.name} --layers {info.name}` first")
@@ -355,8 +346,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--model", default=None, help="default: as visualize")
     s.add_argument("--layers", default=None, help="comma-separated layer names (default: the output layer)")
     s.add_argument("--images", default=None, help="a folder of photos (default: the offline photo corpus)")
-    s.add_argument("--top", type=int, default=9, help="photos kept per unit")
-    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--top", type=whole_arg("--top"), default=9, help="photos kept per unit")
+    s.add_argument("--batch", type=whole_arg("--batch"), default=16)
     s.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     s.add_argument("--weights", default=None)
     s.add_argument("--random-weights", action="store_true")
@@ -368,8 +359,8 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("examples", help="print the real photos that drive a unit most (after `index`)")
     s.add_argument("--model", default=None)
     s.add_argument("--layer", default=None)
-    s.add_argument("--unit", type=int, required=True)
-    s.add_argument("--top", type=int, default=9)
+    s.add_argument("--unit", type=whole_arg("--unit"), required=True)
+    s.add_argument("--top", type=whole_arg("--top"), default=9)
     s.add_argument("--images", default=None, help="only the index of this folder")
     s.add_argument("--weights", default=None)
     s.add_argument("--random-weights", action="store_true")

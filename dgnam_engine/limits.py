@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws the start codes as the original does, takes 0 .. 2^32-1
+from .errors import UserError
+from .numbers import MAX_SEED  # 0 .. 2^32-1: numpy's RandomState, which draws the start codes as the original does
+
 STEPS = (1, 10_000)  # 10000 steps take about ten minutes on a laptop CPU; the paper runs 200
 LR = (1e-4, 100.0)  # a start learning rate: the models' defaults are 2 and 8; far outside, a run only makes noise
-
-from .errors import UserError  # noqa: E402  (after the numbers a reader looks for first)
 
 
 def seed_problem(seed) -> Optional[str]:

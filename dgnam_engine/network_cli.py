@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 from typing import Optional
 
-from . import class_lists
-from .cli_options import parse_units
+from . import class_lists, numbers
 from .errors import UserError
 
 
+def _is_name(part: str) -> bool:
+    return any(ch.isalpha() for ch in part)
+
+
 def units_of(text: str, model: Optional[str], layer: Optional[str]) -> list[int]:
-    """`--unit`: numbers and ranges (967, 1,2,3, 10-20) or the output layer's class names (alley, art_gallery),
-    looked up in the class list of the network that runs."""
-    parts = [p.strip() for p in text.split(",")]
-    if all(p.replace("-", "").isdigit() for p in parts if p):
-        return parse_units(text)
+    """`--unit`: numbers and ranges (967, 1,2,3, 10-20; numbers.unit_list) or the output layer's class names
+    (alley, art_gallery, doorway/outdoor), looked up in the class list of the network that runs."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not any(_is_name(p) for p in parts):
+        return numbers.unit_list(text)
     from . import targets as T
 
     spec = T.get_spec(model or T.default_target())
@@ -25,9 +28,9 @@ def units_of(text: str, model: Optional[str], layer: Optional[str]) -> list[int]
     names = spec.classes()
     out = []
     for p in parts:
-        out.extend(parse_units(p) if p.replace("-", "").isdigit() else
-                   [class_lists.unit_by_name(names, p, f"{spec.name} ({spec.dataset})")])
-    return out
+        out.extend([class_lists.unit_by_name(names, p, f"{spec.name} ({spec.dataset})")] if _is_name(p) else
+                   numbers.unit_list(p))
+    return list(dict.fromkeys(out))
 
 
 def fetch_from(names: list[str], path: str) -> int:

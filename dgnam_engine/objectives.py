@@ -11,13 +11,14 @@ sum of its terms' activations; each term's own activation is kept, so a card can
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 
-from . import class_lists
+from . import class_lists, numbers
 from .errors import UserError
 from .targets import LayerInfo, Target
 
@@ -35,21 +36,34 @@ class Term:
         return f"{target.unit_label(info, self.unit)}{where}"
 
 
-_TERM = re.compile(r"""^\s*(?:(?P<w>\d+(?:\.\d*)?|\.\d+)\s*[*x]\s*)?     # weight, then * or x
+# Numbers in ASCII digits only ([0-9], not \d, which takes any script's digits); a unit may be a class name.
+_TERM = re.compile(r"""^\s*(?:(?P<w>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*[*x]\s*)?  # weight, then * or x
                        (?:(?P<layer>[A-Za-z_][\w./]*)\s*:\s*)?             # layer:
                        (?P<unit>[\w'/-]+?)                                  # unit number or class name
-                       (?:\s*@\s*(?P<r>\d+)\s*,\s*(?P<c>\d+))?\s*$""", re.X)
+                       (?:\s*@\s*(?P<r>[0-9]+)\s*,\s*(?P<c>[0-9]+))?\s*$""", re.X)
+MAX_WEIGHT = 1e6  # far above any useful weight; larger ones only overflow the sum
 
 
 def _unit(text: str, layer: Optional[str], names: Optional[Sequence[str]]) -> int:
-    if text.isdigit():
+    if numbers.is_whole(text):
         return int(text)
+    if any(ch.isdigit() for ch in text) and not any(ch.isalpha() for ch in text):
+        raise UserError(f"unit {text!r}: write unit numbers with the digits 0-9")
     if layer is not None:
         raise UserError(f"unit {text!r} of layer {layer}: hidden units are numbers")
     i = class_lists.find(class_lists.imagenet() if names is None else names, text)
     if i is None:
         raise UserError(f"no class named {text!r}: use a class name (spaces as _) or a unit number")
     return i
+
+
+def _weight(text: str) -> float:
+    """A term's weight: finite and above 0 (a zero term does nothing; the sign goes before the term)."""
+    w = float(text)
+    if not (math.isfinite(w) and 0 < w <= MAX_WEIGHT):
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise UserError(f"the weight {shown} of a term in the objective must be above 0 and at most {MAX_WEIGHT:g}")
+    return w
 
 
 def parse(text: str, names: Optional[Sequence[str]] = None) -> list[Term]:
@@ -73,7 +87,7 @@ def parse(text: str, names: Optional[Sequence[str]] = None) -> list[Term]:
         if m is None:
             raise UserError(f"cannot read {chunk!r} in the objective {text!r}: write terms like 0.5*bee, 309 or "
                             "blocks.5:7@2,5")
-        w = float(m["w"]) if m["w"] else 1.0
+        w = _weight(m["w"]) if m["w"] else 1.0
         pos = (int(m["r"]), int(m["c"])) if m["r"] is not None else None
         terms.append(Term(_unit(m["unit"], m["layer"], names), -w if sign == "-" else w, m["layer"], pos))
     return terms

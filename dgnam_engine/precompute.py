@@ -9,7 +9,6 @@ process, which alone writes the store, and a failed task's units are retried.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import threading
@@ -18,9 +17,9 @@ from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
 from . import accel as A
+from . import json_out, numbers
 from .atlas import all_atlases
-from .cli_options import (add_model_options, add_output_options, add_prior_options, add_store_option,
-                          parse_units as parse_unit_list)
+from .cli_options import add_model_options, add_output_options, add_prior_options, add_store_option, whole_arg
 from . import runner
 from . import targets as T
 from .errors import UserError
@@ -208,17 +207,13 @@ _stop_signals = _StopSignals()
 
 
 def parse_units(text: str, n_units: int) -> list[int]:
-    if text == "all":
+    if text.strip() == "all":
         return list(range(n_units))
-    units = parse_unit_list(text)
-    bad = [u for u in units if not 0 <= u < n_units]
-    if bad:
-        raise UserError(f"unit {bad[0]} is out of range (0-{n_units - 1})")
-    return list(dict.fromkeys(units))  # each unit once, in the order given
+    return numbers.unit_list(text, n_units)  # each unit once, in the order given; an empty range is an error
 
 
 def cmd_precompute(args) -> int:
-    if args.batch != "auto" and (not args.batch.isdigit() or int(args.batch) < 1):
+    if args.batch != "auto" and (not numbers.is_whole(args.batch) or int(args.batch) < 1):
         raise UserError(f"bad --batch {args.batch!r}: use auto or a positive number")
     settings = Settings(prior=args.prior, n_iters=args.iters, seed=args.seed, accel="plain" if args.plain else "auto")
     args.model = args.model or T.default_target()
@@ -262,7 +257,7 @@ def cmd_precompute(args) -> int:
                "units_per_second": rendered / seconds if rendered and seconds > 0 else 0.0,
                "store": str(store.root), "ray": args.ray}
     if args.json:
-        print(json.dumps(summary))
+        print(json_out.dumps(summary))
     else:
         print(f"precompute {args.model} {layer.name}: {rendered} rendered, {skipped} already stored, "
               f"{len(failed)} failed, in {seconds:.1f} s ({summary['units_per_second']:.2f} units/s) -> "
@@ -279,14 +274,15 @@ def add_parser(sub) -> None:
     s.add_argument("--layer", default=None, help="default: the output layer")
     s.add_argument("--units", required=True, help="all, or a list: 1,2,3 or 10-20")
     add_prior_options(s)
-    s.add_argument("--iters", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None)
+    s.add_argument("--seed", type=whole_arg("--seed", numbers.MAX_SEED), default=0)
     s.add_argument("--batch", default="auto", help="units per batch: auto (from free GPU memory) or a number")
     s.add_argument("--plain", action="store_true", help="the fp32 eager reference path instead of the fast one")
     add_store_option(s)
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="spread batches over a Ray cluster: an address, auto, or local (a private instance)")
-    s.add_argument("--workers", type=int, default=None, help="with --ray local: CPU workers (default: cores)")
+    s.add_argument("--workers", type=whole_arg("--workers"), default=None,
+                   help="with --ray local: CPU workers (default: cores)")
     add_output_options(s, quiet="no progress bar")
     s.set_defaults(func=cmd_precompute)
 

@@ -3,7 +3,7 @@ cache) the target and the prior, run DGN-AM or the pixel baseline in one batch, 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -90,8 +90,15 @@ def visualize(model: Optional[str], units: Sequence[int], layer: Optional[str] =
     """Render every unit in `units` (one per seed in `seeds` if given, else all with settings.seed) in one batch:
     `run(resolve(Request(...)))`. All input is checked before any work starts; a bad unit, layer, model or prior
     raises UserError."""
-    req = Request(model, list(units), layer, settings or Settings(), None if seeds is None else list(seeds),
-                  model_weights, prior_file, random_weights, device)
+    s = settings or Settings()
+    if target is not None:  # a loaded network: the request is what it is
+        model, device = target.name, str(target.device)
+        model_weights, random_weights = target.weights_path, target.weights_path is None and bool(target.spec.weights)
+    if prior is not None and s.method != "pixel":  # a loaded prior: resolved from its own file and name
+        prior_file = prior.path
+        s = replace(s, prior=prior.name if prior.name in P.all_specs() else None)
+    req = Request(model, list(units), layer, s, None if seeds is None else list(seeds), model_weights, prior_file,
+                  random_weights, device)
     return run(resolve(req), callback=callback, preview_every=preview_every, target=target, prior=prior)
 
 

@@ -2,6 +2,8 @@
 import streamlit as st
 
 from app import cards, catalog, layout, runs, widgets
+from app.plain import plain
+from dgnam_engine import numbers
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -13,10 +15,10 @@ cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("laye
     catalog.output_layer(shared.get("model", catalog.DEFAULT_MODEL)) else catalog.DEFAULT_UNIT
 link = st.query_params.get("class")
 if link is not None and widgets.is_new_link({"class": link}):  # ?class=967 opens a class directly
-    if link.isdigit() and int(link) < 1000:
+    if numbers.is_whole(link) and int(link) < 1000:
         st.session_state["cmpm_class"] = int(link)
     else:
-        st.error(f"The link's class “{link}” is not an ImageNet class number (0–999). Pick a class below.")
+        st.error(f"The link's class “{plain(link)}” is not an ImageNet class number (0–999). Pick a class below.")
 if st.session_state.get("cmpm_class") not in range(1000):
     st.session_state["cmpm_class"] = cls_default
 cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)

@@ -92,8 +92,9 @@ def identify(model, unit, layer=None, settings=None, seed=0, **kw):
 
 
 def test_identify_resolves_defaults_without_loading(fc6_file):
-    from dgnam_engine.runner import Settings, _priors, _targets
+    from dgnam_engine.runner import Settings, _priors, _targets, clear_caches
 
+    clear_caches()
     a = identify("efficientnet_lite0", 967, None, Settings(prior="fc6", n_iters=None), 0, prior_file=str(fc6_file))
     b = identify("efficientnet_lite0", 967, "classifier", Settings(prior="fc6", n_iters=200, lr_start=2.0), 0,
                  prior_file=str(fc6_file))

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .. import pixel_am
+from .. import json_out, numbers, pixel_am
 from .. import weights as W
 from ..errors import UserError
 from ..imagenet import class_names
@@ -163,13 +163,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.recon:
             names = [s.strip() for s in args.recon.split(",") if s.strip()]
             p, errors = reconstruction_sheet(names, args.images, out / "reconstructions.png")
-            print(json.dumps({"sheet": str(p), "rows": ["photo"] + names, "errors": errors}))
+            print(json_out.dumps({"sheet": str(p), "rows": ["photo"] + names, "errors": errors}))
             return 0
         if args.sheet:
             names = [s.strip() for s in args.sheet.split(",") if s.strip()]
-            units = [int(u) for u in args.sheet_units.split(",")]
+            units = numbers.unit_list(args.sheet_units)
             p = contact_sheet(names, units, out / "contact_sheet.png")
-            print(json.dumps({"sheet": str(p), "rows": names + ["pixel"], "units": units}))
+            print(json_out.dumps({"sheet": str(p), "rows": names + ["pixel"], "units": units}))
             return 0
         methods = [m.strip() for m in args.methods.split(",")]
         if not methods or not set(methods) <= set(METHODS):

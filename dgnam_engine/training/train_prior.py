@@ -7,7 +7,6 @@ same command resumes from it. The result is one safetensors prior file plus its 
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .. import generators
+from .. import generators, json_out
 from ..errors import UserError
 from ..priors import save_prior_file
 from ..targets import load_target
@@ -344,7 +343,7 @@ def main_entry(cfg: TrainConfig) -> int:
     except Interrupted as exc:
         print(str(exc), file=sys.stderr, flush=True)
         return 130
-    print(json.dumps({"out": cfg.out, "name": card["name"], "steps": card["training"]["steps"],
+    print(json_out.dumps({"out": cfg.out, "name": card["name"], "steps": card["training"]["steps"],
                       "final_losses": card["training"]["final_losses"], "heldout": card["heldout"]}))
     return 0
 
