@@ -91,6 +91,11 @@ def class_names(model: Optional[str] = None) -> tuple[str, ...]:
     return T.get_spec(model).classes() if model else imagenet_classes()
 
 
+def imagenet_classifier(model: str) -> bool:
+    """Whether the network's output layer is the 1000 ImageNet classes (what Compare models compares)."""
+    return class_names(model) == imagenet_classes()
+
+
 def dataset(model: str) -> str:
     return T.get_spec(model).dataset
 
