@@ -27,5 +27,6 @@ pages = {
 page = st.navigation(pages)
 layout.sidebar()
 layout.present_exit()
+layout.not_found_notice(page)
 with layout.friendly_errors():
     page.run()

@@ -35,44 +35,98 @@ def _thumb(path: str, mtime_ns: int) -> str:
     return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _url(r: StoredResult) -> str:
-    q = {"model": r.model, "layer": r.layer, "unit": r.unit}
+def _url(model: str, layer: str, unit: int, keep: dict) -> str:
+    """The unit's link, carrying the grid's search, order and page: the click reloads the page, and the grid
+    comes back as it was under the card."""
+    q = {"model": model, "layer": layer, "unit": unit, **keep}
     if layout.presenting():
         q["present"] = 1
     return "?" + urlencode(q)
 
 
-def grid_html(results: Sequence[StoredResult]) -> str:
+def _cell(model: str, layer: str, unit: int, keep: dict, src: str, title: str) -> str:
+    name = html.escape(catalog.unit_name(model, layer, unit))
+    return (f'<a class="atlas-cell" href="{html.escape(_url(model, layer, unit, keep))}" target="_self" '
+            f'title="{html.escape(title)}"><img src="{src}" alt="{name}" width="{THUMB}" height="{THUMB}">'
+            f'<span>{name}</span></a>')
+
+
+def grid_html(results: Sequence[StoredResult], keep: dict | None = None) -> str:
     cells = []
     for r in results:
         try:
             src = _thumb(str(r.image_path), r.image_path.stat().st_mtime_ns)
         except OSError:
             continue  # gone since the query: the store re-renders it when asked
-        name = html.escape(catalog.unit_name(r.model, r.layer, r.unit))
-        cells.append(f'<a class="atlas-cell" href="{html.escape(_url(r))}" target="_self" title="{name} · activation '
-                     f'{r.activation_final:.1f}"><img src="{src}" alt="{name}" width="{THUMB}" '
-                     f'height="{THUMB}"><span>{name}</span></a>')
+        name = catalog.unit_name(r.model, r.layer, r.unit)
+        cells.append(_cell(r.model, r.layer, r.unit, keep or {}, src, f"{name} · activation {r.activation_final:.1f}"))
     return f'<div class="atlas-grid">{"".join(cells)}</div>'
 
 
-def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> None:
-    """Search, sort, page and draw the grid of a layer's best pictures (one per unit)."""
-    if not results:
+def match_rank(name: str, unit: int, query: str) -> int:
+    """0 for an exact match (the whole name, or the unit number), 1 for a name that starts with the text, 2 for
+    any other match: typing "bee" puts the class bee before bee eater and the other bees."""
+    bare = name.rsplit(" (", 1)[0].lower() if name.endswith(")") else name.lower()
+    if query in (bare, str(unit), f"unit {unit}", name.lower()):
+        return 0
+    return 1 if bare.startswith(query) else 2
+
+
+def _from_link(key: str, name: str, cast, options=None) -> None:
+    """A grid state the address carries (after a click on a picture), taken once per session."""
+    value = st.query_params.get(name)
+    if value is None or key in st.session_state:
         return
-    c1, c2, c3 = st.columns([1.4, 1.2, 1])
+    try:
+        value = cast(value)
+    except ValueError:
+        return
+    if options is None or value in options:
+        st.session_state[key] = value
+
+
+def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> dict:
+    """Search, sort, page and draw the grid of a layer's best pictures (one per unit). The one search box of
+    Browse: exact matches first, and a unit without a picture opens from here too. Returns the grid's state for
+    the page's address (what differs from the defaults)."""
     classes = catalog.is_class_layer(model, layer)
-    query = c1.text_input("Find a class" if classes else "Find a unit", key=f"{key}_find",
-                          placeholder="e.g. dog, 207" if classes else "e.g. 17").strip().lower()
+    _from_link(f"{key}_find", "q", str)
+    _from_link(f"{key}_sort", "sort", str, list(SORTS))
+    _from_link(f"{key}_page", "page", int)
+    c1, c2, c3 = st.columns([1.4, 1.2, 1])
+    query = c1.text_input("Find a class (name or number)" if classes else "Find a unit (number)",
+                          key=f"{key}_find", placeholder="e.g. bee, dog, 207" if classes else "e.g. 17",
+                          ).strip().lower()
     order = c2.selectbox("Order", list(SORTS), key=f"{key}_sort")
-    shown = [r for r in results if not query or query in catalog.unit_name(model, layer, r.unit).lower()]
+    n_units = catalog.layers(model)[layer].units
+    name = {r.unit: catalog.unit_name(model, layer, r.unit) for r in results}
+    shown = [r for r in results if not query or query in name[r.unit].lower()]
     if SORTS[order] is None:
         shown.sort(key=lambda r: r.unit)
     else:
         shown.sort(key=lambda r: r.activation_final, reverse=SORTS[order])
+    if query:
+        shown.sort(key=lambda r: match_rank(name[r.unit], r.unit, query))  # stable: the order within each rank
     pages = max(1, -(-len(shown) // PAGE))
-    page = c3.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
+    if st.session_state.get(f"{key}_page", 1) > pages:
+        st.session_state[f"{key}_page"] = 1
+    page = c3.number_input(f"Page (of {pages})", 1, pages, key=f"{key}_page") if pages > 1 else 1
+    keep = {k: v for k, v in (("q", query), ("sort", order if SORTS[order] is not None else ""),
+                              ("page", page if page > 1 else "")) if v}
     part = shown[(page - 1) * PAGE:page * PAGE]
-    st.caption(f"{len(shown)} of {len(results)} units with a picture" + (f" match “{plain(query)}”" if query else "")
-               + ". Click a picture to open its card.")
-    st.html(grid_html(part))
+    # a unit without a picture yet: the exact one typed opens from here (its card has the Render button)
+    have = {r.unit for r in results}
+    wanted = [u for u in catalog.find_classes(query)] if query and classes else \
+        [int(query)] if query.isdigit() and int(query) < n_units else []
+    missing = [u for u in wanted if u not in have and match_rank(catalog.unit_name(model, layer, u), u, query) == 0]
+    if missing:
+        u = missing[0]
+        st.html(f'<p class="atlas-missing">{html.escape(catalog.unit_name(model, layer, u))} has no picture yet: '
+                f'<a href="{html.escape(_url(model, layer, u, keep))}" target="_self">open it to render it</a>.</p>')
+    if not results:
+        st.caption("Nothing rendered in this layer yet. Type a unit above to open it, or use **Run**.")
+        return keep
+    st.caption(f"{len(shown)} of {len(results)} units with a picture"
+               + (f" match “{plain(query)}”" if query else "") + ". Click a picture to open its card.")
+    st.html(grid_html(part, keep))
+    return keep

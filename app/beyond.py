@@ -79,6 +79,8 @@ def position(prefix: str, model: str, layer: str) -> Optional[tuple[int, int]]:
     """Row and column on a convolutional layer's map (default: the centre), shown on a small grid."""
     info = catalog.layers(model)[layer]
     if info.kind != "conv":
+        st.caption(f"No position to pick on {layer}: each of its units looks at the whole picture. Pick a "
+                   "convolutional layer (blocks.…) to choose where a hidden unit looks.")
         return None
     h, w = info.shape[1:]
     c1, c2, c3 = st.columns([1, 1, 1.2])

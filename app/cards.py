@@ -1,6 +1,7 @@
 """How results look: captions, the activation chart and the result card."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import plotly.graph_objects as go
@@ -10,7 +11,8 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import beyond, catalog, examples_view, pictures, runs
+from . import beyond, catalog, examples_view, export, layout, pictures, runs
+from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -25,21 +27,33 @@ def short_prior(name: str) -> str:
     return "pixel baseline" if name == catalog.PIXEL else f"{name} prior"
 
 
+def title(r: StoredResult) -> str:
+    """The unit, and what kind of variant the picture is when it is one: 'bee (309) · from a photo (coffee.png)'."""
+    what = runs.variant_words(r)
+    return unit_caption(r) + (f" · {what}" if what else "")
+
+
+def title_markdown(r: StoredResult) -> str:
+    """title() for Markdown: the variant's words are typed text (a combination, a file name), shown as written."""
+    what = runs.variant_words(r)
+    return unit_caption(r) + (f" · {plain(what)}" if what else "")
+
+
 def caption(r: StoredResult, with_model: bool = False) -> str:
     head = f"{r.model} · " if with_model else ""
     head = ("quick preview · " if runs.is_preview(r) else "") + head
-    return (f"{head}{unit_caption(r)} · {short_prior(r.prior)} · seed {r.seed} · "
-            f"activation {r.activation_start:.1f} → {r.activation_final:.1f}")
+    small = " · atlas picture, 128 px" if r.shipped else ""
+    return (f"{head}{title(r)} · {short_prior(r.prior)} · seed {r.seed} · "
+            f"activation {r.activation_start:.1f} → {r.activation_final:.1f}{small}")
 
 
 def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activation over the steps") -> go.Figure:
     fig = go.Figure()
     for name, ys in curves.items():
         fig.add_trace(go.Scatter(x=list(range(1, len(ys) + 1)), y=list(ys), mode="lines", name=name))
-    # no x-axis title (the chart's title says "steps") and the legend below the ticks: at projector sizes a
-    # legend under the plot covered the axis title
-    fig.update_layout(title=title, yaxis_title="activation", height=340, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+    # the legend below the axis title: at projector sizes a legend just under the plot covered it
+    fig.update_layout(title=title, xaxis_title="steps", yaxis_title="activation", height=340,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
     return fig
 
 
@@ -62,27 +76,36 @@ def top5(model: str, key: str, path: str) -> list[tuple[int, str, float]]:
 def _settings_rows(r: StoredResult) -> list[dict]:
     s = r.settings
     rows = [("network", r.model), ("layer", r.layer), ("unit", unit_caption(r)),
-            ("prior", catalog.prior_title(r.prior)), ("seed", r.seed),
-            ("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
-            ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
-            ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
-            ("time", f"{r.seconds:.1f} s on {r.device}")]
+            ("prior", catalog.prior_title(r.prior)), ("seed", r.seed)]
+    if s.get("init_image"):
+        rows.append(("start", f"from the photo {Path(str(s['init_image'])).name}"))
+    if s.get("position"):
+        rows.append(("position", "row {}, column {} of the map".format(*s["position"])))
+    if s.get("objective"):
+        rows.append(("combination", s["objective"]))
+    rows += [("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
+             ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
+             ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
+             ("time", f"{r.seconds:.1f} s on {r.device}")]
     return [{"setting": k, "value": str(v)} for k, v in rows]
 
 
 def result_card(r: StoredResult, key: str) -> None:
     """The full view of one result: picture, activation curve, top-5 classes, settings, download."""
     with st.container(border=True):
-        st.subheader(unit_caption(r))
+        st.subheader(title_markdown(r))
+        if runs.is_variant(r):
+            st.caption("A variant, not the unit's own picture (which starts from noise, at the centre, alone).")
         left, right = st.columns([1, 1.4])
         with left:
             pictures.show(r, caption=caption(r))
-        left.download_button("Download PNG", r.png(), file_name=f"{r.model}_{r.layer}_{r.unit}_{r.prior}.png",
-                             mime="image/png", key=f"{key}_dl", icon=":material/download:")
+        left.download_button("Download PNG (128 px atlas picture)" if r.shipped else "Download PNG", r.png(),
+                             file_name=export.file_name(r), mime="image/png", key=f"{key}_dl",
+                             icon=":material/download:")
         right.plotly_chart(activation_chart({short_prior(r.prior): r.activations}), width="stretch",
                            config=CHART_CONFIG, key=f"{key}_chart")
         if r.prior_kind == "trained":
-            st.caption("Made with a demo prior. " + catalog.DEMO_CAVEAT)
+            st.caption("Made with a demo prior. " + catalog.demo_caveat(layout.presenting()))
         beyond.variant_views(r, key)
         examples_view.real_examples(r, key)
         c1, c2 = st.columns(2)

@@ -166,6 +166,7 @@ class PriorChoice:
 
 
 def prior_choices() -> list[PriorChoice]:
+    """Every prior, present or not, in the paper's depth order (the catalogue's order)."""
     return [PriorChoice(e.name, e.title, e.available, e.prior_kind, e.depth,
                         fetch_command(e.fetch) if e.fetch else None) for e in C.priors()]
 
@@ -214,6 +215,15 @@ def prior_depth_words(depth: str) -> str:
 DEMO_CAVEAT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are rough. "
                "The original priors of the paper give paper-quality images: run "
                f"`{fetch_command('fc6')}` in the project folder, or the Setup page (needs internet once).")
+DEMO_CAVEAT_SHORT = ("Demo priors are small generators trained here on a small photo corpus, so their pictures are "
+                     "rough; the original priors of the paper give paper-quality images.")
+
+
+def demo_caveat(presenting: bool = False) -> str:
+    """The caveat under demo-prior pictures; on a projector without the terminal command."""
+    return DEMO_CAVEAT_SHORT if presenting else DEMO_CAVEAT
+
+
 NO_PRIOR = ("No generator prior is installed, so DGN-AM cannot run yet. Fetch the paper's best prior with "
             f"`{fetch_command('fc6')}` in the project folder (or from the Setup page; needs internet once) and "
             "reload this page. Until then you can "

@@ -144,7 +144,7 @@ class Downloader:
         return known
 
     def server_unreachable(self) -> bool:
-        """True when every size asked so far went unanswered: most likely no network."""
+        """True when every size asked so far went unanswered (each asked with a 5 s limit)."""
         with self._lock:
             asked = [n for n in self._sizes if weight_file(n) is not None]
             return bool(asked) and all(self._sizes[n] is None for n in asked)

@@ -14,7 +14,7 @@ from dgnam_engine.errors import UserError
 
 from . import catalog, state
 from .links import PRESENT, is_new_link, presenting
-from .plain import message
+from .plain import message, plain
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ENTRYPOINT = ASSETS.parent / "streamlit_app.py"
@@ -54,7 +54,7 @@ PRESENT_CSS = """
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandedSidebarControl"],
 [data-testid="stSidebarCollapseButton"], header[data-testid="stHeader"] { display: none !important; }
 [data-testid="stMainBlockContainer"] { max-width: 100%; padding-top: 1rem; }
-[data-testid="stMain"] [data-testid="stImage"] img { max-height: 52vh; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 50vh; }
 [data-testid="stImageCaption"] { font-size: 1.05rem; }
 """
 
@@ -84,6 +84,21 @@ def sidebar() -> None:
                    f"(prior): **{catalog.prior_title(prior)}**")
         st.caption("DGN-AM (Nguyen et al., NIPS 2016) searches a generator's code for the picture that a "
                    "neuron likes most.")
+
+
+def not_found_notice(page) -> None:
+    """An address naming no page (/nonexistent) opens the default page; say so instead of landing silently."""
+    from urllib.parse import urlparse
+
+    url = st.context.url
+    if not url or not getattr(page, "_default", False):
+        return
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    path = urlparse(url).path.strip("/")
+    path = path[len(base):].strip("/") if base and path.startswith(base) else path
+    if path and path != page.url_path:
+        st.warning(f"Page not found: /{plain(path)}. Here is {page.title} instead; every page is listed in the sidebar.",
+                   icon=":material/travel_explore:")
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import streamlit as st
@@ -41,19 +42,45 @@ def is_variant(r: StoredResult) -> bool:
 ODD_LR = (1e-5, 1e3)  # the learning rate a run used (scaled to its prior); outside this it was a test of the method
 
 
+def variant_words(r: StoredResult) -> str:
+    """What a variant is, in a few words ("from a photo (coffee.png)", "at position 2,5", "combination bee + ...");
+    empty for a unit's own picture. Every caption, card, Gallery entry and file name says it."""
+    s = r.settings
+    parts = []
+    if s.get("objective"):
+        parts.append(f"combination {s['objective']}")
+    if s.get("init_image"):
+        parts.append(f"from a photo ({Path(str(s['init_image'])).name})")
+    if s.get("position"):
+        row, col = s["position"]
+        parts.append(f"at position {row},{col}")
+    return " · ".join(parts)
+
+
 def has_odd_settings(r: StoredResult) -> bool:
     """A run with a learning rate far from any default (noise, or a frozen picture): never a unit's best."""
     lr = r.settings.get("lr_start")
     return lr is not None and not ODD_LR[0] <= lr <= ODD_LR[1]
 
 
+def is_default_version(r: StoredResult) -> bool:
+    """The unit's own picture as anyone gets it by default: the default prior, seed 0, the model's own number of
+    steps (the shipped atlas is made this way)."""
+    from dgnam_engine import targets as T
+
+    return r.shipped or (r.prior == catalog.default_prior() and r.seed == 0
+                         and r.settings.get("n_iters") == T.get_spec(r.model).n_iters)
+
+
 def best_first(results: Sequence[StoredResult]) -> list[StoredResult]:
     """The one rule for which stored result represents a unit (grid thumbnails, the big picture, the versions
-    list): a full run with a prior, then default settings, then the paper's original priors before demo priors,
-    then the longest, then the newest."""
+    list): a full run of the unit itself (no variant) with a prior, then the default-settings picture (the shipped
+    atlas first: one visitor's other renders never replace it for everyone), then the paper's original priors
+    before demo priors, then the longest, then the newest."""
     return sorted(results, key=lambda r: (is_preview(r), is_variant(r), r.prior == catalog.PIXEL,
-                                          has_odd_settings(r), r.prior_kind != "original",
-                                          -(r.settings.get("n_iters") or 0), -r.created))
+                                          has_odd_settings(r), not is_default_version(r), not r.shipped,
+                                          r.prior_kind != "original", -(r.settings.get("n_iters") or 0),
+                                          -r.created))
 
 
 def best_per_unit(results: Sequence[StoredResult]) -> list[StoredResult]:
@@ -70,7 +97,10 @@ def version_label(r: StoredResult) -> str:
     lr = f" · learning rate {r.settings['lr_start']:g}" if has_odd_settings(r) else ""
     prior = "pixel baseline" if r.prior == catalog.PIXEL else f"{r.prior} prior"
     made = time.strftime("%d %b %H:%M", time.localtime(r.created))  # two otherwise alike versions differ here
-    return f"{kind} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps{lr} · made {made}"
+    what = variant_words(r)
+    made = "shipped atlas" if r.shipped else f"made {made}"
+    return (f"{kind}{' · ' + what if what else ''} · {prior} · seed {r.seed} · {r.settings.get('n_iters')} steps"
+            f"{lr} · {made}")
 
 
 def stored_results(req: Request) -> list[Optional[StoredResult]]:
@@ -122,28 +152,42 @@ def _preview_captions(job: Job) -> list[str]:
             for u in req.units[:len(job.preview[:4])]]
 
 
-def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str], None]] = None) -> None:
+PreviewSink = Callable[[str, list, list], None]  # (job name, preview images, their captions)
+
+
+def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str], None]] = None,
+          on_preview: Optional[PreviewSink] = None, compact: bool = False) -> None:
     """Show progress until every job ended; cancels them all if the page is interrupted. `on_done(name)` runs
-    as soon as a job finished, so a page can show that part while the rest still renders."""
+    as soon as a job finished, so a page can show that part while the rest still renders. `on_preview` draws the
+    forming pictures where the page wants them (beside the controls, in their column); without it they appear
+    under the progress bar. `compact`: Stop and one progress bar on a row, no panel, so nothing below moves."""
     dev = "GPU" if state.device().startswith("cuda") else "CPU"
     mine = st.session_state[f"{key}_jobs"] = list(jobs)
-    stop = st.empty()
+    if compact:
+        stop_col, bar_col = st.columns([1, 3.5], vertical_alignment="center")
+        stop, panel = stop_col.empty(), bar_col.container()
+    else:
+        stop, panel = st.empty(), None
     stop.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:", on_click=_stop, args=(key,),
                 help="Stops the run: what has finished is kept, the unfinished part is not saved.")
     reported: set[int] = set()
     finished = False
     try:
-        with st.status("Rendering…", expanded=True) as status:
+        with (panel if compact else st.status("Rendering…", expanded=True)) as status:
             bar = st.progress(0.0, text="queued")
-            preview = st.empty()
+            preview = st.empty() if on_preview is None else None
             shown = None
             while True:
                 frac, text = _progress_text(jobs, dev)
                 bar.progress(frac, text=text)
-                live = next((j for _, j in jobs if j.state == "running"), None)
-                if live is not None and live.preview is not None and (live.id, live.step) != shown:
-                    shown = (live.id, live.step)
-                    preview.image(live.preview[:4], width=180, caption=_preview_captions(live))
+                live = next(((n, j) for n, j in jobs if j.state == "running"), None)
+                if live is not None and live[1].preview is not None and (live[1].id, live[1].step) != shown:
+                    name, job = live
+                    shown = (job.id, job.step)
+                    if on_preview is not None:
+                        on_preview(name, job.preview[:4], _preview_captions(job))
+                    else:
+                        preview.image(job.preview[:4], width=180, caption=_preview_captions(job))
                 for i, (name, j) in enumerate(jobs):
                     if on_done is not None and j.state == DONE and i not in reported:
                         reported.add(i)
@@ -151,11 +195,15 @@ def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str
                 if all(j.done for _, j in jobs):
                     break
                 time.sleep(POLL_S)
-            preview.empty()
+            if preview is not None:
+                preview.empty()
             stop.empty()
             failed = [j for _, j in jobs if j.state == FAILED]
-            status.update(label="Could not render" if failed else "Done",
-                          state="error" if failed else "complete", expanded=bool(failed))
+            if compact:
+                bar.progress(1.0, text="Could not render" if failed else "Done")
+            else:
+                status.update(label="Could not render" if failed else "Done",
+                              state="error" if failed else "complete", expanded=bool(failed))
             for j in failed:
                 st.error(message(f"{j.error[:1].upper()}{j.error[1:]}."))
         finished = True
@@ -178,13 +226,23 @@ def stopped_notice(key: str) -> None:
 
 
 def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
-           on_done: Optional[Callable[[str], None]] = None) -> list[list[Optional[StoredResult]]]:
-    """Stored results for every request; with `run`, renders the missing ones first (with progress)."""
+           on_done: Optional[Callable[[str], None]] = None, again: bool = False,
+           on_preview: Optional[PreviewSink] = None, compact: bool = False) -> list[list[Optional[StoredResult]]]:
+    """Stored results for every request; with `run`, renders the missing ones first (with progress). With `again`
+    every request is rendered live even when stored (to watch it form); the new picture replaces the stored one
+    under the same key only once it is done."""
     if run:
-        todo = [(name, _missing_part(req)) for name, req in requests]
+        todo = [(name, req if again else _missing_part(req)) for name, req in requests]
         todo = [(name, part) for name, part in todo if part is not None]
         if todo:
             w, store = state.worker(), state.store()
-            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done)
+            watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done, on_preview,
+                  compact)
     return [stored_results(req) for _, req in requests]
 
+
+def names_of(req: Request) -> str:
+    """The units of a request in words, for the progress line ("goldfish (1), bee (309)")."""
+    names = list(dict.fromkeys(catalog.unit_name(req.model, req.layer or catalog.output_layer(req.model), u)
+                               for u in req.units))
+    return ", ".join(names[:3]) + (" …" if len(names) > 3 else "")

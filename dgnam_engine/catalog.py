@@ -36,6 +36,7 @@ class Entry:
     depth: str = ""  # priors: which of the paper's layers it plays
     prior_kind: str = ""  # priors: "original" or "trained"
     default: bool = False  # the default network or prior of a run that names none
+    damaged: str = ""  # priors: one line naming a damaged file and what to do (priors.damage_message)
     spec: Any = field(default=None, compare=False, repr=False)  # targets.TargetSpec or priors.PriorSpec
 
 
@@ -73,11 +74,17 @@ def judges() -> list[Entry]:
     return [_network(spec, "judge") for spec in T.JUDGES.values()]
 
 
+def _by_depth(item: tuple[str, P.PriorSpec]) -> tuple[int, int]:
+    """The paper's depths in order, conv3 to fc7, originals first at each depth."""
+    spec = item[1]
+    return (DEPTHS.index(spec.depth) if spec.depth in DEPTHS else len(DEPTHS), spec.kind != "original")
+
+
 def priors() -> list[Entry]:
-    """The original priors and the trained ones that ship, present or not; the default first among equals."""
+    """The original priors and the trained ones that ship, present or not, as the paper's depths go."""
     default = P.default_prior_name()
     out = []
-    for name, spec in P.all_specs().items():
+    for name, spec in sorted(P.all_specs().items(), key=_by_depth):
         if spec.file:
             found = spec.file if P.is_available(spec) else None
         else:
@@ -87,8 +94,14 @@ def priors() -> list[Entry]:
                          spec.weights.filename if spec.weights else None,
                          None if found or spec.weights is None else name, spec.size, spec.input_convention,
                          spec.weights.hf_repo or "" if spec.weights else "assets/priors", spec.depth, spec.kind,
-                         default=name == default, spec=spec))
+                         default=name == default, damaged=P.damage_message(spec) if spec.damaged else "",
+                         spec=spec))
     return out
+
+
+def skipped_priors() -> list[str]:
+    """One line per prior file the last listing left out (its card cannot be read)."""
+    return P.skipped_priors()
 
 
 def entry(name: str) -> Entry:

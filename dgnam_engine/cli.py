@@ -59,25 +59,25 @@ def cmd_priors(args) -> int:
         spec = e.spec
         rows.append({"name": e.name, "title": e.title, "available": e.available, "default": e.default,
                      "kind": e.prior_kind, "code_shape": list(spec.code_shape), "encoder": spec.encoder,
-                     "depth": e.depth, "note": spec.note, "size": e.size,
+                     "depth": e.depth, "note": spec.note, "size": e.size, "damaged": e.damaged or None,
                      "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
     if args.json:
         print(json_out.dumps(rows))
     else:
-        print_table([[r["name"] + (" *" if r["default"] else ""), "yes" if r["available"] else "no",
+        print_table([[r["name"] + (" *" if r["default"] else ""),
+                      "DAMAGED" if r["damaged"] else "yes" if r["available"] else "no",
                       "x".join(map(str, r["code_shape"])), r["encoder"], r["title"]] for r in rows],
                     ["prior", "present", "code", "inverts", "description"])
         print("* default. Demo priors are trained on a small photo corpus; the original priors "
               "(`python -m dgnam_engine fetch fc6`) give paper-quality images.")
+        for r in rows:
+            if r["damaged"]:
+                print(r["damaged"])
     return 0
 
 
 def cmd_fetch(args) -> int:
-    from huggingface_hub.utils import logging as hf_logging
-
     from . import weights as W
-
-    hf_logging.set_verbosity_error()  # its retry notices would bury the one-line error
 
     if args.from_file is not None:
         return network_cli.fetch_from(args.names, args.from_file)
@@ -101,7 +101,7 @@ def cmd_fetch(args) -> int:
         # A progress line redrawn with \r only makes sense on a terminal; in logs it would swallow the error line.
         show = sys.stderr.isatty()
         try:
-            path = W.fetch(wf, progress if show else None)
+            path = W.fetch(wf, progress if show else None, force=args.force)
         finally:
             if show and last[0]:
                 print(file=sys.stderr)  # end the progress line, so an error gets a line of its own
@@ -189,6 +189,8 @@ def add_core_commands(sub) -> None:
 
     s = sub.add_parser("fetch", help="download weights into the standard caches (needs internet)")
     s.add_argument("names", nargs="+", metavar="NAME", help="a model (alexnet, ...) or a prior (fc6, ...)")
+    s.add_argument("--force", action="store_true",
+                   help="download again even if a copy is present (replaces the cache's copy, e.g. a damaged one)")
     s.add_argument("--from", dest="from_file", default=None, metavar="FILE",
                    help="take the network's weights from a file you have (checked, then copied where lookups find "
                    "it; your file is left as it is)")

@@ -4,11 +4,14 @@ against its architecture before anything is written; the user's file is copied, 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
+
+import torch
 
 from . import class_lists, user_networks
 from . import targets as T
@@ -43,7 +46,7 @@ def place(name: str, path: str | os.PathLike) -> Path:
         raise UserError(f"{name} takes no weights file: its weights come with it")
     src = _source(path)
     check_fits(spec, src)
-    dest = W.checkpoints_dir() / spec.weights.filename
+    dest = W.checkpoints_dir() / _place_name(spec.weights, src)
     if dest.exists() and dest.resolve() == src.resolve():
         return dest  # already where lookups look
     try:
@@ -59,6 +62,23 @@ def place(name: str, path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise UserError(f"cannot copy {src} into {dest.parent}: {exc.strerror or exc}") from None
     return dest
+
+
+def _place_name(wf: W.WeightFile, src: Path) -> str:
+    """The published name, unless that name carries a sha256 prefix the file does not have (a conversion of the
+    user's own): then the network's own name among the file's aliases, so the cache's hash check stays true."""
+    m = torch.hub.HASH_REGEX.search(wf.filename)
+    if m is None or _sha256(src).startswith(m.group(1)):
+        return wf.filename
+    return next(a for a in wf.aliases if not torch.hub.HASH_REGEX.search(a))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _head_classes(path: Path) -> Optional[int]:

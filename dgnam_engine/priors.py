@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,7 @@ class PriorSpec:
     kind: str = "original"  # "original" or "trained"
     note: str = ""
     depth: str = ""  # which of the paper's layers it plays: conv3 / pool5 / fc6 / fc7
+    damaged: str = ""  # file-based priors: why the file cannot be read (its card beside it still names it)
     size: Optional[int] = None  # bytes to download, about (the generator's parameters x 4 bytes)
 
     @property
@@ -118,11 +120,29 @@ def read_card(path: str | os.PathLike) -> dict:
     except Exception:
         raise WeightsCorrupt(f"{path} is not a readable safetensors prior file") from None
     if CARD_KEY in meta:
-        return json.loads(meta[CARD_KEY])
+        return _parse_card(meta[CARD_KEY], f"{path}: its card (metadata '{CARD_KEY}')")
     side = path.with_suffix(".json")
     if side.is_file():
-        return json.loads(side.read_text())
+        return read_side_card(side)
     raise WeightsCorrupt(f"{path} has no prior card (metadata '{CARD_KEY}' or {side.name})")
+
+
+def read_side_card(side: Path) -> dict:
+    try:
+        text = side.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsCorrupt(f"{side}: the prior card cannot be read ({type(exc).__name__})") from None
+    return _parse_card(text, f"{side}")
+
+
+def _parse_card(text: str, where: str) -> dict:
+    try:
+        card = json.loads(text)
+    except ValueError as exc:
+        raise WeightsCorrupt(f"{where} is not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise WeightsCorrupt(f"{where} is not a JSON object")
+    return card
 
 
 def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: torch.Tensor,
@@ -150,37 +170,121 @@ def read_file_bounds(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tenso
 
 
 def spec_from_file(path: str | os.PathLike) -> PriorSpec:
-    card = read_card(path)
+    return _spec_from_card(read_card(path), path)
+
+
+def _spec_from_card(card: dict, path, damaged: str = "") -> PriorSpec:
     try:
-        return PriorSpec(name=card["name"], title=card.get("title", card["name"]), arch=card["arch"],
-                         code_shape=tuple(card["code_shape"]), encoder=f"{card['encoder']}:{card['layer']}",
-                         file=str(path), arch_kwargs=card.get("arch_kwargs", {}), kind="trained",
-                         note=card.get("note", ""), depth=card.get("depth", ""))
+        spec = PriorSpec(name=card["name"], title=card.get("title", card["name"]), arch=card["arch"],
+                         code_shape=tuple(int(n) for n in card["code_shape"]),
+                         encoder=f"{card['encoder']}:{card['layer']}", file=str(path),
+                         arch_kwargs=card.get("arch_kwargs", {}), kind="trained", note=card.get("note", ""),
+                         depth=card.get("depth", ""), damaged=damaged)
     except KeyError as exc:
         raise WeightsCorrupt(f"{path}: prior card lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise WeightsCorrupt(f"{path}: prior card has a value of the wrong kind ({exc})") from None
+    if not (isinstance(spec.name, str) and spec.name and isinstance(spec.arch_kwargs, dict)
+            and all(isinstance(v, str) for v in (spec.title, spec.arch, spec.note, spec.depth))):
+        raise WeightsCorrupt(f"{path}: prior card has a value of the wrong kind")
+    return spec
 
 
 def demo_prior_specs() -> dict[str, PriorSpec]:
-    """The prior files in assets/priors, read again only when the folder's files change (a page asks for every
-    option of every picker on every rerun)."""
+    """The prior files in DEMO_PRIORS_DIR by name. A file whose card cannot be read is left out and named in one
+    warning line (one bad card must not take every prior with it); a shipped prior whose file is damaged but whose
+    card beside it reads is kept, marked damaged, so it is named as such where it is used and the default stays.
+    The folder is read again only when its files change (a page asks for every option of every picker on every
+    rerun)."""
     if not DEMO_PRIORS_DIR.is_dir():
+        _SKIPPED[:] = []
         return {}
-    stamp = tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(DEMO_PRIORS_DIR),
-                                                                                 key=lambda e: e.name)
-                  if e.name.endswith(".safetensors"))
-    return dict(_demo_specs(stamp))
+    stamp = [str(DEMO_PRIORS_DIR)]
+    for e in sorted(os.scandir(DEMO_PRIORS_DIR), key=lambda e: e.name):
+        try:
+            st = e.stat()
+        except OSError:
+            continue
+        stamp.append((e.name, st.st_size, st.st_mtime_ns))
+    specs, skipped = _scan_demo_priors(tuple(stamp))
+    _SKIPPED[:] = skipped
+    return dict(specs)
 
 
 @lru_cache(maxsize=4)
-def _demo_specs(stamp: tuple) -> tuple:
-    out = {}
-    for name, _, _ in stamp:
+def _scan_demo_priors(stamp: tuple) -> tuple[tuple, tuple]:
+    out, skipped = {}, []
+    for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
         try:
-            s = spec_from_file(DEMO_PRIORS_DIR / name)
-        except WeightsCorrupt:
-            continue
+            s = spec_from_file(p)
+        except WeightsCorrupt as exc:
+            s = _damaged_spec(p)
+            if s is None:
+                _warn(f"warning: prior file skipped: {exc}")
+                skipped.append(f"Prior file skipped: {exc}")
+                continue
         out[s.name] = s
-    return tuple(out.items())
+    return tuple(out.items()), tuple(skipped)
+
+
+_SKIPPED: list[str] = []  # the last listing's skipped files, one line each
+
+
+def skipped_priors() -> list[str]:
+    """One line per prior file the last listing left out (its card cannot be read)."""
+    return list(_SKIPPED)
+
+
+def _damaged_spec(path: Path) -> Optional[PriorSpec]:
+    """The spec of a prior whose own file is unreadable, from the card beside it; None when the file reads (then
+    its card is what is wrong) or there is no readable card beside it."""
+    side = path.with_suffix(".json")
+    if _readable_safetensors(path) or not side.is_file():
+        return None
+    try:
+        return _spec_from_card(read_side_card(side), path, damaged=_file_damage(path))
+    except WeightsCorrupt:
+        return None
+
+
+def _readable_safetensors(path: Path) -> bool:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt"):
+            return True
+    except Exception:  # any failure to open means unreadable
+        return False
+
+
+def _file_damage(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    return "the file is empty" if size == 0 else "not a readable safetensors file: cut short or overwritten"
+
+
+def damage_message(spec: PriorSpec) -> str:
+    """One line: which prior file is damaged and what to do about it."""
+    where = Path(spec.file)
+    try:
+        shown = where.relative_to(ASSETS.parent)
+    except ValueError:
+        shown = where
+    restore = (f"restore it from the project (`git checkout -- {shown}` in the project folder, or a fresh copy of "
+               f"the project)" if where.parent == ASSETS / "priors" else "replace it with a sound copy")
+    return f"prior {spec.name!r}: {where} is damaged ({spec.damaged}): {restore}, or pick another prior with --prior"
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(line: str) -> None:
+    """Each warning once per process, on stderr: commands list priors several times."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(line, file=sys.stderr)
 
 
 def all_specs() -> dict[str, PriorSpec]:
@@ -274,6 +378,8 @@ def load_prior(name: Optional[str] = None, prior_file: Optional[str] = None, dev
     if name is None and prior_file is not None and str(prior_file).endswith(".safetensors"):
         return load_file_prior(prior_file).to(device)
     spec = get_spec(name or default_prior_name())
+    if spec.damaged and prior_file is None:
+        raise WeightsCorrupt(damage_message(spec))
     if spec.kind == "trained":
         return load_file_prior(prior_file or spec.file).to(device)
     return _load_original(spec, prior_file).to(device)

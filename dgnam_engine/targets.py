@@ -328,7 +328,11 @@ PLACES_OFFICIAL = f"{W.PLACES_HOST}/models_places365"
 
 
 def _places_file(url: str, fetch_name: str) -> W.WeightFile:
-    return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url)
+    """A Places file at its published address. A user's own conversion of a file whose name carries a hash
+    is kept under the network's name instead (network_files.place), so it never passes for the published one."""
+    name = os.path.basename(url)
+    own = (f"{fetch_name}.pth",) if torch.hub.HASH_REGEX.search(name) else ()
+    return W.WeightFile(filename=name, fetch_name=fetch_name, url=url, aliases=own)
 
 
 def _scene_targets() -> dict[str, TargetSpec]:

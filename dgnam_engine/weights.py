@@ -7,10 +7,11 @@ Only `fetch` touches the network. Loading never unpickles code (weights_only / s
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import threading
-import urllib.error
-import urllib.request
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Callable, Optional
 
 import torch
 
+from . import http_download as _dl
+from . import hub_download as _hub
 from .errors import UserError, WeightsCorrupt, WeightsMissing
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -117,7 +120,12 @@ def resolve(wf: WeightFile, what: str, explicit: Optional[str | os.PathLike] = N
     found = find(wf)
     if found is None:
         raise WeightsMissing(missing_message(wf, what))
+    if wf.fetchable:
+        _DOWNLOADED[str(found)] = wf  # a damaged copy is then named with how to download it again
     return found
+
+
+_DOWNLOADED: dict[str, WeightFile] = {}  # cached copies handed out by `resolve`, by path
 
 
 def _why_unreadable(path: Path, exc: Exception) -> str:
@@ -128,15 +136,67 @@ def _why_unreadable(path: Path, exc: Exception) -> str:
         return "the file is empty"
     if "Unsupported global" in str(exc) or _names_an_object(path, str(exc)):  # weights_only refused an object
         return "it stores Python objects, not only tensors, and weights are never loaded by running code from a file"
+    if path.suffix != ".safetensors":
+        pickled = _pickle_kind(path)
+        if pickled == "legacy":
+            if isinstance(exc, EOFError) or "unexpected EOF" in str(exc):
+                return "a PyTorch file in the legacy (before 1.6, not zip) format that is cut short"
+            m = re.search(r"Unsupported operand (\d+)", str(exc))
+            if m:
+                return (f"a PyTorch file in the legacy (not zip) format written with pickle protocol {_protocol(path)}"
+                        f", whose opcode {int(m.group(1))} the safe loader cannot read: save it again with torch.save "
+                        f"(the zip format)")
+            return f"a PyTorch file in the legacy (not zip) format that torch cannot read: {_reason(exc)}"
+        if pickled == "pickle":
+            return ("a plain Python pickle, not a file written by torch.save: weights are never loaded by unpickling "
+                    "arbitrary objects; save the tensors with torch.save")
     kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch (.pt/.pth)"
     return f"not a {kind} checkpoint, or the file is damaged or cut short"
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first thing torch.save wrote before its zip format (torch < 1.6)
+
+
+def _pickle_kind(path: Path) -> Optional[str]:
+    """"legacy" for torch's pre-zip format (a pickle of its magic number first), "pickle" for any other pickle,
+    None for anything else. Reads the opcodes only (pickletools parses, it never builds objects)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) != b"\x80":
+                return None
+            f.seek(0)
+            opening = True
+            for op, arg, _ in pickletools.genops(f):  # the whole first pickle: random bytes rarely parse to STOP
+                if opening and op.name not in ("PROTO", "FRAME"):
+                    if op.name == "LONG1" and arg == LEGACY_MAGIC:
+                        return "legacy"
+                    opening = False
+            return "pickle"
+    except Exception:  # not a pickle
+        return None
+
+
+def _protocol(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head[1] if len(head) == 2 else 0
+
+
+def _torch_load(path: Path):
+    """torch.load with weights_only. A legacy file written by Python 2 (published Places networks, for one) holds
+    byte strings that only decode as latin-1, as the original release's own loader reads them."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except UnicodeDecodeError:
+        return torch.load(str(path), map_location="cpu", weights_only=True, encoding="latin1")
 
 
 def _names_an_object(path: Path, message: str) -> bool:
     """A sound zip-format checkpoint whose pickle names a blocked global ("unsupported GLOBAL posix.system whose
     module posix is blocked"). Random bytes can make torch name a garbage "GLOBAL" too, so the name must be a
     dotted Python identifier and the zip must be intact."""
-    import re
     import zipfile
 
     m = re.search(r"unsupported GLOBAL ([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+) whose module", message)
@@ -163,32 +223,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             else:
                 sd = _torch_load(path)
     except Exception as exc:  # any parse failure means the file is unusable
-        raise WeightsCorrupt(f"{path} is not a readable weights file: {_why_unreadable(path, exc)}") from None
+        wf = _DOWNLOADED.get(str(path))
+        hint = f"; if it came from a download, {force_hint(wf)}" if wf is not None else ""
+        raise WeightsCorrupt(f"{path} is not a readable weights file: {_why_unreadable(path, exc)}{hint}") from None
     sd = unwrap(sd)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsCorrupt(f"{path} does not hold a state dict of tensors")
     return sd
-
-
-def _torch_load(path: Path):
-    """torch.load with weights_only, zip or legacy format. A Python 2 pickle (the Places365 release was saved with
-    Python 2.7) can hold byte strings that are not UTF-8: read again decoding them as latin1, as its own loader
-    does."""
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not _is_decode_error(exc):
-            raise
-    return torch.load(str(path), map_location="cpu", weights_only=True, encoding="latin1")
-
-
-def _is_decode_error(exc: BaseException) -> bool:
-    """weights_only wraps the unpickler's own error in an UnpicklingError that names it."""
-    while exc is not None:
-        if isinstance(exc, UnicodeDecodeError) or "UnicodeDecodeError" in str(exc) or "codec can't decode" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 # Checkpoints that other code bases save hold the state dict under one of these keys (the official Places365
@@ -297,18 +338,15 @@ def _umask() -> int:
     return mask
 
 
-# ----- downloading: through the libraries made for it -----
-# Hub files go through huggingface_hub (resume, size checks, proxies, tokens, HF_ENDPOINT, the shared cache that
-# `find` reads); torchvision files through torch.hub, which checks the sha256 prefix in their names.
+# ----- downloading -----
+# Both hosts go through `http_download`'s bounded transfer (deadline, stall limit, bounded resumes and memory):
+# huggingface_hub's and torch.hub's own transfers have no overall deadline, and the Hub client's resume against a
+# server that drops every transfer and ignores Range ran for minutes and grew to gigabytes. Hub files keep the
+# Hub's protocol and cache layout (hub_download), so huggingface_hub and every tool on it find them offline.
 
-Progress = Callable[[int, Optional[int]], None]  # (bytes done, total bytes or None)
-
-
-class DownloadCancelled(UserError):
-    """The user cancelled a download; nothing of it was kept."""
-
-
-_ONE_DOWNLOAD = threading.Lock()  # torch.hub's progress hook is module-wide: one download at a time per process
+Progress = _dl.Progress
+DownloadCancelled = _dl.DownloadCancelled
+Limits = _dl.Limits
 
 
 def downloads_allowed() -> bool:
@@ -326,90 +364,43 @@ def _hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
 
 
-def _progress_bar(progress: Optional[Progress], cancel: Optional[threading.Event]):
-    """A tqdm class for the libraries' own progress hooks: it reports bytes to `progress` and stops the download
-    when `cancel` is set (raising from the hook makes both libraries delete their temporary file)."""
-    from tqdm import tqdm
+def _hub_cache() -> Path:
+    from huggingface_hub import constants
 
-    class Bar(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True  # draw nothing; the caller shows the progress its own way
-            super().__init__(*args, **kwargs)
-            self.done = int(kwargs.get("initial") or 0)
-            self.size = kwargs.get("total")
-
-        def update(self, n=1):
-            if cancel is not None and cancel.is_set():
-                raise DownloadCancelled("download cancelled: nothing was kept")
-            self.done += int(n or 0)
-            if progress is not None:
-                progress(self.done, self.size)
-
-    return Bar
+    return Path(constants.HF_HUB_CACHE)
 
 
-def _fetch_from_hub(wf: WeightFile, bar) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub import errors as hfe
-
-    filename = wf.hf_filename or wf.filename
-    url = wf.download_url()
-    try:
-        return Path(hf_hub_download(wf.hf_repo, filename, endpoint=_hub_endpoint(), tqdm_class=bar))
-    except DownloadCancelled:
-        raise
-    except hfe.LocalEntryNotFoundError as exc:  # the Hub client's word for "the server did not give the file"
-        cause = exc.__cause__
-        if isinstance(cause, hfe.HfHubHTTPError) and cause.response is not None:
-            raise UserError(f"download of {url} failed: HTTP {cause.response.status_code}") from None
-        raise UserError(f"download of {url} failed: cannot reach {_hub_endpoint()} (no network?)") from None
-    except (hfe.EntryNotFoundError, hfe.RepositoryNotFoundError, hfe.RevisionNotFoundError):
-        raise UserError(f"download of {url} failed: HTTP 404, the file is not on the server") from None
-    except hfe.HfHubHTTPError as exc:
-        code = exc.response.status_code if exc.response is not None else "error"
-        raise UserError(f"download of {url} failed: HTTP {code}") from None
-    except OSError as exc:
-        raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
-    except Exception as exc:  # protocol errors after the client's own retries
-        if "without sending complete message body" in str(exc):  # httpx's words for a body cut short
-            raise UserError(f"download of {url} failed: the file arrived cut short (damaged download)") from None
-        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
+def _name_hash(name: str) -> Optional[str]:
+    """The sha256 prefix torchvision puts in its file names (`alexnet-owt-7be5be79.pth`), or None."""
+    m = torch.hub.HASH_REGEX.search(name)
+    return m.group(1) if m and len(m.group(1)) >= 6 else None
 
 
-def _fetch_from_torch_host(wf: WeightFile, bar) -> Path:
-    from unittest import mock
+def _fetch_from_hub(wf: WeightFile, limits: Limits, progress, cancel) -> Path:
+    return _hub.download(wf.hf_repo, wf.hf_filename or wf.filename, _hub_endpoint(), _hub_cache(), limits,
+                         progress, cancel)
 
-    url = wf.download_url()
+
+def _fetch_from_torch_host(wf: WeightFile, limits: Limits, progress, cancel) -> Path:
     dest = checkpoints_dir() / wf.filename
-    match = torch.hub.HASH_REGEX.search(wf.filename)  # torchvision names end in -<sha256 prefix>.pth
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part")  # our own name
+    expected = _name_hash(wf.filename)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # torch.hub reports progress only through tqdm; its temporary file goes when the hook raises
-        with mock.patch.object(torch.hub, "tqdm", bar):
-            torch.hub.download_url_to_file(url, str(dest), hash_prefix=match.group(1) if match else None)
-    except DownloadCancelled:
-        raise
-    except urllib.error.HTTPError as exc:  # its reason alone ("Not Found") hides the status code
-        raise UserError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise UserError(f"download of {url} failed: cannot reach the server ({exc.reason})") from None
-    except OSError as exc:
-        raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
-    except RuntimeError as exc:
-        if "invalid hash" in str(exc):
-            raise UserError(f"download of {url} failed: the file is damaged or cut short (its sha256 does not "
-                            f"match the {match.group(1)} in its name)") from None
-        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
-    except Exception as exc:
-        raise UserError(f"download of {url} failed: {_reason(exc)}") from None
+        with _dl.Clock(limits) as clock, open(tmp, "wb") as out:
+            got = _dl.transfer(wf.download_url(), {"User-Agent": "torch.hub"}, out, clock, progress, cancel)
+        if expected and not got.sha256.startswith(expected):
+            raise _dl.DownloadFailed(f"the file is damaged or cut short (its sha256 {got.sha256[:12]}… does not "
+                                     f"match the {expected} in its name): it was refused, nothing was kept")
+        publish(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dest
 
 
 def _os_reason(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on the disk"
-    if "Consistency check failed" in str(exc):  # huggingface_hub's size check
-        return "the file arrived cut short (damaged download)"
     return exc.strerror or _reason(exc)
 
 
@@ -418,41 +409,74 @@ def _reason(exc: Exception) -> str:
     return (first[0][:160] if first else "") or type(exc).__name__
 
 
-def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None) -> Path:
-    """Download `wf` into its standard cache unless a copy is already found; returns where it is.
+def damage(wf: WeightFile, path: Path) -> Optional[str]:
+    """Why the found copy `path` of `wf` is damaged, or None when it matches the hash it was published with (the
+    Hub's ETag that names its blob, or the sha256 prefix in a torchvision name) or there is no hash to check."""
+    path = Path(path)
+    if path.is_symlink() and path.resolve().parent.name == "blobs":  # the Hub cache's layout
+        return _hub.cached_damage(path)
+    expected = _name_hash(path.name)
+    if expected is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    if h.hexdigest().startswith(expected):
+        return None
+    return f"its sha256 does not match the {expected} in its name"
+
+
+def force_hint(wf: WeightFile) -> str:
+    return f"run `python -m dgnam_engine fetch {wf.fetch_name} --force` to download it again"
+
+
+def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None,
+          force: bool = False, limits: Optional[Limits] = None) -> Path:
+    """Download `wf` into its standard cache unless a sound copy is already found; returns where it is.
 
     Hub files land in the Hugging Face cache, torch host files in TORCH_HOME/hub/checkpoints; both only appear
-    once complete and checked. `progress(done, total)` is called as bytes arrive; setting `cancel` stops the
-    download with DownloadCancelled and leaves no partial file."""
+    once complete and matching their published hash. A copy found damaged is named with how to replace it;
+    `force` downloads it again, replacing only the cache's copy. `progress(done, total)` is called as bytes arrive;
+    setting `cancel` stops the download with DownloadCancelled and leaves no partial file. `limits`: the deadline
+    and stall limit (default: DGNAM_DOWNLOAD_TIMEOUT / DGNAM_DOWNLOAD_STALL, or one hour / 30 s)."""
     found = find(wf)
-    if found is not None:
-        return found
+    if found is not None and not force:
+        why = damage(wf, found)
+        if why is None:
+            return found
+        raise WeightsCorrupt(f"{found} is damaged ({why}): {force_hint(wf)}")
     if not wf.fetchable:
         raise UserError(f"{wf.filename} has no download address")
     if not downloads_allowed():
         raise UserError(OFFLINE_MESSAGE)
-    bar = _progress_bar(progress, cancel)
-    with _ONE_DOWNLOAD:
-        if wf.hf_repo:
-            return _fetch_from_hub(wf, bar)
-        return _fetch_from_torch_host(wf, bar)
+    limits = limits or Limits.from_env()
+    url = wf.download_url()
+    try:
+        path = (_fetch_from_hub if wf.hf_repo else _fetch_from_torch_host)(wf, limits, progress, cancel)
+    except DownloadCancelled:
+        raise
+    except _dl.DownloadFailed as exc:
+        raise UserError(f"download of {url} failed: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"download of {url} failed: {_os_reason(exc)}") from None
+    first = find(wf)
+    if first is not None and first != path:  # a copy someone put where the lookup starts
+        raise UserError(f"downloaded {path}, but {first} is found before it (this project did not write it): remove "
+                        f"it to use the download")
+    return path
 
 
 def remote_size(wf: WeightFile, timeout: float = 5.0) -> Optional[int]:
     """The file's size in bytes as the server states it (one HEAD request), or None when it cannot be asked."""
     if not wf.fetchable or not downloads_allowed():
         return None
-    if wf.hf_repo:
-        from huggingface_hub import get_hf_file_metadata
-
-        try:
-            return get_hf_file_metadata(wf.download_url(), timeout=timeout).size
-        except Exception:  # any failure just means "size unknown"
-            return None
     try:
-        req = urllib.request.Request(wf.download_url(), method="HEAD", headers={"User-Agent": "torch.hub"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            n = resp.headers.get("Content-Length")
-            return int(n) if n else None
-    except Exception:
+        with _dl.Clock(Limits(deadline=timeout, stall=timeout)) as clock:
+            if wf.hf_repo:
+                return _hub.metadata(wf.download_url(), _hub_endpoint(), clock).size
+            with _dl.open_url("HEAD", wf.download_url(), {"User-Agent": "torch.hub"}, clock) as resp:
+                n = resp.headers.get("Content-Length")
+                return int(n) if n and n.isdigit() else None
+    except (UserError, OSError):  # any failure just means "size unknown"
         return None

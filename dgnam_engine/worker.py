@@ -1,10 +1,11 @@
 """One worker thread per device: runs from every front-end session queue (first in, first out) instead of
 fighting over the GPU or the CPU cores.
 
-A job is one request (request.Request), resolved on the worker's device and run by `runner.run`. Pollers read its state, queue position, step, activations so far and a
-preview image; `cancel()` stops it at the next step (the progress callback returns False). Results go into the
-results store only when the run finished and was not cancelled, so a stopped or failed run stores nothing; each
-finished unit is stored on its own, so one that cannot be stored keeps the others.
+A job is one request (request.Request), resolved on the worker's device and run by `runner.run`. Pollers read
+its state, queue position, step, activations so far and a preview image; `cancel()` stops it at the next step
+(the progress callback returns False). Results go into the results store only when the run finished and was not
+cancelled, so a stopped or failed run stores nothing; each finished unit is stored on its own, so one that cannot
+be stored keeps the others.
 Models and priors come from runner's shared caches, so each is loaded once for all sessions.
 """
 from __future__ import annotations

@@ -1,40 +1,49 @@
-"""Browse neurons: pick model -> layer -> unit; see the units already rendered; open a unit's result card.
-Each unit has its own link: ?model=...&layer=...&unit=... opens it directly."""
+"""Browse neurons: a layer's units as a grid (the shipped atlas on a fresh install); a click on a picture, or a link
+?model=...&layer=...&unit=..., opens that unit's result card above the grid."""
 import streamlit as st
 
 from app import atlas_view, cards, catalog, layout, pictures, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
-layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Pick a "
-                   "unit, or open a picture already rendered; the page address links straight to it.")
-if not layout.presenting():
+layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Click a "
+                   "picture to open its card; the page address links straight to it.")
+card_slot = st.container()  # a unit's card, above the pickers and the grid (filled once they are read)
+if not layout.presenting() and "unit" not in st.query_params:
     with st.expander("What am I looking at?", icon=":material/help:"):
         st.markdown(
             "A network that recognises photos is built from millions of tiny detectors. This app asks one of "
             "them: *what picture would excite you most?* It starts from a random picture and changes it, step by "
             "step, until the detector fires as strongly as it can. The result shows what that detector has "
-            "learned to look for.\n\n"
-            + "\n".join(f"- **{term.capitalize()}**: {text}" for term, text in catalog.TERMS.items()))
+            "learned to look for.\n\n" + "\n".join(f"- {text}" for text in catalog.TERMS.values()))
 
 
-sel = widgets.pick_unit("browse")
-if sel is not None:
+def _open_unit(model: str, layer: str) -> int | None:
+    """The unit whose card the address opens (a grid click or a link), or None: the page opens on the grid."""
+    qp = st.query_params
+    if "unit" not in qp or qp.get("model", catalog.DEFAULT_MODEL) != model or \
+            qp.get("layer", catalog.output_layer(model)) != layer:
+        return None
+    text = str(qp["unit"]).split(",")[0]
+    n = catalog.layers(model)[layer].units
+    return int(text) if text.isdigit() and int(text) < n else None  # a bad one: the picker showed why
+
+
+def _close_card() -> None:
+    st.query_params.pop("unit", None)
+    st.query_params.pop("version", None)
+
+
+def _card(model: str, layer: str, unit: int) -> dict:
+    """The unit's card: its picture (the shipped atlas's unless this visitor picks another version), or a button
+    that renders it. Returns what the address should carry besides model, layer and unit."""
     store = state.store()
-    here = runs.best_first(store.query(model=sel.model, layer=sel.layer, unit=sel.unit))
-    if here:
-        options = [r.key for r in here]
-        chosen = st.session_state.get("browse_version")
-        if chosen not in options:
-            st.session_state["browse_version"] = options[0]
-        if len(here) > 1:
-            by_key = {r.key: r for r in here}
-            st.selectbox(f"{len(here)} versions of this unit", options, key="browse_version",
-                         format_func=lambda k: runs.version_label(by_key[k]))
-        r = next(r for r in here if r.key == st.session_state["browse_version"])
-        cards.result_card(r, "browse_card")
-    else:
-        st.info(f"{catalog.unit_name(sel.model, sel.layer, sel.unit)} has not been rendered yet.")
+    here = runs.best_first(store.query(model=model, layer=layer, unit=unit))
+    name = catalog.unit_name(model, layer, unit)
+    top = st.columns([1, 2.2, 1.2], vertical_alignment="center")
+    top[0].button("Back to the grid", key="browse_close", icon=":material/grid_view:", on_click=_close_card)
+    if not here:
+        st.info(f"{name[:1].upper()}{name[1:]} has not been rendered yet.")
         prior = catalog.default_prior()
         settings = Settings(method="pixel" if prior == catalog.PIXEL else "dgnam",
                             prior=None if prior == catalog.PIXEL else prior, n_iters=state.default_steps())
@@ -42,14 +51,57 @@ if sel is not None:
                        help=f"Default settings with the {catalog.prior_title(prior)}.")
         runs.stopped_notice("browse")
         if go:
-            [[r]] = runs.render([("render", Request(sel.model, [sel.unit], sel.layer, settings))], "browse", True)
+            [[r]] = runs.render([(name, Request(model, [unit], layer, settings))], "browse", True)
             if r is not None:
                 st.rerun()  # show it as a stored result, with its card
+        return {}
+    by_key = {r.key: r for r in here}
+    vkey = f"browse_version_{model}_{layer}_{unit}"  # each unit keeps the version this visitor picked
+    link_version = st.query_params.get("version")
+    if link_version and widgets.is_new_link({"version": link_version, "unit": unit}):
+        st.session_state[vkey] = next((k for k in by_key if k.startswith(link_version)), None)
+    if st.session_state.get(vkey) not in by_key:
+        st.session_state[vkey] = here[0].key
+    if len(here) > 1:
+        st.selectbox(f"{len(here)} versions of this unit", list(by_key), key=vkey,
+                     format_func=lambda k: runs.version_label(by_key[k]))
+    r = by_key[st.session_state[vkey]]
+    if r.shipped:
+        _full_size(r, vkey, top[1], top[2])
+    cards.result_card(r, "browse_card")
+    return {} if r.key == here[0].key else {"version": r.key[:8]}  # a link carries a picked version
 
-    st.subheader(f"Rendered in {catalog.friendly_layer(sel.model, sel.layer)} ({sel.layer})")
-    grid = runs.best_per_unit(store.query(model=sel.model, layer=sel.layer))
+
+def _full_size(r, vkey: str, c1, c2) -> None:
+    """An atlas picture ships as a small thumbnail: one click renders it again at full size with the same
+    settings (watching it form), and keeps it in this computer's results."""
+    c1.caption("The atlas's small picture (128 px): render it at full size to download it sharp and watch it "
+               "form.")
+    go = c2.button("Full size, rendered live", key="browse_full", icon=":material/high_quality:", width="stretch")
+    runs.stopped_notice("browse_full")
+    if go:
+        settings = Settings(prior=None if r.prior == catalog.PIXEL else r.prior,
+                            method="pixel" if r.prior == catalog.PIXEL else "dgnam",
+                            n_iters=r.settings.get("n_iters"), seed=r.seed)
+        req = Request(r.model, [r.unit], r.layer, settings)
+        [[new]] = runs.render([(catalog.unit_name(r.model, r.layer, r.unit), req)], "browse_full", True,
+                              again=True)
+        if new is not None:
+            st.session_state[vkey] = new.key
+            st.rerun()
+
+
+picked = widgets.pick_layer("browse")
+if picked is not None:
+    model, layer = picked
+    unit = _open_unit(model, layer)
+    link = {"model": model, "layer": layer}
+    if unit is not None:
+        with card_slot:
+            link |= {"unit": unit, **_card(model, layer, unit)}
+            st.subheader(f"All of {catalog.friendly_layer(model, layer)} ({layer})")
+    store = state.store()
+    grid = runs.best_per_unit(store.query(model=model, layer=layer))
     pictures.damaged_notice(store)
-    if grid:
-        atlas_view.atlas(grid, sel.model, sel.layer, "browse_atlas")
-    else:
-        st.caption("Nothing rendered in this layer yet. Use **Run** or the button above.")
+    link |= atlas_view.atlas(grid, model, layer, "browse_atlas")
+    widgets.wrote_link(link)

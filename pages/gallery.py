@@ -22,7 +22,9 @@ if not results:
     st.stop()
 
 shown = results[:SHOW_MAX]
-st.caption(f"{len(results)} pictures" + (f", the newest {SHOW_MAX} shown" if len(results) > SHOW_MAX else ""))
+st.caption(f"{len(results)} picture{'s' if len(results) != 1 else ''}"
+           + (f", the newest {SHOW_MAX} shown" if len(results) > SHOW_MAX else ""))
+zip_slot = st.empty()  # the ZIP button above the pictures, filled once the ticks are read
 
 
 def select_all() -> None:
@@ -35,7 +37,7 @@ chosen = []
 cols = st.columns(6)
 for i, r in enumerate(shown):
     with cols[i % 6]:
-        pictures.show(r, caption=f"{cards.unit_caption(r)} · {cards.grid_caption(r)}")
+        pictures.show(r, caption=f"{cards.title(r)} · {cards.grid_caption(r)}")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
                    f"steps · activation {r.activation_final:.1f}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):
@@ -44,7 +46,8 @@ for i, r in enumerate(shown):
                            icon=":material/download:", width="stretch")
 
 
-st.download_button(f"Download ZIP of {len(chosen)} selected", export.zip_of(chosen) if chosen else b"",
-                   file_name="dgnam_results.zip", mime="application/zip", key="gal_zip", disabled=not chosen,
-                   type="primary", icon=":material/folder_zip:",
-                   help="The pictures plus results.json with the settings and activations of each.")
+zip_slot.download_button(f"Download ZIP of {len(chosen)} selected", export.zip_of(chosen) if chosen else b"",
+                         file_name="dgnam_results.zip", mime="application/zip", key="gal_zip", disabled=not chosen,
+                         type="primary", icon=":material/folder_zip:",
+                         help="The pictures plus results.json with the settings and activations of each (and the "
+                              "photo a picture started from).")

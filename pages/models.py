@@ -10,30 +10,31 @@ from dgnam_engine.worker import Request
 layout.page_header("Compare models", "How different networks picture the same ImageNet class, with the same "
                    "prior and seed.")
 
-shared = st.session_state.get("selection", {})
-shared_model = shared.get("model", catalog.DEFAULT_MODEL)
-cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("layer") == \
-    catalog.output_layer(shared_model) and catalog.imagenet_classifier(shared_model) else catalog.DEFAULT_UNIT
-link = st.query_params.get("class")
+# networks with other classes (scenes, a user's own) have no ImageNet class to compare
+models = [m for m in catalog.available_models() if catalog.imagenet_classifier(m)]
+link = st.query_params.get("class")  # answered even when there is nothing to compare
 if link is not None and widgets.is_new_link({"class": link}):  # ?class=967 opens a class directly
     if numbers.is_whole(link) and int(link) < 1000:
         st.session_state["cmpm_class"] = int(link)
     else:
-        st.error(f"The link's class “{plain(link)}” is not an ImageNet class number (0–999). Pick a class below.")
-if st.session_state.get("cmpm_class") not in range(1000):
-    st.session_state["cmpm_class"] = cls_default
-cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
-widgets.wrote_link({"class": cls})
-# networks with other classes (scenes, a user's own) have no ImageNet class to compare
-models = [m for m in catalog.available_models() if catalog.imagenet_classifier(m)]
+        st.error(f"The link's class “{plain(link)}” is not an ImageNet class number (0–999)."
+                 + (" Pick a class below." if len(models) > 1 else ""))
 if len(models) < 2:
     # nothing to compare: say so and point at the button that fetches more, instead of columns of commands
-    st.info("Only one network is on this machine, so there is nothing to compare yet. Its picture of this "
-            "class is on the **Run** page.", icon=":material/info:")
+    st.info("Only one network is on this machine, so there is nothing to compare yet. Any class can be "
+            "rendered on the **Run** page.", icon=":material/info:")
     st.page_link("pages/setup.py", label="Get more networks on the Setup page (needs internet once)",
                  icon=":material/download:")
     st.page_link("pages/run.py", label="Render a class on the Run page", icon=":material/play_circle:")
     st.stop()
+shared = st.session_state.get("selection", {})
+shared_model = shared.get("model", catalog.DEFAULT_MODEL)
+cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("layer") == \
+    catalog.output_layer(shared_model) and catalog.imagenet_classifier(shared_model) else catalog.DEFAULT_UNIT
+if st.session_state.get("cmpm_class") not in range(1000):
+    st.session_state["cmpm_class"] = cls_default
+cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
+widgets.wrote_link({"class": cls})
 prior = widgets.pick_prior("cmpm")
 adv = widgets.advanced("cmpm", models[0], seeds_side_by_side=False)
 method = "pixel" if prior == catalog.PIXEL else "dgnam"

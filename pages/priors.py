@@ -30,10 +30,23 @@ if sel is not None:
         slots.append((depth, title, len(requests) - 1))
     if not any(c for _, c in lineup):
         st.warning(catalog.NO_PRIOR)
-    go = st.button("Render all side by side", type="primary", key="cmpp_go", icon=":material/play_arrow:",
-                   disabled=adv.problem is not None)
-    runs.stopped_notice("cmpp")
-    progress = st.container()  # the progress bar sits above the pictures, which fill in one by one
+    # the button, the progress and the way to the originals on one row: the pictures below stay where they are
+    # while the run goes, each column showing its own picture forming
+    b1, b2 = st.columns([1, 2.2], vertical_alignment="top")
+    go = b1.button("Render all side by side", type="primary", key="cmpp_go", icon=":material/play_arrow:",
+                   disabled=adv.problem is not None, width="stretch")
+    stored = adv.problem is None and all(all(runs.stored_results(req)) for _, req in requests)
+    again = stored and b1.button("Render all live again", key="cmpp_again", icon=":material/replay:",
+                                 width="stretch", help="All stored already, so shown at once: render them again "
+                                 "to watch each one form (a stored picture is replaced only when its new one is done).")
+    demo = any(c is not None and c.kind == "trained" for _, c in lineup)
+    if demo:
+        b1.page_link("pages/setup.py", label="Get the original priors (Setup)", icon=":material/download:",
+                     help="The paper's own priors give paper-quality pictures; Setup downloads them (needs "
+                          "internet once).")
+    with b2:
+        runs.stopped_notice("cmpp")
+    progress = b2.container()
     cols = st.columns(len(slots))
     boxes, short = {}, {}
     for col, (depth, title, idx) in zip(cols, slots):
@@ -50,14 +63,22 @@ if sel is not None:
                 continue
             boxes[title] = st.empty()
 
-    def show(title: str) -> None:
+    def show(title: str) -> bool:
         r = state.store().get(dict(requests)[title].identities(state.device())[0].key)
         if r is not None:
             boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+        return r is not None
+
+    def forming(title: str, images: list, captions: list) -> None:
+        boxes[title].image(images[0], caption=captions[0].split(" · ", 1)[1], width="stretch")
 
     if adv.problem is None:
+        for title in boxes:  # what is stored already stands in its column from the start
+            if not show(title) and (go or again):
+                boxes[title].caption("Waiting for its turn…")
         with progress:
-            results = runs.render(requests, "cmpp", run=go, on_done=show)
+            results = runs.render(requests, "cmpp", run=go or again, on_done=show, on_preview=forming,
+                                  again=again, compact=True)
     else:
         results = [[None] for _ in requests]
     finals, curves = {}, {}
@@ -76,5 +97,5 @@ if sel is not None:
         c2.plotly_chart(cards.activation_chart(curves), width="stretch", config=cards.CHART_CONFIG)
         st.caption("How strongly the unit fires with each prior. A higher number is not a better picture: the "
                    "pixel baseline often scores high with a picture of noise. Judge the pictures by eye.")
-    if any(c is not None and c.kind == "trained" for _, c in lineup):
-        st.caption(catalog.DEMO_CAVEAT)
+    if demo:
+        st.caption(catalog.demo_caveat(layout.presenting()))

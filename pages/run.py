@@ -1,4 +1,5 @@
-"""Run: one button renders the chosen unit(s), with live progress, a preview and a Stop button."""
+"""Run: one button renders the chosen unit(s), with live progress, a preview and a Stop button. The controls sit on
+the left and the pictures (stored, forming, done) on the right, so at 1280x720 both are on the first screen."""
 import streamlit as st
 
 from app import beyond, cards, catalog, layout, runs, widgets
@@ -8,10 +9,23 @@ from dgnam_engine.worker import Request
 layout.page_header("Render a neuron", "Pick a network and a unit, then press **Render**. The picture shows what "
                    "that unit responds to most.")
 
-sel = widgets.pick_unit("run", multi=True)
-if sel is not None:
-    # prior, quick preview and the button on one row: at 1280x720 the pictures start above the fold
-    c1, c2, c3 = st.columns([2.2, 1, 0.8], vertical_alignment="bottom")
+
+def _live(how: str) -> None:
+    """'again': the same settings rendered live; 'seed': the next seed (also in presentation mode, where the
+    seed box is hidden). The request of this rerun is built with it and rendered at once."""
+    if how == "seed":
+        st.session_state["run_seed_extra"] = st.session_state.get("run_seed_extra", 0) + 1
+    st.session_state["run_live"] = how
+
+
+controls, stage = st.columns([1.45, 1], gap="medium")
+with controls:
+    sel = widgets.pick_unit("run", multi=True)
+if sel is None:
+    st.stop()
+with controls:
+    # prior, quick preview and the button on one row
+    c1, c2, c3 = st.columns([1.7, 1.3, 0.9], vertical_alignment="bottom")
     with c1:
         prior = widgets.pick_prior("run")
     button_slot = c3.empty()  # filled once the settings are checked
@@ -21,43 +35,90 @@ if sel is not None:
     adv = widgets.advanced("run", sel.model, preview=quick)
     method = "pixel" if prior == catalog.PIXEL else "dgnam"
     more = beyond.beyond("run", sel.model, sel.layer, method)
-    picked = sel.units[:1] if more.objective else sel.units  # a combination is one picture per seed
-    units = [u for u in picked for _ in range(adv.n_seeds)]
-    seeds = [adv.seed + k for _ in picked for k in range(adv.n_seeds)]
-    settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
-                        lr_start=adv.lr, seed=adv.seed, position=more.position, init_image=more.init_image,
-                        objective=more.objective)
-    problem = adv.problem or more.problem
-    if quick:
-        settings = settings.as_preview()
-    req = Request(sel.model, units, sel.layer, settings, seeds)
-    go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
-                            disabled=problem is not None, width="stretch")
+# a new seed asked for with "Render live with a new seed" lasts while the same units stay picked
+picked_now = (sel.model, sel.layer, tuple(sel.units))
+if st.session_state.get("run_seed_for") != picked_now:
+    st.session_state["run_seed_for"], st.session_state["run_seed_extra"] = picked_now, 0
+seed0 = adv.seed + st.session_state.get("run_seed_extra", 0)
+picked = sel.units[:1] if more.objective else sel.units  # a combination is one picture per seed
+units = [u for u in picked for _ in range(adv.n_seeds)]
+seeds = [seed0 + k for _ in picked for k in range(adv.n_seeds)]
+settings = Settings(method=method, prior=None if method == "pixel" else prior, n_iters=adv.steps,
+                    lr_start=adv.lr, seed=seed0, position=more.position, init_image=more.init_image,
+                    objective=more.objective)
+problem = adv.problem or more.problem
+if quick:
+    settings = settings.as_preview()
+req = Request(sel.model, units, sel.layer, settings, seeds)
+go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
+                        disabled=problem is not None, width="stretch")
+live = st.session_state.pop("run_live", None) if problem is None else None
+before = runs.stored_results(req) if problem is None else []
+stored_all = bool(before) and all(before)
+
+
+def offer_live(results: list) -> None:
+    """The offer to render live, in its slot beside the pictures it would replace."""
+    where = "the shipped atlas" if any(r.shipped for r in results) else "stored results"
+    with offer.container():
+        st.caption(f"Shown from {where}, so it was instant; render live to watch it form.")
+        b1, b2 = st.columns(2)
+        b1.button("Render live again", key="run_again", icon=":material/replay:", on_click=_live,
+                  args=("again",), width="stretch", help="The same settings once more, with the pictures "
+                  "forming step by step; the stored picture stays until the new one is done.")
+        b2.button("Render live with a new seed", key="run_newseed", icon=":material/casino:", on_click=_live,
+                  args=("seed",), width="stretch", help="Another random start: a new picture of the same unit.")
+
+
+offer = controls.empty()  # one slot: the offer to render live, or what the live render does
+offered = stored_all and not live
+if offered:
+    offer_live(before)
+elif live:
+    offer.caption("Rendering live: " + ("the stored picture stays until the new one is done." if live == "again"
+                                        else f"a new seed ({seed0}), a new picture."))
+
+with stage:
     runs.stopped_notice("run")
-    if problem is None:
-        [results] = runs.render([("render", req)], "run", run=go)
-        done = [r for r in results if r is not None]
+    progress = st.container()  # the progress bar and Stop above the pictures, which keep their place
+    pics = st.empty()
+    if problem is None and (go or live):
+        old = [r for r in before if r is not None]
+
+        def forming(name: str, images: list, captions: list) -> None:
+            with pics.container():
+                now, kept = st.columns([2, 1]) if old else (st.container(), None)
+                now.image(images if len(images) > 1 else images[0], caption=captions if len(images) > 1
+                          else captions[0], width=140 if len(images) > 1 else "stretch")
+                if kept is not None:  # the stored picture stays until the new one is done
+                    kept.image([str(r.image_path) for r in old[:4]], width=90 if len(old) > 1 else "stretch",
+                               caption=["stored, until the new one is done"] * len(old[:4]))
+
+        with progress:
+            [results] = runs.render([(runs.names_of(req), req)], "run", run=True, again=live == "again",
+                                    on_preview=forming)
+        if not offered and results and all(results):
+            offer_live(results)  # once more, or another seed
     else:
-        results, done = [], []
+        results = before
+    done = [r for r in results if r is not None]
     if done:
-        if len(done) < len(results):
-            st.caption(f"{len(done)} of {len(results)} pictures are ready; press Render for the rest.")
-        elif not go:
-            st.caption("Rendered before with these settings: shown from the library.")
-        chart = cards.activation_chart({f"{cards.unit_caption(r)} · seed {r.seed}": r.activations for r in done})
-        if len(done) <= 2:  # pictures and their curves side by side
-            *pic_cols, chart_col = st.columns([1, 1, 2] if len(done) == 2 else [1, 2])
-        else:
-            pic_cols, chart_col = st.columns(4), None
-        for i, r in enumerate(done):
-            pic_cols[i % len(pic_cols)].image(str(r.image_path), caption=cards.caption(r), width="stretch")
-        (chart_col or st).plotly_chart(chart, width="stretch", config=cards.CHART_CONFIG)
-        st.caption(catalog.TERMS["activation"])
-        if any(r.prior_kind == "trained" for r in done):
-            st.caption(catalog.DEMO_CAVEAT)
-        if not layout.presenting():
-            with st.expander("Details of each picture"):
-                for r in done:
-                    cards.result_card(r, f"run_card_{r.key}")
-    elif not go and problem is None:
-        st.caption("Not rendered yet with these settings.")
+        with pics.container():
+            if len(done) < len(results):
+                st.caption(f"{len(done)} of {len(results)} pictures are ready; press Render for the rest.")
+            cols = st.columns(min(len(done), 2 if len(done) <= 4 else 4))
+            for i, r in enumerate(done):
+                cols[i % len(cols)].image(str(r.image_path), caption=cards.caption(r), width="stretch")
+    elif problem is None and not go and not live:
+        pics.caption("Not rendered yet with these settings: press **Render** to watch it form.")
+
+if done:
+    chart = cards.activation_chart({f"{cards.unit_caption(r)} · seed {r.seed}": r.activations for r in done})
+    stage.plotly_chart(chart, width="stretch", config=cards.CHART_CONFIG)
+    st.caption(catalog.TERMS["activation"])
+    if any(r.prior_kind == "trained" for r in done):
+        st.caption(catalog.demo_caveat(layout.presenting()))
+    if not layout.presenting():
+        with st.expander("Details of each picture"):
+            for r in done:
+                cards.result_card(r, f"run_card_{r.key}")

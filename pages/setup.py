@@ -59,7 +59,8 @@ if not online:
             "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
 else:
     if dl.server_unreachable():
-        st.warning("The download servers do not answer (no network?): downloads will fail until they do.",
+        st.warning("The download servers did not answer a size request within 5 s (no network, or the server is "
+                   "down): downloads will most likely fail until they do.",
                    icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:
@@ -89,8 +90,8 @@ rows = []
 for e in networks:
     rows.append({"network": e.name, "weights": "present" if e.available else "missing",
                  "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
-                 "description": e.title, "input": e.input, "file": e.place})
-st.dataframe(rows, hide_index=True, width="stretch")
+                 "description": e.title, "file": e.place})
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
 notice = st.session_state.pop("setup_notice", None)  # what the last file form did (the page reran since)
@@ -151,22 +152,29 @@ _add_network_form()
 
 st.subheader("Priors")
 rows = []
-for e in priors:
-    rows.append({"prior": e.name, "weights": "present" if e.available else "missing",
+for e in priors:  # in depth order, conv3 to fc7
+    rows.append({"prior": e.name, "weights": "damaged" if e.damaged else "present" if e.available else "missing",
                  "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
                  "plays": e.depth or "",
                  "kind": "demo (trained here)" if e.prior_kind == "trained" else "original (paper)",
                  "description": e.title, "file": e.place})
-st.dataframe(rows, hide_index=True, width="stretch")
+st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
+for e in priors:
+    if e.damaged:
+        st.error(e.damaged, icon=":material/error:")
+for line in C.skipped_priors():
+    st.warning(line, icon=":material/warning:")
 _download_buttons(missing_priors)
 missing = [r["get it with"] for r in rows if r["get it with"]]
 if missing:
     st.markdown("Or from a terminal, every missing original prior at once (needs internet once; the files go into "
                 "the folders above and are found automatically):")
     st.code(".venv/bin/python -m dgnam_engine fetch " + " ".join(c.split()[-1] for c in missing), language="bash")
-if not catalog.available_priors():
-    st.warning(catalog.NO_PRIOR)
-st.info(catalog.DEMO_CAVEAT, icon=":material/info:")
+if not catalog.available_priors():  # here the buttons above are the way, not "the Setup page"
+    st.warning("No generator prior is installed, so DGN-AM cannot run yet: download fc6 above (needs internet "
+               "once); until then the pixel-space baseline works.")
+st.info(catalog.DEMO_CAVEAT_SHORT + " Download them with the buttons above (needs internet once).",
+        icon=":material/info:")
 if online:
     with progress_area:
         _download_area()

@@ -91,7 +91,7 @@ def test_run_page_renders_a_unit_and_reuses_it(env):
     assert r.prior == "fc6" and r.settings["n_iters"] == 3 and r.activation_final > r.activation_start
     assert r.image_path.is_file() and r.label == "bee" and len(at.image) >= 1
     again = app("pages/run.py")  # a new session finds it at once, without pressing Render
-    assert any("shown from the library" in c.value for c in again.caption) and len(again.image) >= 1
+    assert any("Shown from stored results" in c.value for c in again.caption) and len(again.image) >= 1
     assert len(store()) == 1
 
 
@@ -120,11 +120,6 @@ def test_a_rerun_with_the_previous_address_keeps_the_new_pick(env):
     assert at.text_input(key="run_classes").value == "goldfish" and at.query_params["unit"] == "1"
     fresh = app("pages/run.py", model="efficientnet_lite0", layer="classifier", unit="2")  # a real link still opens
     assert fresh.text_input(key="run_classes").value.endswith("(2)") and fresh.query_params["unit"] == "2"
-    models = app("pages/models.py")  # the same on Compare models, whose address holds the class
-    models.selectbox(key="cmpm_class").select(967).run()
-    models.query_params["class"] = "309"
-    models.run()
-    assert models.selectbox(key="cmpm_class").value == 967 and models.query_params["class"] == "967"
 
 
 def test_run_page_bad_units_and_broken_prior_give_messages(env):
@@ -161,8 +156,7 @@ def test_run_page_without_any_prior_offers_the_pixel_baseline(env, tmp_path, mon
 
 def test_browse_link_opens_unit_and_renders_it(env):
     at = app(model="efficientnet_lite0", layer="classifier", unit="1")
-    assert at.selectbox(key="browse_ucls").value == 1
-    assert "goldfish (1) has not been rendered yet" in texts(at.info)
+    assert "Goldfish (1) has not been rendered yet" in texts(at.info)
     at.button(key="browse_go").click().run()
     assert not at.exception and not at.error, texts(at.error)
     assert [s.value for s in at.subheader][0] == "goldfish (1)"  # the result card
@@ -214,15 +208,12 @@ def test_compare_priors_bad_link(env):
 
 def test_compare_models(env):
     at = app("pages/models.py")
-    at.selectbox(key="cmpm_class").select(967).run()
     assert not at.exception and not at.error, texts(at.error)
-    # one network here: nothing to compare, no columns of commands and no Render button, a link to Setup instead
-    assert "Only one network is on this machine" in texts(at.info) and not at.button
+    # one network here: nothing to compare, no columns of commands, no Render button and no class picker that
+    # would do nothing, a link to Setup instead
+    assert "Only one network is on this machine" in texts(at.info) and not at.button and not at.selectbox
     assert not at.code and "fetch" not in texts(at.caption)
     assert any("Setup page" in link.proto.label for link in at.get("page_link"))
-    at.query_params["class"] = "1234"
-    at.run()
-    assert "not an ImageNet class number" in texts(at.error)
 
 
 def test_gallery_filters_and_zip(env, tmp_path, monkeypatch, lite0):
@@ -243,7 +234,7 @@ def test_gallery_filters_and_zip(env, tmp_path, monkeypatch, lite0):
     assert len(at.image) == len(store().query(prior="pixel")) == 2
     at.checkbox(key="gal_all").check().run()
     assert not at.exception
-    zip_button = at.get("download_button")[-1]
+    zip_button = at.get("download_button")[0]  # first, above the pictures
     assert "Download ZIP of" in zip_button.proto.label and not zip_button.proto.disabled
     picked = store().query(prior="pixel")
     with zipfile.ZipFile(io.BytesIO(zip_of(picked))) as z:
@@ -260,7 +251,7 @@ def test_gallery_empty_store_says_what_to_do(env, tmp_path, monkeypatch):
 
 def test_setup_lists_weights_and_fetch_commands(env):
     at = app("pages/setup.py")
-    models, prs = at.dataframe[0].value, at.dataframe[1].value
+    models, prs = at.table[0].value, at.table[1].value  # tables that wrap: nothing cut at 1280 px
     lite0 = models[models["network"] == "efficientnet_lite0"].iloc[0]
     alex = models[models["network"] == "alexnet"].iloc[0]
     assert lite0["weights"] == "present" and alex["weights"] == "missing"
@@ -286,7 +277,7 @@ def test_odd_settings_block_render_with_a_reason(env):
     for steps in (0, 99999):  # the engine's range (limits.STEPS), in the engine's words
         at.number_input(key="run_steps").set_value(steps).run()
         assert "Steps must be a whole number between 1 and 10000" in texts(at.error)
-        assert at.button(key="run_go").disabled and "shown from the library" not in texts(at.caption)
+        assert at.button(key="run_go").disabled and "Shown from" not in texts(at.caption)
     at.number_input(key="run_steps").set_value(3).run()
     for lr in (0.0, 1e9):
         at.number_input(key="run_lr").set_value(lr).run()
@@ -302,10 +293,8 @@ def test_odd_settings_block_render_with_a_reason(env):
 
 
 def test_browse_unit_out_of_range_offers_no_render(env):
-    at = app()
-    at.selectbox(key="browse_layer").select("blocks.6").run()
-    at.number_input(key="browse_unum_blocks.6").set_value(500).run()
-    assert "Unit 500 does not exist in this layer" in texts(at.error)
+    at = app(model="efficientnet_lite0", layer="blocks.6", unit="500")
+    assert "Unit 500 does not exist in blocks.6" in texts(at.error)
     assert not [b for b in at.button if b.key == "browse_go"]
 
 
@@ -334,8 +323,9 @@ def test_browse_shows_the_full_prior_run_over_pixel_and_preview(env, monkeypatch
               if r.unit == 0]
     assert (best.prior, best.settings["n_iters"]) == ("fc6", 3)
     browse = app(model="efficientnet_lite0", layer="classifier", unit="0")
-    assert browse.selectbox(key="browse_version").value == best.key
-    labels = browse.selectbox(key="browse_version").options
+    versions = browse.selectbox(key="browse_version_efficientnet_lite0_classifier_0")
+    assert versions.value == best.key
+    labels = versions.options
     assert sum("quick preview" in o for o in labels) == 1 and sum("full run" in o for o in labels) == 2
 
 
@@ -348,6 +338,94 @@ def test_presentation_mode_hides_settings_and_keeps_the_button(env):
     assert at.query_params["present"] == "1" and at.query_params["unit"] == "1"  # the link keeps presenting
     at.button(key="present_exit").click().run()
     assert at.expander and at.selectbox(key="run_prior") and "present" not in at.query_params
+
+
+def test_run_renders_a_stored_unit_live_again_or_with_a_new_seed(env):
+    """Render on a stored unit was instant and silent; now the page says why and offers a live render: the same
+    settings again (the new picture replaces the stored one under the same key once done) or the next seed."""
+    at = app("pages/run.py")
+    at.text_input(key="run_classes").input("daisy").run()
+    at.button(key="run_go").click().run()
+    [first] = store().query(unit=985)
+    at.run()
+    assert "Shown from stored results, so it was instant; render live to watch it form." in texts(at.caption)
+    at.button(key="run_again").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.status[0].state == "complete"  # it really ran, with its progress
+    [again] = store().query(unit=985)
+    assert again.key == first.key and again.created > first.created
+    at.button(key="run_newseed").click().run()
+    assert sorted(r.seed for r in store().query(unit=985)) == [0, 1]
+    assert any("daisy (985) · fc6 prior · seed 1" in c for i in at.image for c in i.captions)
+    shown = app("pages/run.py", present="1", model="efficientnet_lite0", layer="classifier", unit="985")
+    assert shown.button(key="run_newseed")  # presentation mode: no seed box, but a new seed is one click away
+
+
+def test_a_units_picture_is_its_default_settings_one_and_the_atlas_stays(env, monkeypatch):
+    """After Compare priors the newest render (the fc7-standing demo prior) no longer stands for the unit; among
+    default-settings pictures the shipped atlas's comes first, so one visitor's render changes nothing for others;
+    variants never stand for the unit and say what they are."""
+    from dataclasses import replace
+
+    from app import catalog, export, runs
+    from dgnam_engine.store import StoredResult
+
+    monkeypatch.setattr(catalog, "default_prior", lambda: "lite0-b3")
+    base = StoredResult(key="k", model="efficientnet_lite0", weights_id="w", layer="classifier", unit=309,
+                        label="bee", prior="lite0-b3", prior_kind="trained", seed=0, settings={"n_iters": 200},
+                        activation_start=0.0, activation_final=9.0, activations=[9.0], seconds=1.0, device="cpu",
+                        image_path=Path("x.png"), created=100.0)
+    b3 = replace(base, key="b3")
+    logits = replace(base, key="logits", prior="lite0-logits", created=200.0)
+    assert runs.best_first([logits, b3])[0].key == "b3"
+    atlas = replace(base, key="atlas", shipped=True, created=1.0)
+    mine = replace(base, key="mine", created=300.0, device="cuda")  # the same settings, rendered by a visitor
+    assert runs.best_first([mine, logits, atlas])[0].key == "atlas"
+    photo = replace(base, key="photo", created=400.0, settings={"n_iters": 200, "init_image": "/x/coffee.png"})
+    at_pos = replace(base, key="pos", layer="blocks.5", settings={"n_iters": 200, "position": [2, 5]})
+    assert runs.best_first([photo, logits])[0].key == "logits"
+    assert runs.variant_words(photo) == "from a photo (coffee.png)" and runs.variant_words(b3) == ""
+    assert runs.variant_words(at_pos) == "at position 2,5"
+    assert "_photo-coffee_" in export.file_name(photo) and "_at2-5_" in export.file_name(at_pos)
+    assert "_atlas128_" in export.file_name(atlas) and "from a photo (coffee.png)" in runs.version_label(photo)
+
+
+def test_grid_search_puts_the_exact_match_first_and_links_keep_the_search(env):
+    from app import atlas_view
+
+    names = {309: "bee", 92: "bee eater", 310: "ant"}
+    ranks = {u: atlas_view.match_rank(f"{n} ({u})", u, "bee") for u, n in names.items()}
+    assert ranks[309] == 0 < ranks[92]  # "bee" before "bee eater"
+    at = app(model="efficientnet_lite0", layer="classifier")  # Browse opens on the grid, no card
+    assert not at.subheader or "All of" not in at.subheader[0].value
+    assert not [b for b in at.button if b.key == "browse_close"]
+    at.text_input(key="browse_atlas_find").input("bee").run()
+    grid = "".join(e.proto.body for e in at.get("html"))
+    assert "q=bee" in grid  # a click on a picture reloads the page: its link carries the search
+    again = app(model="efficientnet_lite0", layer="classifier", unit="309", q="bee")
+    assert again.text_input(key="browse_atlas_find").value == "bee"
+    hidden = app(model="efficientnet_lite0", layer="blocks.6")  # the same box opens a unit without a picture
+    hidden.text_input(key="browse_atlas_find").input("17").run()
+    assert "unit=17" in "".join(e.proto.body for e in hidden.get("html"))
+
+
+def test_a_zip_carries_the_photo_a_picture_started_from(tmp_path):
+    """results.json held a path on the server; the photo itself now travels in the ZIP, named in its entry."""
+    from PIL import Image
+
+    from app.export import zip_of
+    from dgnam_engine.store import StoredResult
+
+    coffee = Path(__import__("skimage").__file__).parent / "data" / "coffee.png"
+    Image.new("RGB", (8, 8)).save(tmp_path / "r.png")
+    r = StoredResult(key="abcdef0123", model="efficientnet_lite0", weights_id="w", layer="classifier", unit=1,
+                     label="goldfish", prior="lite0-b3", prior_kind="trained", seed=0,
+                     settings={"n_iters": 5, "init_image": str(coffee)}, activation_start=0.0, activation_final=1.0,
+                     activations=[1.0], seconds=1.0, device="cpu", image_path=tmp_path / "r.png", created=1.0)
+    with zipfile.ZipFile(io.BytesIO(zip_of([r]))) as z:
+        [meta] = json.loads(z.read("results.json"))
+        assert meta["start_photo"] == "start_coffee.png" and z.read("start_coffee.png") == coffee.read_bytes()
+        assert "_photo-coffee_" in meta["image"] and z.read(meta["image"])[:4] == b"\x89PNG"
 
 
 def test_setup_takes_a_file_i_have_and_adds_my_own_network_which_runs_by_class_name(env, tmp_path):

@@ -9,6 +9,7 @@ user, the same chmod stops the test's own commands.
 from __future__ import annotations
 
 import json
+import re
 import os
 import random
 import shutil
@@ -84,7 +85,7 @@ for root in sys.argv[1:]:
         at.switch_page(page).run()
         out[root + " " + page] = {"exception": [str(e.value) for e in at.exception],
                                   "error": [str(e.value) for e in at.error], "images": len(at.image),
-                                  "tables": len(at.dataframe)}
+                                  "tables": len(at.table)}  # Setup's tables wrap (st.table)
 print(json.dumps(out))
 """ % APP
 
@@ -107,6 +108,12 @@ def snapshot(root: Path) -> dict:
     """Every file's bytes, but SQLite's own -wal/-shm side files, which a reader of a WAL database may leave."""
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
             if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of an error box's Markdown: CommonMark shows an escaped mark as itself, and the word
+    joiners app.plain puts into addresses are invisible."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def _check_in_process(root: Path, capsys) -> tuple[int, str]:
@@ -172,8 +179,8 @@ def test_fault_matrix(shared_tmp, capsys):
         if name.startswith("read-only"):  # browsing works: every stored picture is shown
             assert gallery["images"] == 3 and not gallery["error"], (name, gallery)
         else:
-            assert any(words in e for e in gallery["error"]), (name, gallery)
-            assert any(words in e for e in setup["error"]), (name, setup)
+            assert any(words in shown(e) for e in gallery["error"]), (name, gallery)
+            assert any(words in shown(e) for e in setup["error"]), (name, setup)
         # nothing was written, moved or recreated
         assert (snapshot(root) if root.is_dir() else root.read_bytes()) == before[name], name
         report[name] = line

@@ -394,3 +394,19 @@ def test_places_runs_without_a_scene_network_say_how_to_get_one(capsys, tmp_path
     code, _, err = _cli(capsys, "places", "--out", tmp_path / "p")
     assert code == 2 and err.count("\n") == 1 and "fetch resnet18_places365" in err
     assert not (tmp_path / "p").exists()
+
+
+def test_a_conversion_of_my_own_never_passes_for_the_hash_named_file(capsys, tmp_path, torch_home):
+    """The dissect file's name carries its sha256 prefix; a user's own conversion is kept under the network's name,
+    so the cache's hash check stays true and `fetch` finds it sound."""
+    direct = _randomised(caffenet(365))
+    mine = tmp_path / "converted.pth"
+    torch.save(direct.state_dict(), mine)
+    code, out, err = _cli(capsys, "fetch", "caffenet_places365", "--from", mine)
+    assert code == 0, err
+    assert sorted(p.name for p in torch_home.iterdir()) == ["caffenet_places365.pth"]
+    code, out, err = _cli(capsys, "fetch", "caffenet_places365")  # offline: nothing to download, found sound
+    assert code == 0 and out.strip() == f"caffenet_places365: {torch_home / 'caffenet_places365.pth'}", err
+    x = torch.randn(1, 3, 227, 227)
+    with torch.no_grad():
+        assert torch.equal(T.load_target("caffenet_places365").model(x), direct(x))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import time
 import warnings
 from pathlib import Path
 
@@ -333,16 +332,6 @@ def test_failed_download_is_one_line_and_leaves_nothing(server, online, torch_ho
         wf = W.WeightFile("tvbad-00000000.pth", "tvbad", url="https://download.pytorch.org/models/tvbad-00000000.pth")
     else:
         wf = _tv_file(server, "tvnonet")
-    if case.startswith("hub-"):  # the Hub client retries network errors with 1..8 s pauses (23 s in all): skip them
-        import types
-
-        import huggingface_hub.file_download as hfd
-        import huggingface_hub.utils._http as hfh
-
-        no_wait = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
-        no_wait.sleep = lambda s: None
-        monkeypatch.setattr(hfh, "time", no_wait)
-        monkeypatch.setattr(hfd, "time", no_wait)
     if case.endswith("no-network"):  # nothing listens on port 9 of this machine
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
         monkeypatch.setenv("DGNAM_TORCH_MIRROR", "http://127.0.0.1:9")
@@ -366,7 +355,7 @@ def test_failed_download_is_one_line_and_leaves_nothing(server, online, torch_ho
 def test_cancel_stops_the_download_and_leaves_nothing(server, online, torch_home, where):
     import threading
 
-    # 24 MiB in 50 pieces, 20 ms apart: about a second; the Hub client reports every 10 MiB
+    # 24 MiB in 50 pieces, 20 ms apart: about a second
     body = bytes(range(256)) * (24 << 12)
     wf = (_hub_file(server, "hubslow", body, pause=0.02) if where == "hub"
           else _tv_file(server, "tvslow", body, pause=0.02))
