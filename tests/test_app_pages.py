@@ -444,7 +444,7 @@ def test_setup_takes_a_file_i_have_and_adds_my_own_network_which_runs_by_class_n
     at.button[[b.label for b in at.button].index("Check and use this file")].click().run()
     assert not at.exception and not at.error, texts(at.error)
     assert "caffenet_places205 now uses a copy of your file" in texts(at.success)
-    models = at.dataframe[0].value
+    models = at.table[0].value
     assert models[models["network"] == "caffenet_places205"].iloc[0]["weights"] == "present"
 
     mine = tmp_path / "pets.pth"
