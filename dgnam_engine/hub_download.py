@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .files import publish
 from .http_download import Clock, DownloadFailed, Limits, Progress, host_of, open_url, transfer
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -101,8 +102,6 @@ def download(repo: str, filename: str, endpoint: str, cache: Path, limits: Limit
                 raise DownloadFailed(f"the content that arrived does not match the hash the Hub published for it "
                                      f"(ETag {meta.etag[:16]}…, got sha256 {got.sha256[:16]}…): it was refused, "
                                      f"nothing was kept")
-            from .weights import publish
-
             publish(tmp, blobs / meta.etag)
         finally:
             tmp.unlink(missing_ok=True)

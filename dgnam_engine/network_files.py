@@ -17,6 +17,7 @@ from . import class_lists, user_networks
 from . import targets as T
 from . import weights as W
 from .errors import UserError, WeightsCorrupt
+from .files import publish
 
 
 def _source(path: str | os.PathLike) -> Path:
@@ -55,7 +56,7 @@ def place(name: str, path: str | os.PathLike) -> Path:
         os.close(fd)
         try:
             shutil.copyfile(src, tmp)
-            W.publish(Path(tmp), dest)
+            publish(Path(tmp), dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import torch
 
 from . import http_download as _dl
+from .files import publish
 from . import hub_download as _hub
 from .errors import UserError, WeightsCorrupt, WeightsMissing
 
@@ -317,25 +318,6 @@ def fit_problem(module: torch.nn.Module, sd: dict[str, torch.Tensor]) -> Optiona
 
 def _more(items: list) -> str:
     return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-
-
-def publish(tmp: Path, dest: Path) -> None:
-    """Move a finished file into place with the usual permissions: mkstemp and safetensors create files only
-    their owner can read, which would hide shared caches and priors from other users of the machine."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, dest)
-
-
-def _umask() -> int:
-    try:  # Linux reports it without changing it; os.umask() sets it, racing other threads for a moment
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # ----- downloading -----
