@@ -18,6 +18,7 @@ pages = {
     "Compare": [
         st.Page("pages/priors.py", title="Compare priors", icon=":material/layers:"),
         st.Page("pages/models.py", title="Compare models", icon=":material/hub:"),
+        st.Page("pages/paper.py", title="The paper's questions", icon=":material/quiz:"),
     ],
     "Library": [
         st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),

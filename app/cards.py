@@ -11,7 +11,7 @@ from PIL import Image
 from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
-from . import beyond, catalog, examples_view, export, layout, pictures, runs
+from . import beyond, catalog, examples_view, export, layout, paper_views, pictures, runs
 from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
@@ -106,8 +106,10 @@ def result_card(r: StoredResult, key: str) -> None:
                            config=CHART_CONFIG, key=f"{key}_chart")
         if r.prior_kind == "trained":
             st.caption("Made with a demo prior. " + catalog.demo_caveat(layout.presenting()))
+        paper_views.second_opinion(r)
         beyond.variant_views(r, key)
         examples_view.real_examples(r, key)
+        paper_views.nearest_photos(r, key)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**What the network sees in this picture**")

@@ -36,6 +36,18 @@ def _picture(path: str, size: int, box: Optional[tuple[int, int, int, int]]) -> 
     return img
 
 
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _top1(model: str, path: str) -> int:
+    """The network's own first class for a photo as it saw it when indexed (-1 if the photo is gone)."""
+    from dgnam_engine.convention import from_uint8
+
+    target = catalog.target(model)
+    img = _picture(path, target.spec.input_size, None)
+    if img is None:
+        return -1
+    return int(target.classify(from_uint8(img))[0].argmax())
+
+
 def _build(model: str, layer: str, key: str) -> None:
     """Index the offline corpus for this layer, with a progress bar."""
     target = catalog.target(model)
@@ -58,10 +70,18 @@ def real_examples(r: StoredResult, key: str) -> None:
 
     target = catalog.target(r.model)
     info = target.layer(r.layer)
-    idx, rows = D.examples(_db(), target.name, file_identity(target.weights_path), info.name, r.unit, TOP)
     st.markdown("**Real photos that drive this unit most**")
+    try:  # a damaged or unreadable examples index costs this part of the card only
+        db = _db()
+        idx, rows = D.examples(db, target.name, file_identity(target.weights_path), info.name, r.unit, TOP)
+    except UserError as exc:
+        st.warning(message(exc), icon=":material/error:")
+        return
     if idx is None:
         st.caption("No photos have been looked through for this layer yet.")
+        if db.read_only:
+            st.caption("The data folder is read-only, so they cannot be looked through here.")
+            return
         if st.button("Find them in the offline photo collection", key=f"{key}_index",
                      icon=":material/image_search:",
                      help="Runs every photo of the project's offline collection through the network once (a "
@@ -79,8 +99,17 @@ def real_examples(r: StoredResult, key: str) -> None:
     if rows:
         best = rows[0].activation
         ratio = f" ({r.activation_final / best:.1f}x)" if best > 0 and r.activation_final > 0 else ""
+        if catalog.is_class_layer(r.model, r.layer):
+            of_class = sum(_top1(r.model, ex.image) == r.unit for ex in rows)
+            if _top1(r.model, rows[0].image) != r.unit:
+                ratio = ""  # a ratio to a photo of something else would compare unlike with unlike
+                st.caption(f"None of the photos that drive it most is a {r.label} to this network "
+                           f"({of_class} of {len(rows)} are), so no ratio is shown.")
         st.caption(f"The synthesis drives this unit to **{r.activation_final:.1f}**{ratio}; the best real photo to "
                    f"**{best:.1f}**" + (" (patches: what the unit sees at its strongest position)"
                                          if info.kind == "conv" else "") + ".")
+    if idx["done"] < 100:
+        st.caption(f"Only {idx['done']} photos were looked through: too few to hold a photo of most classes "
+                   "(python -m dgnam_engine index --images FOLDER indexes your own).")
     st.caption(f"Looked through {idx['done']} photos in {plain(idx['folder'])}. With a few hundred photos, the top photos "
                "of many class units are not of that class: they are the closest this small collection has.")

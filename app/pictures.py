@@ -26,7 +26,15 @@ def show(r: StoredResult, caption: Optional[str] = None, width: str = "stretch")
 
 def damaged_notice(store: ResultsStore) -> None:
     """One line about the damaged pictures the store found and set aside (each is reported once)."""
-    found = store.problems()
+    found = [p for p in store.problems() if p["image"] is not None]
+    values = [p for p in store.problems() if p["image"] is None]
+    if values:
+        units = ", ".join(f"{p['model']} {p['layer']} unit {p['unit']}" for p in values[:5])
+        st.warning(f"{len(values)} stored result{'s hold' if len(values) > 1 else ' holds'} damaged values and "
+                   f"{'were' if len(values) > 1 else 'was'} set aside ({units}{', ...' if len(values) > 5 else ''}): "
+                   "the others are shown; `python -m dgnam_engine store check --repair` removes "
+                   f"{'them' if len(values) > 1 else 'it'}, and each is rendered again when asked for.",
+                   icon=":material/broken_image:")
     if found:
         units = ", ".join(f"{p['model']} {p['layer']} unit {p['unit']}" for p in found[:5])
         st.warning(f"{len(found)} damaged picture{'s were' if len(found) > 1 else ' was'} set aside ({units}"

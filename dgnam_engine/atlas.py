@@ -9,15 +9,21 @@ from a results store filled by `precompute`:
     python -m dgnam_engine atlas pack --store data/atlas-build --model efficientnet_lite0 --layer classifier
 
 The results store reads it as a second, read-only source: nothing is copied per user.
+
+`SHA256SUMS` beside the index holds the sha256 of the index file, of each picture, and of each index row and meta
+entry (`row:KEY`, `meta:NAME`): at first use the index file is hashed once; if it differs (a flipped bit), each row
+is checked against its own digest, so one damaged entry is set aside and the rest are still served.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -26,12 +32,15 @@ from PIL import Image
 from .assets import ASSETS
 from .errors import UserError
 
+log = logging.getLogger(__name__)
+
 ATLAS_DIR = ASSETS / "atlas"
 ENV_ATLAS_DIR = "DGNAM_ATLAS_DIR"  # another folder of atlases (tests, or atlases kept elsewhere)
 THUMB = 128  # px: sharp in a grid, and 1000 pictures stay within a few MB
 WEBP_QUALITY = 82
 
 INDEX = "index.sqlite"
+CHECKSUMS = "SHA256SUMS"
 _SCHEMA = """
 CREATE TABLE results (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, weights_id TEXT NOT NULL, layer TEXT NOT NULL,
@@ -65,31 +74,168 @@ def atlas_dirs(folder: Optional[Path] = None) -> list[Path]:
     return sorted(p.parent for p in folder.glob(f"*/{INDEX}")) if folder.is_dir() else []
 
 
+def row_digest(values) -> str:
+    """The sha256 of one index row (its values in COLUMNS order, or a meta entry's name and value)."""
+    # a damaged value may come back as another type (bytes): it gets a digest too, which then does not match
+    return hashlib.sha256(json.dumps(list(values), separators=(",", ":"), default=repr).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_checksums(folder: Path) -> Optional[dict[str, str]]:
+    """NAME -> sha256 from an atlas's SHA256SUMS (a damaged line only loses its own entry); None if there is none."""
+    try:
+        text = (Path(folder) / CHECKSUMS).read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    sums = {}
+    for line in text.splitlines():
+        digest, sep, name = line.partition("  ")
+        if sep and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            sums[name] = digest
+    return sums
+
+
+def write_checksums(folder: Path) -> int:
+    """Write SHA256SUMS for an atlas folder from its index and pictures as they are (no picture is rendered).
+    Returns the number of entries."""
+    folder = Path(folder)
+    con = sqlite3.connect(f"file:{folder / INDEX}?mode=ro&immutable=1", uri=True)
+    try:
+        rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY key").fetchall()
+        meta = con.execute("SELECT name, value FROM meta ORDER BY name").fetchall()
+    finally:
+        con.close()
+    lines = [f"{file_digest(folder / INDEX)}  {INDEX}"]
+    lines += [f"{row_digest(r)}  row:{r[0]}" for r in rows]
+    lines += [f"{row_digest(m)}  meta:{m[0]}" for m in meta]
+    lines += [f"{file_digest(folder / r[COLUMNS.index('image')])}  {r[COLUMNS.index('image')]}" for r in rows]
+    from .imaging import write_atomic
+
+    write_atomic(("\n".join(lines) + "\n").encode(), folder / CHECKSUMS)
+    return len(lines)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+class AtlasDamaged(UserError):
+    pass
+
+
 class Atlas:
-    """One atlas folder, read-only (it lives inside the installed project)."""
+    """One atlas folder, read-only (it lives inside the installed project). Every row and meta entry it hands out
+    matches its checksum; the others are set aside (`damaged`) and never served."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._sums: Optional[dict] = None
+        self._trusted: Optional[bool] = None  # the whole index file matches its checksum
+        self.damaged: dict[str, str] = {}  # entry -> why, found so far
 
     def _connect(self) -> sqlite3.Connection:
         # immutable: no locks and no side files, so a read-only install folder works
         con = sqlite3.connect(f"file:{self.folder / INDEX}?mode=ro&immutable=1", uri=True)
         con.row_factory = sqlite3.Row
+        con.text_factory = _text  # a damaged text value costs its row (its checksum), not the whole query
         return con
 
+    def checksums(self) -> Optional[dict]:
+        """The atlas's checksums (None for an atlas packed before them), read once; the index file hashed once."""
+        if self._trusted is None:
+            self._sums = read_checksums(self.folder)
+            try:
+                self._trusted = self._sums is None or self._sums.get(INDEX) == file_digest(self.folder / INDEX)
+            except OSError as exc:
+                raise AtlasDamaged(f"the atlas index {self.folder / INDEX} cannot be read ({exc.strerror or exc})") \
+                    from None
+        return self._sums
+
+    def _verified(self, entry: str, values) -> bool:
+        sums = self.checksums()
+        if sums is None or self._trusted:
+            return True
+        if sums.get(entry) == row_digest(values):
+            return True
+        if entry not in self.damaged:
+            self.damaged[entry] = "differs from its checksum"
+            log.warning("damaged entry %s in the atlas %s (differs from its checksum): not served; reinstall the "
+                        "project to restore it", entry, self.folder)
+        return False
+
     def rows(self, where: str = "", args: tuple = ()) -> list[sqlite3.Row]:
+        """The rows matching an SQL condition that match their checksums."""
+        self.checksums()
         con = self._connect()
         try:
-            return con.execute(f"SELECT {', '.join(COLUMNS)} FROM results {where}", args).fetchall()
+            rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results {where}", args).fetchall()
         finally:
             con.close()
+        return [r for r in rows if self._verified(f"row:{r['key']}", tuple(r))]
 
     def meta(self) -> dict:
-        con = self._connect()
+        """The atlas's description; AtlasDamaged (one line) when its index or a meta entry is damaged."""
         try:
-            return {k: json.loads(v) for k, v in con.execute("SELECT name, value FROM meta")}
-        finally:
-            con.close()
+            self.checksums()
+            con = self._connect()
+            try:
+                pairs = con.execute("SELECT name, value FROM meta").fetchall()
+            finally:
+                con.close()
+            out = {}
+            for name, value in pairs:
+                if not self._verified(f"meta:{name}", (name, value)):
+                    raise ValueError(f"meta entry {name!r} differs from its checksum")
+                out[name] = json.loads(value)
+            return out
+        except (sqlite3.Error, ValueError) as exc:
+            raise AtlasDamaged(f"the atlas {self.folder} is damaged ({' '.join(str(exc).split())[:160]}): "
+                               "reinstall the project to restore it") from None
+
+    def check(self) -> tuple[int, list[str]]:
+        """(entries verified, problems): the index, every row's values and checksum, every picture's checksum."""
+        from .store import row_problem
+
+        problems = []
+        try:
+            sums = self.checksums()
+            con = self._connect()
+            try:
+                rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results NOT INDEXED").fetchall()
+            finally:
+                con.close()
+        except (sqlite3.Error, AtlasDamaged) as exc:
+            return 0, [f"the atlas index {self.folder / INDEX} is damaged ({' '.join(str(exc).split())[:160]}): "
+                       "reinstall the project to restore it"]
+        if sums is None:
+            problems.append(f"the atlas {self.folder} has no {CHECKSUMS}: its entries cannot be verified "
+                            "(`python -m dgnam_engine atlas seal` writes it)")
+        bad = []
+        for r in rows:
+            why = row_problem(r, ".webp", checksum_required=True)
+            if why is None and not self._verified(f"row:{r['key']}", tuple(r)):
+                why = "differs from its checksum"
+            if why is None:
+                path = self.folder / r["image"]
+                try:
+                    ok = file_digest(path) == r["sha256"] and (sums is None or sums.get(r["image"]) == r["sha256"])
+                except OSError:
+                    ok = False
+                why = None if ok else "picture missing or differs from its checksum"
+            if why is not None:
+                bad.append(f"unit {r['unit'] if isinstance(r['unit'], int) else '?'}: {why}")
+        if bad:
+            problems.append(f"{len(bad)} entries of the atlas {self.folder} are damaged and set aside (they are "
+                            "rendered again when asked for; reinstall the project to restore them): "
+                            + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+        return len(rows) - len(bad), problems
 
 
 def all_atlases(folder: Optional[Path] = None) -> list[Atlas]:
@@ -127,6 +273,10 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     from .request import Request, Settings, resolve
     from .store import ResultsStore
 
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / INDEX).is_file())):
+        raise UserError(f"--out {out} exists and is not an atlas folder: give a new folder (an atlas is replaced "
+                        "as a whole)")
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
     store = ResultsStore(store_root)
@@ -150,10 +300,27 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
                      r.created, hashlib.sha256(pictures[name]).hexdigest()))
     if not rows:
         raise UserError(f"{store_root} holds no {model} {layer} result made with the default settings")
-    out = Path(out)
-    tmp = out.with_name(out.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # this pack's own temporary folder, removed by its exact name if the pack fails
+    tmp = out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.part")
+    tmp.mkdir()
+    try:
+        _write_atlas(tmp, pictures, rows, model, layer)
+        if out.exists():
+            old = out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.old")
+            out.replace(old)
+            tmp.replace(out)
+            shutil.rmtree(old)
+        else:
+            tmp.replace(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    return {"atlas": str(out), "units": len(rows), "skipped": missing, "bytes": size}
+
+
+def _write_atlas(tmp: Path, pictures: dict, rows: list, model: str, layer: str) -> None:
     for name, data in pictures.items():
         (tmp / name).write_bytes(data)
     con = sqlite3.connect(tmp / INDEX)
@@ -167,16 +334,14 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
         con.execute("VACUUM")
     finally:
         con.close()
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    size = sum(f.stat().st_size for f in out.iterdir())
-    return {"atlas": str(out), "units": len(rows), "skipped": missing, "bytes": size}
+    write_checksums(tmp)
 
 
 def rekey(folder: Path) -> dict:
     """Key an atlas's rows as the results store keys their requests today (after store.KEY_VERSION changed): each
     row's request (model, layer, unit, seed, prior, steps) is resolved again and must answer to what the row holds;
-    the pictures stay as they are. Raises UserError, changing nothing, if one does not."""
+    each picture is renamed after its row's new key, and the atlas sealed again. Raises UserError, changing
+    nothing, if one row does not."""
     from types import SimpleNamespace
 
     from .request import Request, Settings, resolve
@@ -194,14 +359,20 @@ def rekey(folder: Path) -> dict:
                 raise UserError(f"{folder}: unit {r['unit']} was made with other settings or weights than its "
                                 "request resolves to here; pack the atlas again instead")
             settings = {**st, **{k: v for k, v in ident.settings.items() if v is not None}}
-            updates.append((ident.key, json.dumps(settings, sort_keys=True), r["key"]))
-        con.executemany("UPDATE results SET key = ?, settings = ? WHERE key = ?", updates)
+            updates.append((ident.key, json.dumps(settings, sort_keys=True), f"{ident.key}.webp", r["key"],
+                            r["image"]))
+        for _, _, name, _, old_name in updates:  # a picture is named by its row's key
+            if name != old_name:
+                os.replace(Path(folder) / old_name, Path(folder) / name)
+        con.executemany("UPDATE results SET key = ?, settings = ?, image = ? WHERE key = ?",
+                        [u[:4] for u in updates])
         if settings is not None:
             con.execute("UPDATE meta SET value = ? WHERE name = 'settings'", (json.dumps(settings),))
         con.commit()
         con.execute("VACUUM")
     finally:
         con.close()
+    write_checksums(Path(folder))  # the rows changed: their digests (and the index's) with them
     return {"atlas": str(folder), "units": len(updates)}
 
 
@@ -220,16 +391,29 @@ def cmd_atlas(args) -> int:
             info = rekey(a.folder)
             print(json.dumps(info) if args.json else f"atlas: {info['units']} units keyed again in {info['atlas']}")
         return 0
+    if args.action == "seal":
+        for a in all_atlases():
+            print(f"{a.folder.name}: {write_checksums(a.folder)} checksums -> {a.folder / CHECKSUMS}")
+        return 0
+    damaged = []
     for a in all_atlases():
-        m = a.meta()
+        try:
+            m = a.meta()
+        except AtlasDamaged as exc:
+            damaged.append(str(exc))
+            continue
         print(f"{a.folder.name}: {m.get('model')} {m.get('layer')}, {m.get('units')} units")
+    if damaged:
+        raise UserError("; ".join(damaged))
     return 0
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, list the atlases, or key "
-                       "them again after the key scheme changed")
-    s.add_argument("action", choices=["pack", "list", "rekey"])
+    s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, list the atlases, seal them, "
+                       "or key them again after the key scheme changed")
+    s.add_argument("action", choices=["pack", "list", "seal", "rekey"],
+                   help="seal: write the checksums of the atlases as they are (SHA256SUMS); rekey: key their rows "
+                   "as the store keys the same requests today (and seal them)")
     s.add_argument("--store", default="data/atlas-build", help="results folder filled by precompute")
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None)

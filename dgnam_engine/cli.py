@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, catalog, dataset_index, json_out, network_cli, numbers, places_runs, precompute, store_cli
+from . import (atlas, catalog, dataset_index, json_out, network_cli, numbers, paper_cli, places_runs, precompute,
+               store_cli)
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, check_writable,
-                          decimal_arg, parse_xy, print_table, whole_arg)
+                          decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
 from .training import cli_train
 
@@ -109,16 +110,45 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _rf_path(p: Path) -> Path:
-    return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
+def _unit_file(out: Path, model: str, layer: str, unit: int) -> Path:
+    return out / f"{model.replace('/', '_')}_{layer}_{unit:04d}.png"
+
+
+def _check_outputs(args, out: Path, units: list[int]) -> None:
+    """Before any work: every file visualize will write is a regular file or a new path in a writable folder
+    (renaming a picture over a FIFO or a device would replace it: as root, /dev/null itself)."""
+    from .imaging import check_output_file
+    from .targets import default_target, get_spec
+
+    if len(units) == 1:
+        files = [out]
+    else:
+        if out.exists() and (out.is_symlink() or not out.is_dir()):
+            check_output_file(out)  # names what it is
+            raise UserError(f"--out {out} is a file; give a folder for several units")
+        spec = get_spec(args.model or default_target())
+        files = [_unit_file(out, spec.name, args.layer or spec.output_layer, u) for u in units]
+    if args.xy is not None:
+        files += [rf_path(f) for f in files]
+    for f in files:
+        check_output_file(f, "--out" if f == out else "output")
+    check_writable(files[0])
 
 
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
 
+    if args.recipe is not None:
+        from .paper_cli import visualize_recipe
+
+        return visualize_recipe(args)
     if (args.unit is None) == (args.objective is None):
         raise UserError("give --unit or --objective (see `python -m dgnam_engine visualize --help`)")
+    if args.facets is not None:
+        from .paper_cli import visualize_facets
+
+        return visualize_facets(args, numbers.unit_list(args.unit) if args.unit else [])
     units = network_cli.units_of(args.unit, args.model, args.layer) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
@@ -133,7 +163,7 @@ def cmd_visualize(args) -> int:
         raise UserError("with several units --out must be a folder, not a .png file")
     if len(units) == 1 and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file for one unit")
-    check_writable(out if len(units) == 1 else out / "x.png")
+    _check_outputs(args, out, units)
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
@@ -147,15 +177,18 @@ def cmd_visualize(args) -> int:
     results = visualize(args.model, units, args.layer, settings, device=args.device, model_weights=args.weights,
                         prior_file=args.prior_file, random_weights=args.random_weights, callback=progress)
     # Everything ran; only now is anything written.
-    paths = [out] if len(units) == 1 else [out / f"{r.model.replace('/', '_')}_{r.layer}_{r.unit:04d}.png"
-                                           for r in results]
+    paths = [out] if len(units) == 1 else [_unit_file(out, r.model, r.layer, r.unit) for r in results]
     summaries = []
-    for r, p in zip(results, paths):
+    from . import judge
+
+    opinions = judge.annotate(results) if args.judge and not args.random_weights else [{}] * len(results)
+    for r, p, op in zip(results, paths, opinions):
         d = r.summary()
+        d.update(op)
         writes = [(r.image, p, "image")]
         if args.xy is not None and "receptive_field" in r.extra:
             top, left, bottom, right = r.extra["receptive_field"]
-            writes.append((r.image[top:bottom, left:right], _rf_path(p), "rf_image"))
+            writes.append((r.image[top:bottom, left:right], rf_path(p), "rf_image"))
         for image, path, key in writes:
             try:
                 save_png(image, path)
@@ -166,6 +199,8 @@ def cmd_visualize(args) -> int:
         if not args.json:
             print(f"{r.model} {r.layer} unit {r.unit} ({r.label}), prior {r.prior}: activation "
                   f"{r.activation_start:.2f} -> {r.activation_final:.2f} in {r.seconds:.1f} s -> {p}")
+            if op.get("second_opinion"):
+                print("  " + judge.describe(op["second_opinion"]))
     if args.json:
         print(json_out.dumps(summaries[0] if len(summaries) == 1 else summaries))
     return 0
@@ -218,13 +253,20 @@ def add_core_commands(sub) -> None:
                    help="start from this photo's code instead of a random one (30 steps, smaller steps)")
     s.add_argument("--out", required=True, help="PNG file, or a folder for several units")
     add_output_options(s, quiet="no progress lines")
+    s.add_argument("--recipe", default=None, metavar="NAME",
+                   help="one of the paper's five runs (python -m dgnam_engine recipes); --out is a folder")
+    s.add_argument("--facets", type=whole_arg("--facets"), default=None, metavar="K",
+                   help="K pictures of the unit, each started from one cluster of its top real photos")
+    s.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="skip the second opinion (an independent network's top-5 for class units)")
     s.set_defaults(func=cmd_visualize)
 
 
 # Every command, in the order `--help` lists them: each entry adds its parsers (with set_defaults(func=...)). A new
 # command is one function here; its module imports cli_options, never this module.
-COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, precompute.add_parser,
-            store_cli.add_parser, cli_train.add_parser, places_runs.add_parser)
+COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, paper_cli.add_parsers,
+            paper_cli.add_recipes_parser, precompute.add_parser, store_cli.add_parser, cli_train.add_parser,
+            places_runs.add_parser)
 
 
 def build_parser() -> Parser:
@@ -250,4 +292,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was written", file=sys.stderr)
         return 130
-

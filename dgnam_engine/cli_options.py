@@ -65,6 +65,11 @@ def check_writable(path: Path) -> None:
         raise UserError(f"cannot write {path}: no permission to write in {parent}")
 
 
+def rf_path(p: Path) -> Path:
+    """Where a picture's receptive-field cut goes: beside it, `<name>_rf.png`."""
+    return p.with_name(f"{p.stem}_rf{p.suffix or '.png'}")
+
+
 # ----- option groups shared by several commands -----
 
 def add_model_options(s, device: str = "cpu") -> None:

@@ -5,13 +5,17 @@ keeps, per unit, the top-k photos (for a convolutional unit: its maximum over po
 receptive-field patch around it). `python -m dgnam_engine examples --model M --layer L --unit U` prints them.
 
 Stored beside the results store (`examples.sqlite` in the data folder), keyed by model, weights, layer and the
-folder's identity (its files' names, sizes and times), so a changed folder is indexed anew. Each batch is committed
-with the list of photos it covered: a killed run resumes without redoing finished photos.
+folder's identity (its files' names, sizes and times), so a changed folder is indexed anew. Each batch is committed,
+all layers in one transaction, with the list of photos it covered: a killed run resumes without redoing finished
+photos and never merges a batch twice.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import os
 import sqlite3
 import sys
 import time
@@ -74,30 +78,124 @@ class Example:
                 "col": self.col}
 
 
+class ExamplesDamaged(UserError):
+    """The examples index holds a damaged page or value; `store check --repair` sets it aside."""
+
+
+def damaged_message(path: Path, reason: str) -> str:
+    return (f"the examples index {path} is damaged ({' '.join(reason.split())[:160]}): run `python -m dgnam_engine "
+            f"store check --repair` to set it aside, then index the photos again")
+
+
+def _sound_example(rank, act, image, r, c) -> bool:
+    return (isinstance(rank, int) and isinstance(act, float) and math.isfinite(act) and isinstance(image, str)
+            and bool(image) and not Path(image).is_absolute() and ".." not in Path(image).parts
+            and isinstance(r, int) and isinstance(c, int) and r >= 0 and c >= 0)
+
+
+_checked: dict[tuple, Optional[str]] = {}  # (path, size, mtime_ns) -> what SQLite's quick_check found
+
+
 class ExamplesDB:
+    """`examples.sqlite` in a data folder. A folder nobody may write to opens it read-only (browsing works,
+    `index` says the folder is read-only); failures are one line: damaged, full disk, read-only."""
+
     def __init__(self, root: Path):
-        self.path = Path(root) / DB_NAME
+        from .store import read_only_message
+
+        self.root = Path(root)
+        self.path = self.root / DB_NAME
+        writable = os.access(self.root, os.W_OK | os.X_OK) if self.root.is_dir() else True
+        if writable and self.path.exists():
+            writable = os.access(self.path, os.W_OK)
+        self.read_only = not writable
+        self._read_only_line = read_only_message(self.root, "data folder")
+        if self.read_only:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = self._connect()
-            try:
-                con.executescript(_SCHEMA)
-            finally:
-                con.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"cannot use the examples index {self.path}: {exc}; set DGNAM_DATA_DIR to a writable "
-                            "folder") from None
+        except OSError as exc:
+            raise UserError(f"cannot create the data folder {self.root} ({exc.strerror or exc}): choose another "
+                            "folder with DGNAM_DATA_DIR") from None
+        with self._db() as con:
+            con.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
+        from .store import connect_read_only
+
+        if self.read_only:
+            return connect_read_only(self.path)
         con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         con.execute("PRAGMA busy_timeout=30000")
         return con
 
+    def _error(self, exc: Exception) -> UserError:
+        from .store import full_disk_message, is_full_disk
+
+        msg = str(exc).strip() or type(exc).__name__
+        if is_full_disk(exc, self.root if self.root.is_dir() else None):
+            return UserError(full_disk_message(self.path.parent, "the examples index"))
+        if "readonly" in msg or "read-only" in msg:
+            return UserError(self._read_only_line)
+        if "unable to open" in msg:
+            return UserError(f"cannot open the examples index {self.path} ({msg}): fix the permissions of "
+                             f"{self.root} or choose another folder with DGNAM_DATA_DIR")
+        return ExamplesDamaged(damaged_message(self.path, msg))
+
+    @contextlib.contextmanager
+    def _db(self):
+        try:
+            con = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc) from None
+        try:
+            yield con
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc) from None
+        finally:
+            con.close()
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def problem(self) -> Optional[str]:
+        """Why the index is damaged (SQLite's quick_check), or None; checked once per version of the file."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (str(self.path), st.st_size, st.st_mtime_ns)
+        if stamp not in _checked:
+            try:
+                from .store import connect_read_only
+
+                con = connect_read_only(self.path)
+                try:
+                    lines = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
+                    for t in ("indexes", "done_images", "top"):
+                        con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()
+                finally:
+                    con.close()
+                _checked[stamp] = None if lines == ["ok"] else "; ".join(lines)
+            except sqlite3.Error as exc:
+                _checked[stamp] = str(exc)
+        return _checked[stamp]
+
+    def _check_sound(self) -> None:
+        why = self.problem()
+        if why is not None:
+            raise ExamplesDamaged(damaged_message(self.path, why))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise UserError(self._read_only_line)
+
     def begin(self, iid: str, model: str, weights_id: str, layer: str, folder: Path, folder_id: str,
               n_images: int, top_k: int) -> tuple[set[str], dict[int, list[tuple]]]:
         """Register an index (or find it) and return the photos it already covered and its top lists."""
-        con = self._connect()
-        try:
+        self._writable()
+        self._check_sound()
+        with self._db() as con:
             row = con.execute("SELECT top_k FROM indexes WHERE id = ?", (iid,)).fetchone()
             if row is not None and row[0] != top_k:  # another k: start over rather than mix
                 con.execute("BEGIN IMMEDIATE")
@@ -113,35 +211,37 @@ class ExamplesDB:
                     (iid,)):
                 tops.setdefault(unit, []).append((act, image, r, c))
             return done, tops
-        finally:
-            con.close()
 
-    def commit(self, iid: str, tops: dict[int, list[tuple]], images: list[tuple[str, bool]]) -> None:
-        """The new top lists and the photos they now cover, in one transaction."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            con.execute("DELETE FROM top WHERE index_id = ?", (iid,))
-            con.executemany("INSERT INTO top VALUES (?,?,?,?,?,?,?)",
-                            [(iid, u, k, a, img, r, c) for u, lst in tops.items()
-                             for k, (a, img, r, c) in enumerate(lst)])
-            con.executemany("INSERT OR REPLACE INTO done_images VALUES (?,?,?)",
-                            [(iid, img, int(ok)) for img, ok in images])
-            con.execute("UPDATE indexes SET updated = ? WHERE id = ?", (time.time(), iid))
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+    def commit(self, batch: dict[str, dict[int, list[tuple]]], images: list[tuple[str, bool]]) -> None:
+        """The new top lists of every index in `batch` (index id -> top lists) and the photos they now cover, in one
+        transaction: a kill leaves every layer before or after this batch, never some layers after it."""
+        with self._db() as con:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                for iid, tops in batch.items():
+                    con.execute("DELETE FROM top WHERE index_id = ?", (iid,))
+                    con.executemany("INSERT INTO top VALUES (?,?,?,?,?,?,?)",
+                                    [(iid, u, k, a, img, r, c) for u, lst in tops.items()
+                                     for k, (a, img, r, c) in enumerate(lst)])
+                    con.executemany("INSERT OR REPLACE INTO done_images VALUES (?,?,?)",
+                                    [(iid, img, int(ok)) for img, ok in images])
+                    con.execute("UPDATE indexes SET updated = ? WHERE id = ?", (now, iid))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
 
     def find(self, model: str, weights_id: str, layer: str, folder: Optional[Path] = None) -> Optional[dict]:
         """The most complete index of this model, weights and layer (of `folder` if given)."""
-        con = self._connect()
-        con.row_factory = sqlite3.Row
-        try:
-            sql = ("SELECT i.*, (SELECT COUNT(*) FROM done_images d WHERE d.index_id = i.id) AS done "
+        if not self.exists():
+            return None
+        self._check_sound()
+        with self._db() as con:
+            con.row_factory = sqlite3.Row
+            sql = ("SELECT i.*, (SELECT COUNT(*) FROM done_images d WHERE d.index_id = i.id) AS done, "
+                   "(SELECT COUNT(*) FROM done_images d WHERE d.index_id = i.id AND d.ok = 1) AS readable "
                    "FROM indexes i WHERE model = ? AND weights_id = ? AND layer = ?")
             args: list = [model, weights_id, layer]
             if folder is not None:
@@ -149,16 +249,48 @@ class ExamplesDB:
                 args.append(str(Path(folder).resolve()))
             rows = [dict(r) for r in con.execute(sql + " ORDER BY done DESC, updated DESC", args)]
             return rows[0] if rows else None
-        finally:
-            con.close()
 
-    def examples(self, iid: str, unit: int, top: int) -> list[tuple]:
-        con = self._connect()
+    def examples(self, idx: dict, unit: int, top: int) -> list[tuple]:
+        """A unit's top photos; ExamplesDamaged when a value is damaged or rows are missing (a damaged page can
+        drop rows without an error: a unit has min(top, top_k, readable photos) of them)."""
+        self._check_sound()
+        with self._db() as con:
+            rows = con.execute("SELECT rank, activation, image, row, col FROM top WHERE index_id = ? AND unit = ? "
+                               "ORDER BY rank LIMIT ?", (idx["id"], unit, top)).fetchall()
+        expected = min(top, int(idx["top_k"]), int(idx.get("readable", 0)))
+        if len(rows) < expected or not all(_sound_example(*r) for r in rows) \
+                or [r[0] for r in rows] != list(range(len(rows))):
+            raise ExamplesDamaged(damaged_message(self.path, f"unit {unit} has missing or damaged photos"))
+        return rows
+
+    def check(self) -> list[str]:
+        """Problems for `store check`: a damaged file, or top lists that are short or hold damaged values."""
+        if not self.exists():
+            return []
+        why = self.problem()
+        if why is not None:
+            return [damaged_message(self.path, why)]
         try:
-            return con.execute("SELECT rank, activation, image, row, col FROM top WHERE index_id = ? AND unit = ? "
-                               "ORDER BY rank LIMIT ?", (iid, unit, top)).fetchall()
-        finally:
-            con.close()
+            with self._db() as con:
+                idxs = con.execute("SELECT id, top_k, (SELECT COUNT(*) FROM done_images d WHERE d.index_id = i.id "
+                                   "AND d.ok = 1) FROM indexes i").fetchall()
+                bad = 0
+                for iid, top_k, readable in idxs:
+                    want = min(int(top_k), int(readable))
+                    lists: dict[int, list] = {}
+                    for rank, act, image, r, c, unit in con.execute(
+                            "SELECT rank, activation, image, row, col, unit FROM top NOT INDEXED WHERE index_id = ? "
+                            "ORDER BY unit, rank", (iid,)):
+                        lists.setdefault(unit, []).append((rank, act, image, r, c))
+                    for lst in lists.values():
+                        names = [e[2] for e in lst]
+                        if (len(lst) != want or not all(_sound_example(*e) for e in lst)
+                                or len(set(names)) != len(names)):
+                            bad += 1
+        except UserError as exc:
+            return [str(exc)]
+        return [damaged_message(self.path, f"{bad} top lists are short, repeat a photo or hold damaged values")] \
+            if bad else []
 
 
 def photo_batch(folder: Path, files: list[str], size: int) -> tuple[torch.Tensor, list[tuple[str, bool]]]:
@@ -197,7 +329,10 @@ def merge_top(tops: dict[int, list[tuple]], vals: torch.Tensor, rows: torch.Tens
     v = vals.cpu().numpy()
     r, c = rows.cpu().numpy(), cols.cpu().numpy()
     for u in range(v.shape[1]):
-        cand = tops.get(u, []) + [(float(v[j, u]), names[j], int(r[j, u]), int(c[j, u])) for j in range(len(names))]
+        old = tops.get(u, [])
+        seen = {t[1] for t in old}  # a photo merged again (a batch redone) is not listed twice
+        cand = old + [(float(v[j, u]), names[j], int(r[j, u]), int(c[j, u])) for j in range(len(names))
+                      if names[j] not in seen]
         cand.sort(key=lambda t: (-t[0], t[1]))
         tops[u] = cand[:k]
 
@@ -231,10 +366,9 @@ def build(target: Target, weights_id: str, layers: list[str], folder: Path, db: 
                     iid, done, tops = state[info.name]
                     vals, rows, cols = unit_maxima(target.forward_to(x_model, info), info)
                     merge_top(tops, vals, rows, cols, ok_names, top_k)
+        db.commit({state[i.name][0]: state[i.name][2] for i in infos}, status)
         for info in infos:
-            iid, done, tops = state[info.name]
-            db.commit(iid, tops, status)
-            done.update(f for f, _ in status)
+            state[info.name][1].update(f for f, _ in status)
         n_done += len(chunk)
         if progress is not None:
             progress(n_done, len(todo), n_done / max(time.perf_counter() - t0, 1e-9))
@@ -251,7 +385,7 @@ def examples(db: ExamplesDB, model: str, weights_id: str, layer: str, unit: int,
         return None, []
     base = Path(idx["folder"])
     return idx, [Example(rank + 1, act, str(base / img), r, c)
-                 for rank, act, img, r, c in db.examples(idx["id"], unit, top)]
+                 for rank, act, img, r, c in db.examples(idx, unit, top)]
 
 
 # ----- command line ----------------------------------------------------------------------------------------------
@@ -287,8 +421,10 @@ def cmd_index(args) -> int:
     layers = [s.strip() for s in (args.layers or target.spec.output_layer).split(",") if s.strip()]
     db = ExamplesDB(Path(args.store) if args.store else default_root())
     tty = sys.stderr.isatty()
+    saved = [0]  # photos of this run committed so far (progress is called after each commit)
 
     def progress(done, total, rate):
+        saved[0] = done
         if args.quiet:
             return
         eta = (total - done) / rate if rate > 0 else 0
@@ -296,10 +432,15 @@ def cmd_index(args) -> int:
         print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
-        summary = build(target, _weights_id(target), layers, folder, db, args.top, args.batch, progress)
-    finally:
-        if tty and not args.quiet:
-            print(file=sys.stderr)
+        try:
+            summary = build(target, _weights_id(target), layers, folder, db, args.top, args.batch, progress)
+        finally:
+            if tty and not args.quiet:
+                print(file=sys.stderr)  # end the progress line
+    except KeyboardInterrupt:
+        print(f"interrupted: {saved[0]} photos of this run are saved in {db.path}; run the same command again to "
+              "go on from there", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(summary))
     else:

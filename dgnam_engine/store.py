@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import contextlib
+import errno
 import io
 import json
 import logging
+import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -26,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .errors import UserError
-from .imaging import png_bytes, remove_stale_parts
+from .imaging import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +218,71 @@ _COLUMNS = ("key", "model", "weights_id", "layer", "unit", "label", "prior", "pr
             "extra")
 
 
+_HEX = re.compile(r"[0-9a-f]+")
+_TEXT_COLUMNS = ("model", "weights_id", "layer", "label", "prior", "prior_kind", "device")
+
+
+def _safe(r, col: str):
+    try:
+        v = r[col]
+    except (KeyError, IndexError):
+        return None
+    return v if isinstance(v, (int, float)) else str(v)[:80] if v is not None else None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _extra(r) -> dict:
+    """What the run computed besides the picture (UnitResult.extra); {} for rows from before it was kept, for
+    atlas rows, and for a value that is not a JSON object."""
+    try:
+        v = json.loads(r["extra"]) if "extra" in r.keys() and r["extra"] else {}
+    except (TypeError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+def row_problem(r, image_suffix: str = ".png", checksum_required: bool = False) -> Optional[str]:
+    """Why a stored row may not be served (a value of the wrong kind, out of range, or not parseable), or None.
+    The picture's name must be the key's own, so a damaged row can never point at another file."""
+    try:
+        key = r["key"]
+        if not (isinstance(key, str) and len(key) == 32 and _HEX.fullmatch(key)):
+            return "bad key"
+        for col in _TEXT_COLUMNS:
+            v = r[col]
+            if not isinstance(v, str) or not v or not v.isprintable():
+                return f"bad {col}"
+        for col in ("unit", "seed"):
+            if not isinstance(r[col], int) or r[col] < 0:
+                return f"bad {col}"
+        for col in ("activation_start", "activation_final", "seconds", "created"):
+            if not _number(r[col]):
+                return f"bad {col}"
+        if r["seconds"] < 0 or r["created"] <= 0:
+            return "bad time"
+        try:
+            settings, curve = json.loads(r["settings"]), json.loads(r["activations"])
+        except (TypeError, ValueError):
+            return "settings or activations are not JSON"
+        if not isinstance(settings, dict):
+            return "bad settings"
+        if not isinstance(curve, list) or not all(_number(a) for a in curve):
+            return "bad activations"
+        if r["image"] != f"{key}{image_suffix}":
+            return "bad picture name"
+        digest = r["sha256"] if "sha256" in r.keys() else None
+        if digest is None and not checksum_required:
+            return None
+        if not (isinstance(digest, str) and len(digest) == 64 and _HEX.fullmatch(digest)):
+            return "bad checksum"
+    except (KeyError, IndexError, TypeError) as exc:
+        return f"unreadable row ({exc})"
+    return None
+
+
 class StoreError(UserError):
     """The data folder or its database cannot be used; the message names the folder and what to do."""
 
@@ -222,6 +290,28 @@ class StoreError(UserError):
 def read_only_message(root: Path, what: str = "results folder") -> str:
     return (f"the {what} {root} is read-only: stored results can be browsed but nothing new can be saved; "
             f"fix its permissions or choose another folder with {ENV_DATA_DIR}")
+
+
+def full_disk_message(folder: Path, what: str = "the results") -> str:
+    return (f"the disk holding {folder} is full: {what} could not be saved (nothing stored before was lost); free "
+            f"some space and run the same command again, or choose another folder with {ENV_DATA_DIR}")
+
+
+FULL_DISK_BYTES = 1 << 20  # an I/O error with less room than this left is taken for a full disk
+
+
+def is_full_disk(exc: BaseException, folder: Optional[Path] = None) -> bool:
+    """Whether a failed write means the disk is full: ENOSPC, SQLite's "disk is full", or SQLite's "disk I/O error"
+    (what it says when its WAL index cannot grow) on a disk with next to no room left."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc):
+        return True
+    if folder is not None and "disk I/O error" in str(exc):
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FULL_DISK_BYTES
+    return False
 
 
 def damaged_message(db_path: Path, reason: str) -> str:
@@ -270,6 +360,57 @@ def connect_read_only(db_path: Path) -> sqlite3.Connection:
     return con
 
 
+# The store's own temporary pictures: ".KEY.PID.HEX.part" in its images folder, nothing else; and ".KEY.HEX.part"
+# of older versions, which named no writer (taken for abandoned after an hour).
+_PART = re.compile(r"\.([0-9a-f]{32})\.([0-9]{1,10})\.([0-9a-f]{32})\.part")
+_OLD_PART = re.compile(r"\.([0-9a-f]{32})\.([0-9a-f]{32})\.part")
+OLD_PART_S = 3600.0
+
+
+def part_name(key: str) -> str:
+    """A picture's temporary name while it is written: unique, and naming its writer so a killed one's is cleaned."""
+    return f".{key}.{os.getpid()}.{uuid.uuid4().hex}.part"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def own_parts(images: Path) -> list[Path]:
+    """The store's temporary pictures in its images folder (only names it makes, matched exactly)."""
+    try:
+        return [p for p in images.iterdir() if (_PART.fullmatch(p.name) or _OLD_PART.fullmatch(p.name))
+                and p.is_file() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def remove_dead_parts(images: Path) -> list[Path]:
+    """Delete the store's temporary pictures whose writer is gone (killed mid-write). Returns what was removed."""
+    removed = []
+    for p in own_parts(images):
+        m = _PART.fullmatch(p.name)
+        try:
+            dead = not _pid_alive(int(m.group(2))) if m else time.time() - p.stat().st_mtime > OLD_PART_S
+        except OSError:
+            continue
+        if dead:
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                continue
+    return removed
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
@@ -298,7 +439,7 @@ class ResultsStore:
             with self._db() as con:  # a damaged database is reported now, not on the first page
                 con.execute("SELECT COUNT(*) FROM results").fetchone()
         else:
-            remove_stale_parts(self.images)
+            remove_dead_parts(self.images)
             self._create()
 
     def _open_folder(self) -> None:
@@ -342,7 +483,9 @@ class ResultsStore:
                         con.execute("ALTER TABLE results ADD COLUMN extra TEXT")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not _is_busy(exc):
+                    raise self._error(exc) from None
+                if time.monotonic() > deadline:
                     raise StoreError(f"the results database {self.db_path} stays locked: {exc}") from None
             time.sleep(0.02)
 
@@ -373,6 +516,8 @@ class ResultsStore:
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         msg = str(exc).strip() or type(exc).__name__
+        if is_full_disk(exc, self.root):
+            return StoreError(full_disk_message(self.root))
         if "readonly" in msg or "read-only" in msg:
             return StoreError(read_only_message(self.root))
         if "unable to open" in msg:
@@ -380,35 +525,52 @@ class ResultsStore:
                               f"{self.root} or choose another folder with {ENV_DATA_DIR}")
         return StoreError(damaged_message(self.db_path, msg))
 
-    def _row(self, r: sqlite3.Row) -> StoredResult:
+    def _row(self, r, folder: Optional[Path] = None) -> Optional[StoredResult]:
+        """A row as a result, or None when one of its values is damaged (then it is set aside: reported once,
+        never served). `folder`: the shipped atlas the row comes from (None: this store)."""
+        why = row_problem(r, ".webp" if folder is not None else ".png", checksum_required=folder is not None)
+        if why is not None:
+            self._bad_row(r, why, folder)
+            return None
         return StoredResult(
             key=r["key"], model=r["model"], weights_id=r["weights_id"], layer=r["layer"], unit=r["unit"],
             label=r["label"], prior=r["prior"], prior_kind=r["prior_kind"], seed=r["seed"],
-            settings=json.loads(r["settings"]), activation_start=r["activation_start"],
-            activation_final=r["activation_final"], activations=json.loads(r["activations"]),
-            seconds=r["seconds"], device=r["device"], image_path=self.images / r["image"], created=r["created"],
-            checksum=r["sha256"] if "sha256" in r.keys() else None,
-            extra=json.loads(r["extra"]) if "extra" in r.keys() and r["extra"] else {})
+            settings=json.loads(r["settings"]), activation_start=float(r["activation_start"]),
+            activation_final=float(r["activation_final"]), activations=[float(a) for a in json.loads(r["activations"])],
+            seconds=float(r["seconds"]), device=r["device"], image_path=(folder or self.images) / r["image"],
+            created=float(r["created"]), checksum=r["sha256"] if "sha256" in r.keys() else None,
+            shipped=folder is not None, extra=_extra(r))
 
-    def _shipped_row(self, r, folder: Path) -> StoredResult:
-        return StoredResult(
-            key=r["key"], model=r["model"], weights_id=r["weights_id"], layer=r["layer"], unit=r["unit"],
-            label=r["label"], prior=r["prior"], prior_kind=r["prior_kind"], seed=r["seed"],
-            settings=json.loads(r["settings"]), activation_start=r["activation_start"],
-            activation_final=r["activation_final"], activations=json.loads(r["activations"]),
-            seconds=r["seconds"], device=r["device"], image_path=folder / r["image"], created=r["created"],
-            checksum=r["sha256"], shipped=True)
+    def _bad_row(self, r, why: str, folder: Optional[Path]) -> None:
+        where = f"the shipped atlas {folder}" if folder is not None else f"the results database {self.db_path}"
+        ident = f"{folder}:{_safe(r, 'key')}" if folder is not None else f"row:{_safe(r, 'key')}"
+        with self._lock:
+            if ident in self._reported:
+                return
+            self._reported.add(ident)
+        log.warning("damaged result in %s (%s unit %s): %s; not served (%s)", where, _safe(r, "model"),
+                    _safe(r, "unit"), why, "reinstall the project to restore it" if folder is not None else
+                    "`python -m dgnam_engine store check --repair` removes it, it is rendered again when asked for")
+        with self._lock:
+            self._problems.append({"key": _safe(r, "key"), "model": _safe(r, "model"), "layer": _safe(r, "layer"),
+                                   "unit": _safe(r, "unit"), "image": None, "reason": f"damaged values: {why}",
+                                   "moved_to": None})
 
     def _shipped(self, where: str, args: tuple) -> list[StoredResult]:
-        """Good results of the shipped atlases matching an SQL condition."""
+        """Good results of the shipped atlases matching an SQL condition (entries that fail their checksum or
+        hold a damaged value are set aside by the atlas and here)."""
         out = []
         for a in self.atlases:
             try:
                 rows = a.rows(where, args)
-            except sqlite3.Error as exc:
-                log.warning("atlas %s cannot be read (%s): reinstall the project to restore it", a.folder, exc)
+            except (sqlite3.Error, ValueError, OSError, UserError) as exc:
+                with self._lock:
+                    first = f"atlas:{a.folder}" not in self._reported
+                    self._reported.add(f"atlas:{a.folder}")
+                if first:
+                    log.warning("atlas %s cannot be read (%s): reinstall the project to restore it", a.folder, exc)
                 continue
-            out += [res for res in (self._shipped_row(r, a.folder) for r in rows) if self._good(res)]
+            out += [res for res in (self._row(r, a.folder) for r in rows) if res is not None and self._good(res)]
         return out
 
     def _good(self, res: StoredResult) -> bool:
@@ -480,7 +642,7 @@ class ResultsStore:
             shipped = self._shipped("WHERE key = ?", (key,))
             return shipped[0] if shipped else None
         res = self._row(r)
-        return res if self._good(res) else None
+        return res if res is not None and self._good(res) else None
 
     def check_writable(self) -> None:
         """Raise StoreError now if nothing could be saved, before any work is done."""
@@ -514,12 +676,14 @@ class ResultsStore:
         name = f"{key}.png"
         final = self.images / name
         # unique and naming its writer: concurrent writers never share it, and a dead writer's is cleaned up
-        tmp = self.images / f".{key}.{os.getpid()}.{uuid.uuid4().hex}.part"
+        tmp = self.images / part_name(key)
         data = png_bytes(image)
         try:
             tmp.write_bytes(data)
             os.replace(tmp, final)
         except OSError as exc:
+            if is_full_disk(exc):
+                raise StoreError(full_disk_message(self.root)) from None
             raise StoreError(f"cannot save a picture in {self.images} ({exc.strerror or exc}): fix its "
                              f"permissions or free some space, or choose another folder with {ENV_DATA_DIR}") from None
         finally:
@@ -567,7 +731,7 @@ class ResultsStore:
             sql += f" LIMIT {int(limit)}"
         with self._db() as con:
             rows = con.execute(sql, args).fetchall()
-        own = [r for r in map(self._row, rows) if self._good(r)]
+        own = [r for r in map(self._row, rows) if r is not None and self._good(r)]
         if not shipped or not self.atlases:
             return own
         keys = {r.key for r in own}

@@ -2,7 +2,6 @@
 every readable result and sets the rest aside (a damaged database is moved, never overwritten)."""
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import tempfile
@@ -12,9 +11,9 @@ from typing import Optional
 
 from .cli_options import Parser, add_store_option
 from .errors import UserError
-from .imaging import remove_stale_parts
 from .store import (_COLUMNS, ENV_DATA_DIR, ResultsStore, StoreError, connect_read_only, damaged_message,
-                    default_root, picture_problem, read_only_message)
+                    default_root, own_parts, picture_problem, read_only_message, remove_dead_parts,
+                    row_problem)
 
 MAX_ROWID_GAP = 1000  # rowid walk over a damaged table: stop after this many unreadable rowids in a row
 
@@ -79,16 +78,48 @@ def readable_rows(db: Path) -> tuple[list[dict], Optional[str]]:
 
 
 def _sane(row: dict) -> bool:
-    try:
-        return (isinstance(row["key"], str) and row["image"] == f"{row['key']}.png" and "\0" not in row["key"]
-                and isinstance(json.loads(row["settings"]), dict) and isinstance(json.loads(row["activations"]), list)
-                and all(isinstance(row[c], str) for c in ("model", "layer", "prior", "label")))
-    except (KeyError, TypeError, ValueError):
-        return False
+    return row_problem(row) is None
+
+
+def _shown(r: dict, col: str) -> str:
+    return " ".join(str(r.get(col))[:40].split()) or "?"
+
+
+def check_examples(root: Path) -> tuple[list[str], list[str]]:
+    """(fine, problems) for the examples index of the data folder `root`."""
+    from .dataset_index import DB_NAME, ExamplesDB
+
+    if not (root / DB_NAME).is_file():
+        return [], []
+    problems = ExamplesDB(root).check()
+    return ([] if problems else [f"the examples index {root / DB_NAME} is sound"]), problems
+
+
+def check_atlases() -> tuple[list[str], list[str]]:
+    """(fine, problems) for the shipped atlases: their index, values, checksums and pictures."""
+    from .atlas import all_atlases
+
+    ok, problems = [], []
+    for a in all_atlases():
+        good, found = a.check()
+        problems += found
+        if good:
+            ok.append(f"the atlas {a.folder.name}: {good} entries match their checksums")
+    return ok, problems
 
 
 def check(root: Path) -> tuple[list[str], list[str]]:
-    """(findings that are fine, problems) for the results folder `root`; reads only."""
+    """(findings that are fine, problems) for the results folder `root`, its examples index and the shipped
+    atlases; reads only."""
+    ok, problems = _check_results(root)
+    if root.is_dir():
+        more_ok, more = check_examples(root)
+        ok, problems = ok + more_ok, problems + more
+    more_ok, more = check_atlases()
+    return ok + more_ok, problems + more
+
+
+def _check_results(root: Path) -> tuple[list[str], list[str]]:
     ok, problems = [], []
     if not root.exists():
         blocker = next((p for p in root.parents if p.exists()), None)
@@ -111,16 +142,25 @@ def check(root: Path) -> tuple[list[str], list[str]]:
     if why is not None:
         problems.append(damaged_message(db, why))
     rows, _ = readable_rows(db)
-    bad = []
+    bad, bad_values = [], []
     for r in rows:
+        why = row_problem(r)
+        if why is not None:
+            bad_values.append(f"{_shown(r, 'model')} {_shown(r, 'layer')} unit {_shown(r, 'unit')}: {why}")
+            continue
         reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
         if reason is not None:
             bad.append(f"{r.get('model')} {r.get('layer')} unit {r.get('unit')}: picture {reason}")
-    ok.append(f"{len(rows)} results readable, {len(rows) - len(bad)} with a good picture")
+    good = len(rows) - len(bad) - len(bad_values)
+    ok.append(f"{len(rows)} results readable, {good} with good values and a good picture")
+    if bad_values:
+        problems.append(f"{len(bad_values)} results hold damaged values and are set aside (never served; "
+                        "`--repair` removes them and they are rendered again when asked for): "
+                        + "; ".join(bad_values[:5]) + (" ..." if len(bad_values) > 5 else ""))
     if bad:
         problems.append(f"{len(bad)} results have a missing or damaged picture (they are rendered again when "
                         f"asked for): " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
-    parts = list(images.glob("*.part")) + list(images.glob(".*.part")) if images.is_dir() else []
+    parts = own_parts(images) if images.is_dir() else []
     if parts:
         ok.append(f"{len(parts)} unfinished .part files in {images} (removed at the next start once their "
                   "writer is gone)")
@@ -139,7 +179,7 @@ def repair(root: Path) -> list[str]:
     if not os.access(root, os.W_OK | os.X_OK):
         raise StoreError(read_only_message(root) + "; a repair needs to write there")
     db, images = root / "results.sqlite", root / "images"
-    done = [f"removed {len(remove_stale_parts(images))} unfinished .part files"] if images.is_dir() else []
+    done = [f"removed {len(remove_dead_parts(images))} unfinished .part files"] if images.is_dir() else []
     if not db.exists():
         ResultsStore(root)
         return done + [f"created an empty results database in {root}"]
@@ -156,13 +196,14 @@ def repair(root: Path) -> list[str]:
     store = ResultsStore(root)
     keep, dropped = [], 0
     for r in rows:
-        reason = picture_problem(images / str(r.get("image")), r.get("sha256"))
+        reason = "damaged values" if row_problem(r) else picture_problem(images / str(r.get("image")),
+                                                                          r.get("sha256"))
         if reason is None:
             keep.append(r)
         else:
             dropped += 1
             path = images / str(r.get("image"))
-            if reason != "missing" and path.exists():
+            if reason not in ("missing", "damaged values") and path.is_file():
                 (images / "damaged").mkdir(exist_ok=True)
                 os.replace(path, images / "damaged" / path.name)
     if why is not None:
@@ -171,14 +212,31 @@ def repair(root: Path) -> list[str]:
         with store._db() as con:
             good = {r["key"] for r in keep}
             con.executemany("DELETE FROM results WHERE key = ?", [(r["key"],) for r in rows if r["key"] not in good])
-    done.append(f"kept {len(keep)} results, dropped {dropped} whose picture was missing or damaged")
+    done.append(f"kept {len(keep)} results, dropped {dropped} whose picture was missing or damaged or whose values "
+                "were damaged")
     return done
+
+
+def repair_examples(root: Path) -> list[str]:
+    """A damaged examples index is moved aside (never overwritten): it is rebuilt by `index` or Browse's button."""
+    from .dataset_index import DB_NAME, ExamplesDB
+
+    db = root / DB_NAME
+    if not db.is_file() or not ExamplesDB(root).check():
+        return []
+    aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        src = Path(str(db) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(aside) + suffix))
+    return [f"moved the damaged examples index to {aside}: index the photos again (`python -m dgnam_engine index`, "
+            "or Browse's button)"]
 
 
 def cmd_store_check(args) -> int:
     root = Path(args.store).expanduser() if args.store else default_root()
     if args.repair:
-        for line in repair(root):
+        for line in repair(root) + (repair_examples(root) if root.is_dir() else []):
             print(line)
     ok, problems = check(root)
     for line in ok:
@@ -186,7 +244,7 @@ def cmd_store_check(args) -> int:
     for line in problems:
         print(f"problem: {line}")
     if problems:
-        repairable = any("damaged" in p or "picture" in p for p in problems)
+        repairable = any(("damaged" in p or "picture" in p) and "the atlas" not in p for p in problems)
         hint = ("; `store check --repair` keeps what is readable and sets the rest aside"
                 if repairable and not args.repair else "")
         raise UserError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in {root}{hint}")

@@ -49,6 +49,7 @@ def test_pack_writes_small_pictures_and_an_index(packed):
     with Image.open(pictures[0]) as im:
         assert im.size == (A.THUMB, A.THUMB) and np.asarray(im.convert("RGB")).std() > 2
     assert A.Atlas(folder).meta()["units"] == 3
+    assert A.Atlas(folder).check() == (3, [])  # SHA256SUMS: the index, each row and each picture
 
 
 def test_a_live_request_with_the_same_settings_finds_the_atlas(packed, tmp_path):

@@ -62,3 +62,14 @@ def test_the_card_shows_real_photos_beside_the_synthesis(server, page):  # noqa:
     expect(page.get_by_text(re.compile(r"^coffee · \d"))).to_be_visible()  # the best real photo, with activation
     expect(page.get_by_text(re.compile("The synthesis drives this unit to"))).to_be_visible()
     expect(page.get_by_text(re.compile("Looked through 3 photos"))).to_be_visible()
+    expect(page.get_by_text(re.compile("^Only 3 photos were looked through"))).to_be_visible()
+    # no photo is a goldfish to the network: no ratio compares the synthesis with a photo of something else
+    expect(page.get_by_text(re.compile("None of the photos that drive it most is a goldfish"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"drives this unit to .*\(\d+\.\dx\)"))).to_have_count(0)
+    # the paper's checks of the picture: an independent network's opinion and the nearest training photos
+    expect(page.get_by_text(re.compile("^Another network sees:"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Novelty \d+\.\d\d"))).to_be_visible()
+    # espresso: the coffee photo is one to the network, so the ratio is there
+    page.goto(f"{url}/?model=efficientnet_lite0&layer=classifier&unit=967")
+    idle(page)
+    expect(page.get_by_text(re.compile(r"drives this unit to .*\(\d+\.\dx\)"))).to_be_visible()

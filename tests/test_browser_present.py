@@ -60,7 +60,7 @@ def test_steps_zero_blocks_render_with_a_visible_reason(server, page):  # noqa: 
     steps.fill("0")
     steps.press("Enter")
     idle(page)
-    expect(page.get_by_text(re.compile("Steps must be a whole number from 1 to 2000"))).to_be_visible()
+    expect(page.get_by_text(re.compile("Steps must be a whole number between 1 and 10000"))).to_be_visible()
     expect(page.get_by_role("button", name="Render")).to_be_disabled()
 
 

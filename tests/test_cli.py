@@ -117,6 +117,7 @@ def test_several_units_write_one_png_each_with_the_pixel_method(shows):
 def test_unwritable_out_is_one_line_and_leaves_no_partial_file(tmp_path, capsys):
     """In process, on the quickest target: the run succeeds, writing the PNG does not."""
     from dgnam_engine.cli import main
+    from dgnam_engine.errors import UserError
     from dgnam_engine.imaging import save_png
 
     blocker = tmp_path / "a_file"
@@ -126,8 +127,8 @@ def test_unwritable_out_is_one_line_and_leaves_no_partial_file(tmp_path, capsys)
                  "--out", str(blocker / "x.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: cannot write") and "x.png" in err[0]
-    (tmp_path / "taken.png").mkdir()  # os.replace onto a folder fails after the bytes were written
-    with pytest.raises(OSError):
+    (tmp_path / "taken.png").mkdir()  # a folder in the way is refused before anything is written
+    with pytest.raises(UserError, match="taken.png is a folder, not a regular file"):
         save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "taken.png")
     assert sorted(os.listdir(tmp_path)) == ["a_file", "taken.png"]
 

@@ -199,7 +199,7 @@ def test_weights_identity_is_the_content_and_is_hashed_once(tmp_path, monkeypatc
     assert file_identity(None) == "random" and file_identity(tmp_path / "nope.pth") == "nope.pth:missing"
 
 
-def test_leftover_part_files_are_removed_at_the_next_start(tmp_path):
+def test_the_stores_own_leftover_part_files_are_removed_at_the_next_start(tmp_path):
     from dgnam_engine.imaging import save_png
 
     dead = _dead_pid()
@@ -213,13 +213,13 @@ def test_leftover_part_files_are_removed_at_the_next_start(tmp_path):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     ResultsStore(tmp_path / "store")
     assert not killed.exists() and live.exists() and not old.exists()
-    # next to a --out file
+    # next to a --out file nothing but the write's own temporary file is touched: other programs' part files stay
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / f".x.png.{dead}.part"
-    stale.write_bytes(b"half")
+    foreign = out / f".x.png.{dead}.part"
+    foreign.write_bytes(b"half")
     save_png(np.zeros((4, 4, 3), np.uint8), out / "y.png")
-    assert not stale.exists() and sorted(p.name for p in out.iterdir()) == ["y.png"]
+    assert sorted(p.name for p in out.iterdir()) == [foreign.name, "y.png"]
 
 
 def _dead_pid() -> int:

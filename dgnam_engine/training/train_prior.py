@@ -90,6 +90,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise UserError("--size must be a power of two, at least 16 (e.g. 64 or 128)")
     if not str(cfg.out).endswith(".safetensors"):
         raise UserError("--out must be a .safetensors file")
+    from ..imaging import check_output_file
+
+    check_output_file(cfg.out)  # a FIFO or a device in its place is refused before training, not replaced after
+    check_output_file(Path(cfg.out).with_suffix(".json"), "its card")
     if not 0 <= cfg.heldout_fraction < 1:
         raise UserError("--heldout must be in [0, 1)")
     if not cfg.bound_std > 0:

@@ -1,0 +1,53 @@
+"""The paper's questions page in a real browser at 1280x720: five sections, each experiment run with its one button
+(a few steps per picture, as every browser test), each then showing pictures and a number, and no exception."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import skimage.data
+from PIL import Image
+from test_browser import CHROMIUM, idle, server  # noqa: F401  (server: the module-scoped dashboard fixture)
+
+pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} is missing: install it with scripts/install_browser.sh")
+
+
+def test_paper_page_runs_five_experiments_with_pictures_and_numbers(server):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    url, data = server
+    corpus = data / "corpus"  # a small offline collection, so RQ5's top photos are found in seconds
+    corpus.mkdir(parents=True, exist_ok=True)
+    for name in ("coffee", "chelsea", "astronaut", "rocket"):
+        Image.fromarray(getattr(skimage.data, name)()).save(corpus / f"skimage__{name}.jpg")
+    expect.set_options(timeout=240_000)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.set_default_timeout(240_000)
+        page.goto(f"{url}/paper")
+        idle(page)
+        main = page.locator('[data-testid="stMain"]')
+        for n in range(1, 6):
+            expect(main.get_by_role("heading", name=re.compile(f"^RQ{n} ·"))).to_be_visible()
+        for n in range(1, 6):
+            section = main.locator(f".st-key-paper_rq{n}")
+            section.get_by_role("button", name="Run this experiment").click()
+            idle(page)
+            expect(section.get_by_text(re.compile("^Number:"))).to_be_visible()
+            if n != 2:  # RQ2 needs a Places network, which is not here: it says so instead of showing pictures
+                expect(section.locator('[data-testid="stImage"]').first).to_be_visible()
+        numbers = main.get_by_text(re.compile("^Number:"))
+        expect(numbers).to_have_count(5)
+        expect(main.locator(".st-key-paper_rq1").get_by_text(re.compile(r"dgnam: top-1 \d+%"))).to_be_visible()
+        rq4 = main.locator(".st-key-paper_rq4")
+        expect(rq4.get_by_text(re.compile(r"^Number: novelty .*specificity \d"))).to_be_visible()
+        recipes = main.locator(".st-key-paper_recipes")
+        expect(recipes.get_by_text(re.compile("differs from the paper: target efficientnet_lite0"))).to_be_visible()
+        recipes.get_by_role("button", name="Run this recipe").click()
+        idle(page)
+        expect(recipes.locator('[data-testid="stImage"]')).to_have_count(5)  # the five class units of script 1
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        page.screenshot(path=str(data / "paper_page.png"), full_page=False)
+        browser.close()
