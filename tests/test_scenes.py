@@ -410,3 +410,21 @@ def test_a_conversion_of_my_own_never_passes_for_the_hash_named_file(capsys, tmp
     x = torch.randn(1, 3, 227, 227)
     with torch.no_grad():
         assert torch.equal(T.load_target("caffenet_places365").model(x), direct(x))
+
+
+def test_the_papers_places_recipe_runs_on_the_scene_network_here(torch_home):
+    """recipes.py's script 2: on the paper's own network when it is here, else a Places365 network with the same
+    scenes found by name; script 4's conv5 units on a CaffeNet-layout scene network."""
+    from dgnam_engine import recipes as R
+
+    torch_home.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18(num_classes=365).state_dict(), torch_home / "resnet18_places365.pth.tar")
+    p = R.plan("places-scenes", materialise=False)
+    assert (p.model, p.layer, p.units) == ("resnet18_places365", "fc", [4, 12, 19, 27, 123])
+    assert "the same scenes by name in Places365" in p.note()
+    torch.save(caffenet(205).state_dict(), torch_home / "caffenet_places205.pth")
+    p = R.plan("places-scenes", materialise=False)
+    assert (p.model, p.layer, p.units) == ("caffenet_places205", "fc8", [2, 7, 8, 12, 71])
+    assert not any("target" in d for d in p.differs)
+    hidden = R.plan("conv5-hidden", materialise=False)
+    assert (hidden.model, hidden.layer, hidden.xy) == ("caffenet_places205", "conv5", (6, 6))
