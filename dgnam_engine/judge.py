@@ -27,9 +27,10 @@ _judge = None
 
 
 def available() -> bool:
-    from .training.eval_priors import _lite2_file
+    """Whether the judge's weights are installed (the catalogue's judges)."""
+    from . import catalog
 
-    return _lite2_file() is not None
+    return any(e.available for e in catalog.judges() if e.name == JUDGE_NAME)
 
 
 def get_judge(device: str = "cpu"):
