@@ -100,7 +100,7 @@ def objective(prefix: str, model: str) -> tuple[Optional[str], Optional[str]]:
     if not text:
         return None, None
     try:
-        objectives.validate(catalog.target(model), objectives.parse(text))
+        objectives.validate(catalog.target(model), objectives.parse(text, catalog.class_names(model)))
     except UserError as exc:
         return None, f"{message(exc)}. Render is off until the combination can be read."
     return text, None
@@ -151,7 +151,7 @@ def _terms(model: str, text: str, path: str) -> list[tuple[str, float, float]]:
     import torch
 
     t = catalog.target(model)
-    terms = objectives.parse(text)
+    terms = objectives.parse(text, catalog.class_names(model))
     rgb = from_uint8(np.asarray(Image.open(path).convert("RGB")))
     with torch.no_grad():
         acts = objectives.term_activations(t, t.rgb_to_gen(rgb.to(t.device)), terms)[0]

@@ -11,7 +11,7 @@ from dgnam_engine import numbers
 from dgnam_engine import priors as P
 from dgnam_engine import runner
 from dgnam_engine import targets as T
-from dgnam_engine.imagenet import class_names
+from dgnam_engine.imagenet import class_names as imagenet_classes
 
 from . import state
 
@@ -93,16 +93,35 @@ def output_layer(model: str) -> str:
     return T.get_spec(model).output_layer
 
 
+def class_names(model: Optional[str] = None) -> tuple[str, ...]:
+    """The output classes of `model` (ImageNet's when None: the pages that compare ImageNet networks)."""
+    return T.get_spec(model).classes() if model else imagenet_classes()
+
+
+def imagenet_classifier(model: str) -> bool:
+    """Whether the network's output layer is the 1000 ImageNet classes (what Compare models compares)."""
+    return class_names(model) == imagenet_classes()
+
+
+def dataset(model: str) -> str:
+    return T.get_spec(model).dataset
+
+
+def default_unit(model: str) -> int:
+    """bee for ImageNet networks; the first class of any other (a scene network's has no bee)."""
+    return DEFAULT_UNIT if len(class_names(model)) == 1000 else 0
+
+
 def is_class_layer(model: str, layer: str) -> bool:
     info = layers(model)[layer]
-    return layer == output_layer(model) and info.units == 1000
+    return layer == output_layer(model) and info.units == len(class_names(model))
 
 
 def friendly_layer(model: str, layer: str) -> str:
     """A plain name for a layer by its place in the network: early / middle / late features, class scores."""
     names = list(layers(model))
     if layer == output_layer(model):
-        return "class scores" if layers(model)[layer].units == 1000 else "output"
+        return "class scores" if is_class_layer(model, layer) else "output"
     if layer not in names:
         return layer
     pos = names.index(layer) / max(len(names) - 1, 1)
@@ -114,15 +133,16 @@ def layer_caption(info: T.LayerInfo, model: str | None = None) -> str:
     return f"{plain}{info.name} ({info.units})"
 
 
-def find_classes(text: str) -> list[int]:
-    """The ImageNet classes one typed name stands for: an exact name (or class number) first, so "espresso" is
-    espresso (967) and not also espresso maker; else every class whose name contains the text."""
-    t = text.strip().lower()
+def find_classes(text: str, model: Optional[str] = None) -> list[int]:
+    """The classes of `model` (default ImageNet's) one typed name stands for: an exact name (or class number)
+    first, so "espresso" is espresso (967) and not also espresso maker; else every class whose name contains the
+    text. Spaces and underscores alike: "art gallery" is art_gallery."""
+    names = [n.lower().replace("_", " ") for n in class_names(model)]
+    t = text.strip().lower().replace("_", " ")
     if not t:
         return []
     if numbers.is_whole(t):
-        return [int(t)] if int(t) < len(class_names()) else []
-    names = [n.lower() for n in class_names()]
+        return [int(t)] if int(t) < len(names) else []
     exact = [i for i, n in enumerate(names) if n == t or f"{n} ({i})" == t]
     if exact:
         return exact
@@ -132,12 +152,12 @@ def find_classes(text: str) -> list[int]:
 def unit_name(model: str, layer: str, unit: int) -> str:
     """'espresso (967)' for classes, 'unit 12' otherwise."""
     if is_class_layer(model, layer):
-        return f"{class_names()[unit]} ({unit})"
+        return f"{class_names(model)[unit]} ({unit})"
     return f"unit {unit}"
 
 
-def class_label(i: int) -> str:
-    return f"{class_names()[i]} ({i})"
+def class_label(i: int, model: Optional[str] = None) -> str:
+    return f"{class_names(model)[i]} ({i})"
 
 
 # ----- priors -----

@@ -48,7 +48,7 @@ def _query_error(qp: dict) -> Optional[str]:
     layer = qp.get("layer", catalog.output_layer(model))
     if layer not in layers:
         return f"{model} has no layer “{plain(layer)}”. Pick one of: {plain(', '.join(layers))}."
-    units = [catalog.DEFAULT_UNIT if layer == catalog.output_layer(model) else 0]
+    units = [catalog.default_unit(model) if layer == catalog.output_layer(model) else 0]
     if "unit" in qp:
         n_units = layers[layer].units
         try:
@@ -129,25 +129,29 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
     same = shared["model"] == model and shared["layer"] == layer
     prev = [u for u in shared["units"] if 0 <= u < n_units] if same else []
     if catalog.is_class_layer(model, layer):
-        prev = prev or [catalog.DEFAULT_UNIT]
+        prev = prev or [catalog.default_unit(model)]
+        label = lambda u: catalog.class_label(u, model)  # noqa: E731
+        # a network with classes of its own keeps its own box: the same text names other classes elsewhere
+        own = "" if catalog.class_names(model) == catalog.class_names() else f"_{model}"
         if multi:
-            ukey = f"{prefix}_classes"
+            ukey = f"{prefix}_classes{own}"
             if ukey not in st.session_state:
-                st.session_state[ukey] = ", ".join(catalog.class_label(u) for u in prev)
+                st.session_state[ukey] = ", ".join(label(u) for u in prev)
+            example = "espresso, goldfish" if n_units == 1000 else ", ".join(catalog.class_names(model)[:2])
             try:
                 units = parse_classes(c3.text_input(
                     "Classes (name or number)", key=ukey,
-                    help="Type a class name or number, several with commas (e.g. espresso, goldfish). The last "
-                         "layer has one unit per ImageNet class. " + catalog.TERMS["unit"]))
+                    help=f"Type a class name or number, several with commas (e.g. {example}). The last "
+                         f"layer has one unit per {catalog.dataset(model)} class. " + catalog.TERMS["unit"]),
+                    model)
             except ValueError as exc:
                 st.error(str(exc))
                 return None
-            c3.caption("Selected: " + ", ".join(catalog.class_label(u) for u in units))
+            c3.caption("Selected: " + ", ".join(label(u) for u in units))
         else:
-            ukey = f"{prefix}_ucls"
+            ukey = f"{prefix}_ucls{own}"
             _ensure(ukey, list(range(n_units)), prev[0])
-            units = [c3.selectbox("Class (type to search)", range(n_units), key=ukey,
-                                  format_func=catalog.class_label)]
+            units = [c3.selectbox("Class (type to search)", range(n_units), key=ukey, format_func=label)]
     elif multi:
         ukey = f"{prefix}_utext_{layer}"
         if ukey not in st.session_state:
@@ -199,27 +203,32 @@ def pick_layer(prefix: str) -> Optional[tuple[str, str]]:
                          format_func=lambda n: catalog.layer_caption(layers[n], model), help=catalog.TERMS["layer"])
     if (shared["model"], shared["layer"]) != (model, layer):
         st.session_state["selection"] = {"model": model, "layer": layer,
-                                         "units": [catalog.DEFAULT_UNIT if catalog.is_class_layer(model, layer)
+                                         "units": [catalog.default_unit(model) if catalog.is_class_layer(model, layer)
                                                    else 0]}
     return model, layer
 
 
-def parse_classes(text: str) -> list[int]:
-    """The classes typed in the shared class box (names or numbers, separated by commas), exact names first:
-    "espresso" is espresso (967) only. A name that fits several classes is a question back, never all of them."""
+def parse_classes(text: str, model: Optional[str] = None) -> list[int]:
+    """The classes of `model` (default ImageNet's) typed in the shared class box (names or numbers, separated by
+    commas), exact names first: "espresso" is espresso (967) only. A name that fits several classes is a question
+    back, never all of them."""
     units: list[int] = []
+    n = len(catalog.class_names(model))
+    what = catalog.dataset(model) if model else "ImageNet"
     for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
-        found = catalog.find_classes(part)
+        found = catalog.find_classes(part, model)
         if not found:
-            raise ValueError(f"No ImageNet class is called “{plain(part)}”. Try another name, or a class number "
-                             "0–999.")
+            raise ValueError(f"No {what} class is called “{plain(part)}”. Try another name, or a class number "
+                             f"0–{n - 1}.")
         if len(found) > 1:
-            shown = ", ".join(catalog.class_label(i) for i in found[:6]) + (" …" if len(found) > 6 else "")
+            shown = ", ".join(catalog.class_label(i, model) for i in found[:6]) + (" …" if len(found) > 6 else "")
+            if model and catalog.class_names(model) != catalog.class_names():
+                shown = plain(shown)  # names from a user's file, not ours
             raise ValueError(f"“{plain(part)}” fits {len(found)} classes: {shown}. Type the full name or the "
                              "number.")
         units.append(found[0])
     if not units:
-        raise ValueError("Type a class name, e.g. espresso, or a class number 0–999.")
+        raise ValueError(f"Type a class name, e.g. {catalog.class_names(model)[0]}, or a class number 0–{n - 1}.")
     if len(units) > MAX_UNITS:
         raise ValueError(f"Pick at most {MAX_UNITS} classes per run.")
     return list(dict.fromkeys(units))

@@ -62,7 +62,7 @@ def _network(spec: T.TargetSpec, kind: str, default: str = "") -> Entry:
 def networks() -> list[Entry]:
     """The networks a run can visualise (any other timm model as timm/<name> besides), present or not."""
     default = T.default_target()
-    return [_network(spec, "network", default) for spec in T.TARGETS.values()]
+    return [_network(spec, "network", default) for spec in T.all_specs().values()]
 
 
 def network(name: str) -> Entry:
@@ -109,7 +109,7 @@ def entry(name: str) -> Entry:
     for e in networks() + priors():
         if e.name == name:
             return e
-    raise UserError(f"unknown name {name!r}: networks {', '.join(T.TARGETS)}; priors {', '.join(P.all_specs())}")
+    raise UserError(f"unknown name {name!r}: networks {', '.join(T.all_specs())}; priors {', '.join(P.all_specs())}")
 
 
 def present(name: str) -> bool:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import atlas, catalog, dataset_index, json_out, numbers, paper_cli, precompute, store_cli
+from . import (atlas, catalog, dataset_index, json_out, network_cli, numbers, paper_cli, places_runs, precompute,
+               store_cli)
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, alpha_path,
                           check_writable, decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
@@ -20,10 +21,13 @@ from .training import cli_train
 def cmd_models(args) -> int:
     rows = []
     for e in catalog.networks():
+        fetch = f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None
+        if not e.available and fetch is None:  # published for another framework only: the user brings the file
+            fetch = f"python -m dgnam_engine fetch {e.name} --from FILE"
         rows.append({"name": e.name, "title": e.title, "available": e.available, "weights": e.weights,
                      "source": e.source, "input_size": e.spec.input_size, "input": e.input,
-                     "output_layer": e.spec.output_layer, "size": e.size,
-                     "fetch": f"python -m dgnam_engine fetch {e.fetch}" if e.fetch else None})
+                     "convention": e.spec.convention(), "dataset": e.spec.dataset,
+                     "output_layer": e.spec.output_layer, "size": e.size, "fetch": fetch})
     if args.json:
         print(json_out.dumps(rows))
     else:
@@ -41,8 +45,10 @@ def cmd_layers(args) -> int:
              "output": li.name == tgt.spec.output_layer, "description": li.description}
             for li in tgt.layers.values()]
     if args.json:
-        print(json_out.dumps(rows))
+        print(json_out.dumps({"model": tgt.name, "input": tgt.spec.convention(), "dataset": tgt.spec.dataset,
+                          "classes": len(tgt.spec.classes()), "layers": rows}))
     else:
+        print(f"{tgt.name} reads {tgt.spec.input_convention}; trained on {tgt.spec.dataset}")
         print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
     return 0
@@ -74,6 +80,8 @@ def cmd_priors(args) -> int:
 def cmd_fetch(args) -> int:
     from . import weights as W
 
+    if args.from_file is not None:
+        return network_cli.fetch_from(args.names, args.from_file)
     files = []
     for name in args.names:
         wf = catalog.weight_file(name)  # raises UserError for unknown names before anything is downloaded
@@ -144,7 +152,7 @@ def cmd_visualize(args) -> int:
         from .paper_cli import visualize_facets
 
         return visualize_facets(args, numbers.unit_list(args.unit) if args.unit else [])
-    units = numbers.unit_list(args.unit) if args.unit is not None else [0]
+    units = network_cli.units_of(args.unit, args.model, args.layer) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
     if args.prior_file and not Path(args.prior_file).is_file():
@@ -205,9 +213,11 @@ def cmd_visualize(args) -> int:
 
 
 def add_core_commands(sub) -> None:
-    s = sub.add_parser("models", help="list target networks and whether their weights are present")
+    s = sub.add_parser("models", help="list target networks and whether their weights are present; add or "
+                       "remove a network of your own")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_models)
+    network_cli.add_models_subcommands(s)
 
     s = sub.add_parser("layers", help="list the layers of a model")
     s.add_argument("model")
@@ -222,6 +232,9 @@ def add_core_commands(sub) -> None:
     s.add_argument("names", nargs="+", metavar="NAME", help="a model (alexnet, ...) or a prior (fc6, ...)")
     s.add_argument("--force", action="store_true",
                    help="download again even if a copy is present (replaces the cache's copy, e.g. a damaged one)")
+    s.add_argument("--from", dest="from_file", default=None, metavar="FILE",
+                   help="take the network's weights from a file you have (checked, then copied where lookups find "
+                   "it; your file is left as it is)")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("visualize", help="synthesize the preferred input of one or more units")
@@ -260,7 +273,8 @@ def add_core_commands(sub) -> None:
 # Every command, in the order `--help` lists them: each entry adds its parsers (with set_defaults(func=...)). A new
 # command is one function here; its module imports cli_options, never this module.
 COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, paper_cli.add_parsers,
-            paper_cli.add_recipes_parser, precompute.add_parser, store_cli.add_parser, cli_train.add_parser)
+            paper_cli.add_recipes_parser, precompute.add_parser, store_cli.add_parser, cli_train.add_parser,
+            places_runs.add_parser)
 
 
 def build_parser() -> Parser:

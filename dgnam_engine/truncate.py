@@ -37,6 +37,10 @@ _PLANS: dict[str, tuple[str, ...]] = {
     "ResNet": ("conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3", "layer4", "global_pool", "fc"),
     "EfficientNet": ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool", "classifier"),
 }
+# Architectures that share a class name with one above: torchvision's ResNet (the Places365 ResNets).
+_OTHER_PLANS: dict[str, tuple[str, ...]] = {
+    "ResNet": ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", FLATTEN, "fc"),
+}
 
 
 class _Method(nn.Module):
@@ -110,13 +114,15 @@ def private_copy(model: nn.Module) -> nn.Module:
 def _plan(model: nn.Module) -> Optional[list[str]]:
     if isinstance(model, nn.Sequential):
         return [name for name, _ in model.named_children()]
-    plan = _PLANS.get(type(model).__name__)
-    if plan is None or any(not s.startswith("<") and not isinstance(getattr(model, s, None), nn.Module)
-                           for s in plan):
-        return None
-    if TRANSFORM_INPUT in plan and not callable(getattr(model, "_transform_input", None)):
-        return None
-    return list(plan)
+    for plans in (_PLANS, _OTHER_PLANS):
+        plan = plans.get(type(model).__name__)
+        if plan is None or any(not s.startswith("<") and not isinstance(getattr(model, s, None), nn.Module)
+                               for s in plan):
+            continue
+        if TRANSFORM_INPUT in plan and not callable(getattr(model, "_transform_input", None)):
+            continue
+        return list(plan)
+    return None
 
 
 def _step(model: nn.Module, name: str) -> nn.Module:

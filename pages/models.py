@@ -10,7 +10,8 @@ from dgnam_engine.worker import Request
 layout.page_header("Compare models", "How different networks picture the same ImageNet class, with the same "
                    "prior and seed.")
 
-models = catalog.available_models()
+# networks with other classes (scenes, a user's own) have no ImageNet class to compare
+models = [m for m in catalog.available_models() if catalog.imagenet_classifier(m)]
 link = st.query_params.get("class")  # answered even when there is nothing to compare
 if link is not None and widgets.is_new_link({"class": link}):  # ?class=967 opens a class directly
     if numbers.is_whole(link) and int(link) < 1000:
@@ -27,8 +28,9 @@ if len(models) < 2:
     st.page_link("pages/run.py", label="Render a class on the Run page", icon=":material/play_circle:")
     st.stop()
 shared = st.session_state.get("selection", {})
+shared_model = shared.get("model", catalog.DEFAULT_MODEL)
 cls_default = shared.get("units", [catalog.DEFAULT_UNIT])[0] if shared.get("layer") == \
-    catalog.output_layer(shared.get("model", catalog.DEFAULT_MODEL)) else catalog.DEFAULT_UNIT
+    catalog.output_layer(shared_model) and catalog.imagenet_classifier(shared_model) else catalog.DEFAULT_UNIT
 if st.session_state.get("cmpm_class") not in range(1000):
     st.session_state["cmpm_class"] = cls_default
 cls = st.selectbox("ImageNet class (type to search)", range(1000), key="cmpm_class", format_func=catalog.class_label)
@@ -41,7 +43,7 @@ for m in models:
     s = Settings(method=method, prior=prior if method == "dgnam" else None, n_iters=adv.steps, lr_start=adv.lr,
                  seed=adv.seed)
     requests.append((m, Request(m, [cls], catalog.output_layer(m), s)))
-missing = [m for m in catalog.model_names() if m not in models]
+missing = [m for m in catalog.model_names() if m not in models and catalog.imagenet_classifier(m)]
 go = st.button("Render for every network", type="primary", key="cmpm_go", icon=":material/play_arrow:",
                disabled=adv.problem is not None)
 runs.stopped_notice("cmpm")

@@ -94,6 +94,62 @@ for e in networks:
 st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
+notice = st.session_state.pop("setup_notice", None)  # what the last file form did (the page reran since)
+if notice:
+    st.success(notice, icon=":material/check_circle:")
+
+
+def _use_file_form() -> None:
+    """A network's weights from a file already on this machine (the Places servers are often down): checked,
+    then copied where every page finds it; the user's file is left as it is."""
+    takes = [e.name for e in networks if e.spec.weights is not None and e.spec.weights.package_path is None]
+    with st.expander("Use a file I have", icon=":material/folder_open:"):
+        with st.form("setup_from_file"):
+            name = st.selectbox("Network", takes, key="setup_file_net")
+            path = st.text_input("Weights file on this machine (full path)", key="setup_file_path",
+                                 placeholder="/home/me/Downloads/resnet18_places365.pth.tar")
+            go = st.form_submit_button("Check and use this file", icon=":material/upload_file:")
+        if go:
+            from dgnam_engine import network_files
+            from dgnam_engine.errors import UserError
+
+            try:
+                dest = network_files.place(name, path.strip())
+            except UserError as exc:
+                st.error(str(exc), icon=":material/error:")
+                return
+            st.session_state["setup_notice"] = (f"{name} now uses a copy of your file ({dest}); your file was "
+                                                "left as it is.")
+            st.rerun()
+
+
+def _add_network_form() -> None:
+    """A network of the user's own (`models add`): an architecture, a weights file, optional class names."""
+    with st.expander("Add your own network", icon=":material/add_circle:"):
+        with st.form("setup_add_net"):
+            name = st.text_input("Name", key="setup_add_name", placeholder="pets")
+            arch = st.text_input("Architecture", key="setup_add_arch", placeholder="torchvision:resnet18",
+                                 help="torchvision:<name>, timm:<name>, or caffenet")
+            weights = st.text_input("Weights file (full path)", key="setup_add_weights")
+            classes = st.text_input("Class names file, one per line (optional)", key="setup_add_classes")
+            go = st.form_submit_button("Check and add", icon=":material/add:")
+        if go:
+            from dgnam_engine import network_files
+            from dgnam_engine.errors import UserError
+
+            try:
+                e = network_files.add(name.strip(), arch.strip(), weights.strip(), classes=classes.strip() or None)
+            except UserError as exc:
+                st.error(str(exc), icon=":material/error:")
+                return
+            st.session_state["setup_notice"] = (f"Added {e.name} ({e.arch}, {e.num_classes} classes): pick it on "
+                                                "Run. Your files were copied, not moved.")
+            st.rerun()
+
+
+_use_file_form()
+_add_network_form()
+
 st.subheader("Priors")
 rows = []
 for e in priors:  # in depth order, conv3 to fc7

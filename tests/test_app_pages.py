@@ -442,3 +442,48 @@ def test_a_zip_carries_the_photo_a_picture_started_from(tmp_path):
         [meta] = json.loads(z.read("results.json"))
         assert meta["start_photo"] == "start_coffee.png" and z.read("start_coffee.png") == coffee.read_bytes()
         assert "_photo-coffee_" in meta["image"] and z.read(meta["image"])[:4] == b"\x89PNG"
+
+
+def test_setup_takes_a_file_i_have_and_adds_my_own_network_which_runs_by_class_name(env, tmp_path):
+    """Issue 19 on the dashboard: Setup's "use a file I have" and "Add your own network", then Run renders the
+    added network's unit by its class name."""
+    import torchvision
+
+    from dgnam_engine import user_networks
+    from dgnam_engine.caffenet import caffenet
+
+    scene = tmp_path / "places205 conversion.pth"
+    torch.save(caffenet(205).state_dict(), scene)
+    at = app("pages/setup.py")
+    at.selectbox(key="setup_file_net").select("caffenet_places205")
+    at.text_input(key="setup_file_path").input(str(scene))
+    at.button[[b.label for b in at.button].index("Check and use this file")].click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "caffenet_places205 now uses a copy of your file" in texts(at.success)
+    models = at.table[0].value
+    assert models[models["network"] == "caffenet_places205"].iloc[0]["weights"] == "present"
+
+    mine = tmp_path / "pets.pth"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), mine)
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nzebra\n")
+    at.text_input(key="setup_add_name").input("pets")
+    at.text_input(key="setup_add_arch").input("torchvision:resnet18")
+    at.text_input(key="setup_add_weights").input(str(tmp_path / "missing.pth"))
+    at.button[[b.label for b in at.button].index("Check and add")].click().run()
+    assert "file not found" in texts(at.error)  # one line, nothing added
+    at.text_input(key="setup_add_weights").input(str(mine))
+    at.text_input(key="setup_add_classes").input(str(names))
+    at.button[[b.label for b in at.button].index("Check and add")].click().run()
+    assert not at.error, texts(at.error)
+    assert "Added pets" in texts(at.success)
+    try:
+        run = app("pages/run.py", model="pets", layer="fc", unit="0")
+        run.text_input(key="run_classes_pets").input("zebra").run()
+        assert run.query_params["unit"] == "2" and not run.error, texts(run.error)
+        run.button(key="run_go").click().run()
+        assert not run.exception and not run.error, texts(run.error)
+        [r] = store().query(model="pets")
+        assert r.label == "zebra" and r.unit == 2 and r.image_path.is_file()
+    finally:
+        user_networks.remove("pets")
