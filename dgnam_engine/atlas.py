@@ -30,6 +30,7 @@ from typing import Optional
 from PIL import Image
 
 from .assets import ASSETS
+from . import json_out
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -383,13 +384,14 @@ def cmd_atlas(args) -> int:
         layer = args.layer or T.get_spec(args.model).output_layer
         out = Path(args.out) if args.out else atlas_root() / f"{args.model.replace('/', '_')}--{layer}"
         info = pack(Path(args.store), args.model, layer, out, args.prior, args.iters)
-        print(json.dumps(info) if args.json else
+        print(json_out.dumps(info) if args.json else
               f"atlas: {info['units']} units -> {info['atlas']} ({info['bytes'] / 1e6:.1f} MB)")
         return 0
     if args.action == "rekey":
         for a in all_atlases():
             info = rekey(a.folder)
-            print(json.dumps(info) if args.json else f"atlas: {info['units']} units keyed again in {info['atlas']}")
+            print(json_out.dumps(info) if args.json else
+                  f"atlas: {info['units']} units keyed again in {info['atlas']}")
         return 0
     if args.action == "seal":
         for a in all_atlases():
@@ -409,6 +411,8 @@ def cmd_atlas(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from .cli_options import whole_arg
+
     s = sub.add_parser("atlas", help="pack precomputed results into a shipped atlas, list the atlases, seal them, "
                        "or key them again after the key scheme changed")
     s.add_argument("action", choices=["pack", "list", "seal", "rekey"],
@@ -418,7 +422,8 @@ def add_parser(sub) -> None:
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("--layer", default=None)
     s.add_argument("--prior", default=None)
-    s.add_argument("--iters", type=int, default=None, help="the steps the results were made with (default: 200)")
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None,
+                   help="the steps the results were made with (default: 200)")
     s.add_argument("--out", default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_atlas)

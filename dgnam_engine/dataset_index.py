@@ -27,6 +27,7 @@ import torch
 
 from .cli_options import whole_arg
 from .convention import from_uint8
+from . import json_out
 from .errors import UserError
 from . import photo_folder
 from .photo_folder import list_photos
@@ -442,7 +443,7 @@ def cmd_index(args) -> int:
               "go on from there", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(summary))
+        print(json_out.dumps(summary))
     else:
         print(f"index {summary['model']} {','.join(summary['layers'])}: {summary['indexed']} photos indexed, "
               f"{summary['already_done']} already done, {summary['unreadable']} unreadable, "
@@ -471,8 +472,8 @@ def cmd_examples(args) -> int:
             d["box"] = list(receptive_field(target, info, (ex.row, ex.col)))
         out.append(d)
     if args.json:
-        print(json.dumps({"model": target.name, "layer": info.name, "unit": args.unit, "folder": idx["folder"],
-                          "images_indexed": idx["done"], "examples": out}))
+        print(json_out.dumps({"model": target.name, "layer": info.name, "unit": args.unit,
+                              "folder": idx["folder"], "images_indexed": idx["done"], "examples": out}))
     else:
         print(f"{target.name} {info.name} unit {args.unit}: top {len(out)} of {idx['done']} photos in "
               f"{idx['folder']}")

@@ -2,10 +2,11 @@
 units named by class (`--unit alley`) in the network's own class list."""
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 from . import class_lists, numbers
+from . import json_out
+from .cli_options import whole_arg
 from .errors import UserError
 
 
@@ -49,8 +50,8 @@ def cmd_add(args) -> int:
     e = network_files.add(args.name, args.arch, args.weights, classes=args.classes, num_classes=args.num_classes,
                           input_size=args.input_size, mean=args.mean, std=args.std)
     if args.json:
-        print(json.dumps({"name": e.name, "arch": e.arch, "num_classes": e.num_classes, "input_size": e.input_size,
-                          "output_layer": e.output_layer, "folder": e.folder}))
+        print(json_out.dumps({"name": e.name, "arch": e.arch, "num_classes": e.num_classes,
+                              "input_size": e.input_size, "output_layer": e.output_layer, "folder": e.folder}))
     else:
         print(f"added {e.name}: {e.arch}, {e.num_classes} classes, {e.input_size} px, output layer "
               f"{e.output_layer}; kept in {e.folder}")
@@ -81,9 +82,10 @@ def add_models_subcommands(models) -> None:
     s.add_argument("--weights", required=True, metavar="FILE", help="its state dict (.pt/.pth/.safetensors); "
                    "copied into the data folder, your file is left as it is")
     s.add_argument("--classes", default=None, metavar="FILE", help="class names, one per line")
-    s.add_argument("--num-classes", type=int, default=None,
+    s.add_argument("--num-classes", type=whole_arg("--num-classes"), default=None,
                    help="default: the names in --classes, else what the file's last layer holds")
-    s.add_argument("--input-size", type=int, default=None, help="pixels (default: the architecture's usual)")
+    s.add_argument("--input-size", type=whole_arg("--input-size"), default=None,
+                   help="pixels (default: the architecture's usual)")
     s.add_argument("--mean", type=_floats, default=None, metavar="R,G,B", help="RGB [0,1] input mean")
     s.add_argument("--std", type=_floats, default=None, metavar="R,G,B", help="RGB [0,1] input std")
     s.add_argument("--json", action="store_true")

@@ -7,7 +7,6 @@ CaffeNet gives the paper's meaning.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Optional
 from . import class_lists
 from . import targets as T
 from .cli_options import add_model_options, add_output_options, add_prior_options, check_writable
+from . import json_out
 from .errors import UserError
 
 SCENE_CLASSES = ("alley", "arch", "art_gallery", "auditorium", "doorway/outdoor")  # script 2, fc8
@@ -90,7 +90,7 @@ def cmd_places(args) -> int:
         except OSError as exc:
             raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
     if args.json:
-        print(json.dumps(summaries))
+        print(json_out.dumps(summaries))
     else:
         for d in summaries:
             print(f"{d['model']} {d['layer']} unit {d['unit']} ({d['label']}): activation "
