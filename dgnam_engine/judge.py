@@ -46,7 +46,7 @@ def get_judge(device: str = "cpu"):
 
 def encoder_model(prior_name: Optional[str]) -> Optional[str]:
     """The network whose features a prior inverts (None for the pixel baseline)."""
-    if not prior_name or prior_name == "pixel":
+    if not prior_name or prior_name in ("pixel", "maco"):  # the methods without a generator
         return None
     from . import priors as P
 

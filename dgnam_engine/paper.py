@@ -92,7 +92,8 @@ def pictures(ctx: Context, model: str, units: Sequence[int], settings: Settings)
     have = {i.key: ctx.store.get(i.key) for i in ids}
     missing = [u for u, i in zip(units, ids) if have[i.key] is None]
     if missing:
-        what = "the pixel baseline" if settings.method == "pixel" else f"DGN-AM ({settings.prior or ctx.prior})"
+        what = {"pixel": "the pixel baseline", "maco": "MACO"}.get(settings.method,
+                                                                 f"DGN-AM ({settings.prior or ctx.prior})")
         ctx.say(f"rendering {len(missing)} pictures with {what} on {model} (seed {seed})...")
         t0 = time.perf_counter()
         for r in visualize(model, missing, None, settings, device="auto"):
@@ -125,11 +126,19 @@ def _recognition(ops: Optional[list[dict]]) -> dict:
             "ranks": ranks}
 
 
+# MACO takes 6 crops a step: half its 256 default steps keeps the whole run within 20 minutes on 2 CPU cores
+MACO_STEPS = 128
+
+
 def _made(ctx: Context, model: str, method: str, seed: int = 0):
     k = (model, method, seed)
     if k not in ctx.made:
-        s = Settings(method="pixel", seed=seed, n_iters=ctx.steps) if method == "pixel" else \
-            Settings(prior=ctx.prior, seed=seed, n_iters=ctx.steps)
+        if method == "pixel":
+            s = Settings(method="pixel", seed=seed, n_iters=ctx.steps)
+        elif method == "maco":
+            s = Settings(method="maco", seed=seed, n_iters=ctx.steps or MACO_STEPS)
+        else:
+            s = Settings(prior=ctx.prior, seed=seed, n_iters=ctx.steps)
         ctx.made[k] = pictures(ctx, model, ctx.units, s)
     return ctx.made[k]
 
@@ -154,22 +163,40 @@ def rq1(ctx: Context):
     out = {"question": QUESTIONS["rq1"], "target": ctx.model, "prior": ctx.prior, "units": list(ctx.units),
            "methods": {}}
     per_method = []
-    for method in ("dgnam", "pixel"):
+    for method in ("dgnam", "pixel", "maco"):  # DGN-AM, the 2016 pixel baseline, today's best pixel method
         made = _made(ctx, ctx.model, method)
         ctx.say(f"second opinions on the {method} pictures...")
-        ops = _opinions(ctx, ctx.model, ctx.prior if method == "dgnam" else "pixel", ctx.units, made)
+        ops = _opinions(ctx, ctx.model, ctx.prior if method == "dgnam" else method, ctx.units, made)
         out["methods"][method] = _recognition(ops)
         per_method.append([(f"{method}: {names[u]}" + (f" (judge #{o['rank']})" if o else ""), im)
                            for (_, im), u, o in zip(made, ctx.units, ops or [None] * len(made))])
     out["paper_found"] = PAPER_FOUND["rq1"]
-    return out, [p for pair in zip(*per_method) for p in pair]  # each unit's two pictures side by side
+    out["maco_steps"] = ctx.steps or MACO_STEPS
+    return out, [p for trio in zip(*per_method) for p in trio]  # each unit's three pictures side by side
 
 
 def rq2(ctx: Context):
-    return {"question": QUESTIONS["rq2"], "ran": False, "targets_from_other_datasets": 0,
-            "reason": "no network trained on another dataset is present: the Places205 AlexNet of the paper's "
-                      "second script is not in this project's registry and cannot be downloaded offline",
-            "paper_found": PAPER_FOUND["rq2"]}, []
+    """The paper's second script: the scene units alley, arch, art gallery, auditorium and doorway of a network
+    trained on Places, drawn through the ImageNet-learned prior, on the first scene network whose weights are here."""
+    from . import places_runs as PR
+    from .errors import UserError
+
+    out = {"question": QUESTIONS["rq2"], "prior": ctx.prior, "paper_found": PAPER_FOUND["rq2"]}
+    try:
+        model = PR.scene_network()
+    except UserError as exc:
+        return {**out, "ran": False, "targets_from_other_datasets": 0,
+                "reason": f"no network trained on Places205/365 scenes has its weights here; {exc}"}, []
+    scenes = next(r for r in PR.runs_for(model) if r.what == "scenes")
+    made = pictures(ctx, model, list(scenes.units), Settings(prior=ctx.prior, n_iters=ctx.steps))
+    stored = [ctx.store.get(key) for key, _ in made]
+    nov = _novelty([im for _, im in made], ctx.prior)
+    out.update(ran=True, targets_from_other_datasets=1, target=model,
+               units={name: int(u) for name, u in zip(scenes.labels, scenes.units)},
+               activation_start=[round(r.activation_start, 3) for r in stored],
+               activation_final=[round(r.activation_final, 3) for r in stored],
+               novelty_mean=nov["mean"] if nov else None)
+    return out, [(f"{model}: {name}", im) for name, (_, im) in zip(scenes.labels, made)]
 
 
 def rq3(ctx: Context):
@@ -177,7 +204,8 @@ def rq3(ctx: Context):
     from .imagenet import class_names
 
     names = class_names()
-    present = [n for n, s in T.TARGETS.items() if T.weights_available(s)]
+    # the same ImageNet classes on every ImageNet classifier here (scene networks are RQ2's)
+    present = [n for n, s in T.TARGETS.items() if s.dataset == "ImageNet" and T.weights_available(s)]
     encoder = J.encoder_model(ctx.prior)
     out = {"question": QUESTIONS["rq3"], "prior": ctx.prior, "prior_encoder": encoder, "units": list(ctx.units),
            "targets": {}}
@@ -189,7 +217,7 @@ def rq3(ctx: Context):
         out["targets"][model] = {"is_prior_encoder": model == encoder, **_recognition(ops),
                                  "novelty_mean": nov["mean"] if nov else None}
         pics += [(f"{model}: {names[u]}", im) for (_, im), u in list(zip(made, ctx.units))[:4]]
-    out["targets_missing"] = [n for n in T.TARGETS if n not in present]
+    out["targets_missing"] = [n for n, s in T.TARGETS.items() if s.dataset == "ImageNet" and n not in present]
     out["paper_found"] = PAPER_FOUND["rq3"]
     return out, pics
 

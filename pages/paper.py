@@ -23,7 +23,8 @@ st.caption(f"Setup: target **{ctx.model}**, prior **{ctx.prior}**, second opinio
 PLAIN = {
     "rq1": ("RQ1 · Does a learned prior give realistic pictures?",
             "An independent network (neither the target nor the prior's encoder) names each picture. How often is "
-            "its first (or top-5) guess the intended class, for DGN-AM and for pixel-space AM without a prior?"),
+            "its first (or top-5) guess the intended class, for DGN-AM and for pixel-space AM without a prior (the "
+            "2016 baseline and MACO, today's best pixel method)?"),
     "rq2": ("RQ2 · Does the prior work for another dataset?",
             "The paper renders scene units of a Places205 network with the ImageNet prior."),
     "rq3": ("RQ3 · Other architectures, and targets far from the prior's encoder",
@@ -45,7 +46,11 @@ def headline(name: str, n: dict) -> str:
         return " · ".join(f"**{k}**: top-1 {v['top1']:.0%}, top-5 {v['top5']:.0%}" for k, v in m.items()
                           if v.get("judge")) or "no judge for this target"
     if name == "rq2":
-        return f"not run: {n['reason']}"
+        if not n.get("ran"):
+            return f"not run: {n['reason']}"
+        lifts = [f - s for s, f in zip(n["activation_start"], n["activation_final"])]
+        return (f"**{n['target']}**: {len(lifts)} scene units, mean activation gain {sum(lifts) / len(lifts):.1f}"
+                + (f", novelty {n['novelty_mean']}" if n.get("novelty_mean") is not None else ""))
     if name == "rq3":
         return " · ".join(f"**{t}**: top-1 {v['top1']:.0%}, novelty {v['novelty_mean']}" if v.get("judge") else
                           f"**{t}**: no judge" for t, v in n["targets"].items())

@@ -428,3 +428,20 @@ def test_the_papers_places_recipe_runs_on_the_scene_network_here(torch_home):
     assert not any("target" in d for d in p.differs)
     hidden = R.plan("conv5-hidden", materialise=False)
     assert (hidden.model, hidden.layer, hidden.xy) == ("caffenet_places205", "conv5", (6, 6))
+
+
+def test_the_paper_page_rq2_runs_on_a_scene_network_once_its_weights_are_here(capsys, tmp_path, torch_home,
+                                                                                 data_dir):
+    """RQ2 renders the original script's five scene units by name on the scene network present, with the prior."""
+    from dgnam_engine import paper
+
+    direct = _randomised(torchvision.models.resnet18(num_classes=365))
+    mine = tmp_path / "resnet18_places365.pth"
+    torch.save(direct.state_dict(), mine)
+    code, _, err = _cli(capsys, "fetch", "resnet18_places365", "--from", mine)
+    assert code == 0, err
+    out, pics = paper.rq2(paper.Context([1, 2], steps=2, model="efficientnet_lite0", prior="lite0-b3"))
+    names = T.get_spec("resnet18_places365").classes()
+    assert out["ran"] is True and out["target"] == "resnet18_places365"
+    assert [names[u] for u in out["units"].values()][:2] == ["alley", "arch"] and len(pics) == 5
+    assert len(out["activation_final"]) == 5 and all(im.shape[2] == 3 for _, im in pics)
