@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import threading
 from pathlib import Path
 from typing import Optional
@@ -131,13 +132,14 @@ def stored(root: Path, key: str) -> Optional[dict]:
 def remember(root: Path, key: str, opinion: dict) -> None:
     """Best effort: a read-only store still shows the opinion, it is only computed again next time."""
     p = _path(root, key)
+    # unique per write: the dashboard's threads may judge the same picture at once
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
         tmp.write_text(json.dumps(opinion))
         os.replace(tmp, p)
     except OSError:
-        pass
+        tmp.unlink(missing_ok=True)  # our own temp file, by its exact name
 
 
 def for_result(root: Path, key: str, image: np.ndarray, intended: int) -> dict:
