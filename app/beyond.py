@@ -18,7 +18,7 @@ from dgnam_engine.imaging import save_png
 from dgnam_engine.photos import read_photo
 
 from . import catalog, state
-from .plain import message
+from .plain import message, plain
 
 SAMPLES_DIR = Path(__import__("skimage").__file__).parent / "data"  # photos scikit-image ships (CC0 / public domain)
 SAMPLES = {"a cup of coffee": "coffee.png", "a cat (Chelsea)": "chelsea.png", "an astronaut": "astronaut.png"}
@@ -58,9 +58,10 @@ def photo_start(prefix: str) -> tuple[Optional[str], Optional[str]]:
             path = saved_upload(up.getvalue(), up.name)
         except UserError as exc:
             return None, f"{message(exc)}. Render is off until a usable photo is chosen."
+        whose = f"your {up.name}"
     else:
-        path = str(SAMPLES_DIR / SAMPLES[sample])
-    c1.image(path, width=140, caption="starting photo")
+        path, whose = str(SAMPLES_DIR / SAMPLES[sample]), f"sample: {sample}"
+    c1.image(path, width=140, caption=plain(f"starting photo ({whose})"))
     return path, None
 
 

@@ -28,7 +28,9 @@ def test_upload_a_photo_render_from_it_and_see_photo_reconstruction_result(serve
     page.get_by_text("a photo", exact=True).click()
     idle(page)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(COFFEE))
-    expect(page.get_by_text("starting photo")).to_be_visible()
+    # the sample photo shows first: wait for the page to have received the upload, or its rerun would come after
+    # the Render click and interrupt it
+    expect(page.get_by_text("starting photo (your coffee.png)")).to_be_visible()
     idle(page)
     page.get_by_role("button", name="Render").click()
     expect(page.get_by_text("Done", exact=True)).to_be_visible()
