@@ -26,8 +26,16 @@ pages = {
     ],
 }
 page = st.navigation(pages)
-layout.sidebar()
+note = layout.sidebar()
+# The sidebar's note loads the engine: on a fresh server it waits until the page is drawn (Browse's grid comes first)
+late_note = not layout.engine_loaded()
+if not late_note:
+    layout.sidebar_note(note)
 layout.present_exit()
 layout.not_found_notice(page)
-with layout.friendly_errors():
-    page.run()
+try:
+    with layout.friendly_errors():
+        page.run()
+finally:
+    if late_note:
+        layout.sidebar_note(note)

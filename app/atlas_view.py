@@ -1,6 +1,9 @@
 """A layer's units as a fast grid: hundreds of small pictures in one element, searchable by class name, sortable by
 activation, paged. Each picture links to its unit (the same ?model=&layer=&unit= link a slide would use), so a
-click opens the unit's card."""
+click opens the unit's card.
+
+Needs no engine (names come in a LayerNames): on a fresh server Browse draws this grid before the network loads.
+Only the pictures of the page shown are read, each checked against its checksum as it is read."""
 from __future__ import annotations
 
 import base64
@@ -12,9 +15,10 @@ from urllib.parse import urlencode
 import streamlit as st
 from PIL import Image
 
-from dgnam_engine.store import StoredResult
+from dgnam_engine.store import ResultsStore, StoredResult
 
-from . import catalog, layout
+from .links import presenting
+from .names import LayerNames
 from .plain import plain
 
 PAGE = 120  # pictures per page: the first screen of a class layer shows at least 100
@@ -24,9 +28,11 @@ SORTS = {"unit number": None, "strongest activation first": True, "weakest activ
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def _thumb(path: str, mtime_ns: int) -> str:
-    """A small WebP of a stored picture, as a data URL (cached per file version)."""
-    with Image.open(path) as im:
+def _thumb(_data: bytes, digest: str) -> str:
+    """A small WebP of a stored picture's bytes, as a data URL (cached by the bytes' sha256, `digest`)."""
+    with Image.open(io.BytesIO(_data)) as im:
+        if im.format == "WEBP" and im.width <= THUMB_FILE:  # an atlas picture is one already: sent as it is
+            return "data:image/webp;base64," + base64.b64encode(_data).decode()
         im = im.convert("RGB")
         if im.width > THUMB_FILE:
             im = im.resize((THUMB_FILE, THUMB_FILE), Image.LANCZOS)
@@ -39,27 +45,32 @@ def _url(model: str, layer: str, unit: int, keep: dict) -> str:
     """The unit's link, carrying the grid's search, order and page: the click reloads the page, and the grid
     comes back as it was under the card."""
     q = {"model": model, "layer": layer, "unit": unit, **keep}
-    if layout.presenting():
+    if presenting():
         q["present"] = 1
     return "?" + urlencode(q)
 
 
-def _cell(model: str, layer: str, unit: int, keep: dict, src: str, title: str) -> str:
-    name = html.escape(catalog.unit_name(model, layer, unit))
-    return (f'<a class="atlas-cell" href="{html.escape(_url(model, layer, unit, keep))}" target="_self" '
-            f'title="{html.escape(title)}"><img src="{src}" alt="{name}" width="{THUMB}" height="{THUMB}">'
-            f'<span>{name}</span></a>')
+def _cell(names: LayerNames, unit: int, keep: dict, src: str, title: str) -> str:
+    name = html.escape(names.unit_name(unit))
+    return (f'<a class="atlas-cell" href="{html.escape(_url(names.model, names.layer, unit, keep))}" '
+            f'target="_self" title="{html.escape(title)}"><img src="{src}" alt="{name}" width="{THUMB}" '
+            f'height="{THUMB}"><span>{name}</span></a>')
 
 
-def grid_html(results: Sequence[StoredResult], keep: dict | None = None) -> str:
+def grid_html(results: Sequence[StoredResult], names: LayerNames, store: ResultsStore,
+              keep: dict | None = None) -> str:
+    """The cells of `results`, each from its picture's checked bytes: a missing or damaged picture (the store sets
+    it aside and reports it) gets no cell."""
+    import hashlib
+
     cells = []
     for r in results:
-        try:
-            src = _thumb(str(r.image_path), r.image_path.stat().st_mtime_ns)
-        except OSError:
-            continue  # gone since the query: the store re-renders it when asked
-        name = catalog.unit_name(r.model, r.layer, r.unit)
-        cells.append(_cell(r.model, r.layer, r.unit, keep or {}, src, f"{name} · activation {r.activation_final:.1f}"))
+        data = store.picture_bytes(r)
+        if data is None:
+            continue
+        src = _thumb(data, r.checksum or hashlib.sha256(data).hexdigest())
+        cells.append(_cell(names, r.unit, keep or {}, src,
+                           f"{names.unit_name(r.unit)} · activation {r.activation_final:.1f}"))
     return f'<div class="atlas-grid">{"".join(cells)}</div>'
 
 
@@ -85,11 +96,11 @@ def _from_link(key: str, name: str, cast, options=None) -> None:
         st.session_state[key] = value
 
 
-def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> dict:
+def atlas(results: Sequence[StoredResult], names: LayerNames, store: ResultsStore, key: str) -> dict:
     """Search, sort, page and draw the grid of a layer's best pictures (one per unit). The one search box of
     Browse: exact matches first, and a unit without a picture opens from here too. Returns the grid's state for
     the page's address (what differs from the defaults)."""
-    classes = catalog.is_class_layer(model, layer)
+    model, layer, classes = names.model, names.layer, names.classes is not None
     _from_link(f"{key}_find", "q", str)
     _from_link(f"{key}_sort", "sort", str, list(SORTS))
     _from_link(f"{key}_page", "page", int)
@@ -98,8 +109,8 @@ def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> 
                           key=f"{key}_find", placeholder="e.g. bee, dog, 207" if classes else "e.g. 17",
                           ).strip().lower()
     order = c2.selectbox("Order", list(SORTS), key=f"{key}_sort")
-    n_units = catalog.layers(model)[layer].units
-    name = {r.unit: catalog.unit_name(model, layer, r.unit) for r in results}
+    n_units = names.units
+    name = {r.unit: names.unit_name(r.unit) for r in results}
     shown = [r for r in results if not query or query in name[r.unit].lower()]
     if SORTS[order] is None:
         shown.sort(key=lambda r: r.unit)
@@ -116,17 +127,17 @@ def atlas(results: Sequence[StoredResult], model: str, layer: str, key: str) -> 
     part = shown[(page - 1) * PAGE:page * PAGE]
     # a unit without a picture yet: the exact one typed opens from here (its card has the Render button)
     have = {r.unit for r in results}
-    wanted = [u for u in catalog.find_classes(query)] if query and classes else \
+    wanted = names.find(query) if query and classes else \
         [int(query)] if query.isdigit() and int(query) < n_units else []
-    missing = [u for u in wanted if u not in have and match_rank(catalog.unit_name(model, layer, u), u, query) == 0]
+    missing = [u for u in wanted if u not in have and match_rank(names.unit_name(u), u, query) == 0]
     if missing:
         u = missing[0]
-        st.html(f'<p class="atlas-missing">{html.escape(catalog.unit_name(model, layer, u))} has no picture yet: '
+        st.html(f'<p class="atlas-missing">{html.escape(names.unit_name(u))} has no picture yet: '
                 f'<a href="{html.escape(_url(model, layer, u, keep))}" target="_self">open it to render it</a>.</p>')
     if not results:
         st.caption("Nothing rendered in this layer yet. Type a unit above to open it, or use **Run**.")
         return keep
     st.caption(f"{len(shown)} of {len(results)} units with a picture"
                + (f" match “{plain(query)}”" if query else "") + ". Click a picture to open its card.")
-    st.html(grid_html(part, keep))
+    st.html(grid_html(part, names, store, keep))
     return keep

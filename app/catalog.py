@@ -7,13 +7,14 @@ from typing import Optional
 import streamlit as st
 
 from dgnam_engine import catalog as C
-from dgnam_engine import numbers
 from dgnam_engine import priors as P
 from dgnam_engine import runner
 from dgnam_engine import targets as T
 from dgnam_engine.imagenet import class_names as imagenet_classes
 
 from . import state
+from .names import LayerNames, find_in
+from .terms import TERMS  # noqa: F401 (pages read catalog.TERMS)
 
 DEFAULT_UNIT = 309  # "bee": an ImageNet class (the same index in every target) that reads well with either default
 DEPTHS = C.DEPTHS
@@ -43,19 +44,6 @@ def fetch_command(name: str) -> str:
     """A command that works as printed in a terminal opened in the project folder: the project's own environment
     (made by run.sh / scripts/setup.sh), not whatever `python` the terminal finds first."""
     return f".venv/bin/python -m dgnam_engine fetch {name}"
-
-
-# One plain line per technical term, for people who have never trained a network (shown beside the term).
-TERMS = {
-    "unit": "A neuron (unit) is one tiny detector inside the network; it gives a big number when it sees what it "
-            "likes.",
-    "layer": "A layer is one stage of the network: early layers notice edges and colours, late layers whole "
-             "objects; the last layer scores the 1000 ImageNet classes.",
-    "prior": "A prior is a picture generator that keeps the search on natural-looking images; without one the "
-             "pictures turn into noise.",
-    "activation": "Activation is how strongly the neuron responds. Higher means it fires more, not that the "
-                  "picture is better or more recognisable.",
-}
 
 
 def model_names() -> list[str]:
@@ -134,26 +122,19 @@ def layer_caption(info: T.LayerInfo, model: str | None = None) -> str:
 
 
 def find_classes(text: str, model: Optional[str] = None) -> list[int]:
-    """The classes of `model` (default ImageNet's) one typed name stands for: an exact name (or class number)
-    first, so "espresso" is espresso (967) and not also espresso maker; else every class whose name contains the
-    text. Spaces and underscores alike: "art gallery" is art_gallery."""
-    names = [n.lower().replace("_", " ") for n in class_names(model)]
-    t = text.strip().lower().replace("_", " ")
-    if not t:
-        return []
-    if numbers.is_whole(t):
-        return [int(t)] if int(t) < len(names) else []
-    exact = [i for i, n in enumerate(names) if n == t or f"{n} ({i})" == t]
-    if exact:
-        return exact
-    return [i for i, n in enumerate(names) if t in n]
+    """The classes of `model` (default ImageNet's) one typed name stands for (names.find_in)."""
+    return find_in(class_names(model), text)
+
+
+def layer_names(model: str, layer: str) -> LayerNames:
+    """The layer's size and, for a class layer, its class names (what the grid names its pictures by)."""
+    return LayerNames(model, layer, layers(model)[layer].units,
+                      class_names(model) if is_class_layer(model, layer) else None)
 
 
 def unit_name(model: str, layer: str, unit: int) -> str:
     """'espresso (967)' for classes, 'unit 12' otherwise."""
-    if is_class_layer(model, layer):
-        return f"{class_names(model)[unit]} ({unit})"
-    return f"unit {unit}"
+    return layer_names(model, layer).unit_name(unit)
 
 
 def class_label(i: int, model: Optional[str] = None) -> str:

@@ -1,4 +1,5 @@
-"""Look and frame of every page: the stylesheet, the sidebar note and friendly error messages."""
+"""Look and frame of every page: the stylesheet, the sidebar note and friendly error messages. Loads nothing of
+the engine itself: a fresh server's first page draws before torch has loaded (see engine_loaded)."""
 from __future__ import annotations
 
 import contextlib
@@ -6,13 +7,13 @@ import json
 import logging
 import runpy
 import sqlite3
+import sys
 from pathlib import Path
 
 import streamlit as st
 
 from dgnam_engine.errors import UserError
 
-from . import catalog, state
 from .links import PRESENT, is_new_link, presenting
 from .plain import message, plain
 
@@ -71,15 +72,30 @@ def present_exit() -> None:
                   icon=":material/close_fullscreen:")
 
 
-def sidebar() -> None:
+def engine_loaded() -> bool:
+    """Whether this process has loaded the engine (torch, the catalogue): only a fresh server's first page has not,
+    and that page shows what it can before loading it."""
+    return "dgnam_engine.runner" in sys.modules
+
+
+def sidebar():
+    """The presentation toggle now; returns the slot of the note on the device and prior, which needs the engine
+    (sidebar_note fills it: before the page once the engine is loaded, else after it)."""
     with st.sidebar:
         st.session_state["present_toggle"] = presenting()
         st.toggle("Presentation mode", key="present_toggle",
                   on_change=lambda: _set_presenting(st.session_state["present_toggle"]),
                   help="Hides this sidebar and the settings and makes the pictures bigger, for a projector. "
                        "Link: add ?present=1 to the address.")
-        dev = state.device()
-        prior = catalog.default_prior()
+        return st.empty()
+
+
+def sidebar_note(slot) -> None:
+    from . import catalog, state
+
+    dev = state.device()
+    prior = catalog.default_prior()
+    with slot.container():
         st.caption(f"Running on the **{'GPU' if dev.startswith('cuda') else 'CPU'}** · picture generator "
                    f"(prior): **{catalog.prior_title(prior)}**")
         st.caption("DGN-AM (Nguyen et al., NIPS 2016) searches a generator's code for the picture that a "

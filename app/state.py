@@ -1,4 +1,5 @@
-"""Process-wide resources shared by every browser session, and the settings that come from the environment."""
+"""Process-wide resources shared by every browser session, and the settings that come from the environment.
+The store opens without torch (Browse's first screen needs only it); the device and the worker load the engine."""
 from __future__ import annotations
 
 import os
@@ -9,8 +10,6 @@ import streamlit as st
 from dgnam_engine import numbers
 from dgnam_engine.atlas import all_atlases
 from dgnam_engine.store import ResultsStore, StoreError, default_root
-from dgnam_engine.targets import resolve_device
-from dgnam_engine.worker import Worker, get_worker
 
 ENV_DEVICE = "DGNAM_DEVICE"  # cpu, cuda or auto (default): where the dashboard runs DGN-AM
 ENV_STEPS = "DGNAM_UI_STEPS"  # default number of steps in the widgets (tests and quick demos use a few)
@@ -36,6 +35,8 @@ def store_problem() -> Optional[str]:
 
 
 def device() -> str:
+    from dgnam_engine.targets import resolve_device
+
     return str(resolve_device(os.environ.get(ENV_DEVICE, "auto")))
 
 
@@ -49,7 +50,10 @@ def device_name() -> str:
     return "CPU"
 
 
-def worker() -> Worker:
+def worker():
+    """The device's worker (dgnam_engine.worker.Worker)."""
+    from dgnam_engine.worker import get_worker
+
     return get_worker(device())
 
 

@@ -340,6 +340,11 @@ def picture_problem(path: Path, checksum: Optional[str]) -> Optional[str]:
         return "missing"
     except (OSError, ValueError) as exc:
         return f"unreadable ({getattr(exc, 'strerror', None) or exc})"
+    return bytes_problem(data, checksum)
+
+
+def bytes_problem(data: bytes, checksum: Optional[str]) -> Optional[str]:
+    """Why a stored picture's bytes cannot be served (checksum differs, does not decode), or None."""
     if checksum:
         return None if hashlib.sha256(data).hexdigest() == checksum else "its content differs from the checksum"
     from PIL import Image
@@ -567,7 +572,7 @@ class ResultsStore:
                                    "unit": _safe(r, "unit"), "image": None, "reason": f"damaged values: {why}",
                                    "moved_to": None})
 
-    def _shipped(self, where: str, args: tuple) -> list[StoredResult]:
+    def _shipped(self, where: str, args: tuple, good=None) -> list[StoredResult]:
         """Good results of the shipped atlases matching an SQL condition (entries that fail their checksum or
         hold a damaged value are set aside by the atlas and here)."""
         out = []
@@ -581,8 +586,16 @@ class ResultsStore:
                 if first:
                     log.warning("atlas %s cannot be read (%s): reinstall the project to restore it", a.folder, exc)
                 continue
-            out += [res for res in (self._row(r, a.folder) for r in rows) if res is not None and self._good(res)]
+            good = good or self._good
+            out += [res for res in (self._row(r, a.folder) for r in rows) if res is not None and good(res)]
         return out
+
+    def _present(self, res: StoredResult) -> bool:
+        """Whether a picture is there and not already found damaged (its bytes are checked when it is read)."""
+        with self._lock:
+            if res.key in self._reported:
+                return False
+        return res.image_path.is_file()
 
     def _good(self, res: StoredResult) -> bool:
         """Whether a stored picture may be served; a damaged one is reported once and set aside."""
@@ -603,6 +616,23 @@ class ResultsStore:
             return True
         self._set_aside(res, why)
         return False
+
+    def picture_bytes(self, res: StoredResult) -> Optional[bytes]:
+        """The picture's bytes, read once and checked (its checksum, or a decode for rows from before checksums),
+        for a view that shows what it read; None when it is missing or damaged (then set aside and reported once,
+        as the query does). Results from `query(check_pictures=False)` are shown only through this."""
+        try:
+            data = res.image_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            self._set_aside(res, f"unreadable ({getattr(exc, 'strerror', None) or exc})")
+            return None
+        why = bytes_problem(data, res.checksum)
+        if why is not None:
+            self._set_aside(res, why)
+            return None
+        return data
 
     def _remember_checksum(self, res: StoredResult) -> None:
         """An old row that decoded well gets its checksum, so the next check is a hash instead of a decode."""
@@ -747,9 +777,13 @@ class ResultsStore:
                 raise
 
     def query(self, model: Optional[str] = None, layer: Optional[str] = None, prior: Optional[str] = None,
-              unit: Optional[int] = None, limit: Optional[int] = None, shipped: bool = True) -> list[StoredResult]:
+              unit: Optional[int] = None, limit: Optional[int] = None, shipped: bool = True,
+              check_pictures: bool = True) -> list[StoredResult]:
         """Stored results with a good picture matching every given field, newest first; with `shipped`, also the
-        shipped atlases' results that were not rendered here under the same key."""
+        shipped atlases' results that were not rendered here under the same key.
+
+        Without `check_pictures` the rows are checked but the pictures only found present: for a view of a few of
+        many (a grid page), which reads each picture it shows through `picture_bytes`."""
         where, args = [], []
         for col, val in (("model", model), ("layer", layer), ("prior", prior), ("unit", unit)):
             if val is not None:
@@ -761,11 +795,12 @@ class ResultsStore:
             sql += f" LIMIT {int(limit)}"
         with self._db() as con:
             rows = con.execute(sql, args).fetchall()
-        own = [r for r in map(self._row, rows) if r is not None and self._good(r)]
+        good = self._good if check_pictures else self._present
+        own = [r for r in map(self._row, rows) if r is not None and good(r)]
         if not shipped or not self.atlases:
             return own
         keys = {r.key for r in own}
-        more = [r for r in self._shipped(cond, tuple(args)) if r.key not in keys]
+        more = [r for r in self._shipped(cond, tuple(args), good) if r.key not in keys]
         out = sorted(own + more, key=lambda r: -r.created)
         return out[:limit] if limit is not None else out
 

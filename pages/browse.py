@@ -1,21 +1,78 @@
 """Browse neurons: a layer's units as a grid (the shipped atlas on a fresh install); a click on a picture, or a link
-?model=...&layer=...&unit=..., opens that unit's result card above the grid."""
+?model=...&layer=...&unit=..., opens that unit's result card above the grid.
+
+On a fresh server the first page draws the shipped atlas's grid before it loads the engine (torch, the network),
+then the pickers above it; if they pick another layer than the atlas's, the page is drawn again."""
 import streamlit as st
 
-from app import atlas_view, cards, catalog, layout, pictures, runs, state, widgets
-from dgnam_engine.runner import Settings
-from dgnam_engine.worker import Request
+from app import atlas_view, layout, pictures, state
+from app.links import presenting, wrote_link
+from app.names import LayerNames
+from app.terms import TERMS
+from dgnam_engine.atlas import AtlasDamaged
+from dgnam_engine.store import StoreError
 
 layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Click a "
                    "picture to open its card; the page address links straight to it.")
 card_slot = st.container()  # a unit's card, above the pickers and the grid (filled once they are read)
-if not layout.presenting() and "unit" not in st.query_params:
+if not presenting() and "unit" not in st.query_params:
     with st.expander("What am I looking at?", icon=":material/help:"):
         st.markdown(
             "A network that recognises photos is built from millions of tiny detectors. This app asks one of "
             "them: *what picture would excite you most?* It starts from a random picture and changes it, step by "
             "step, until the detector fires as strongly as it can. The result shows what that detector has "
-            "learned to look for.\n\n" + "\n".join(f"- {text}" for text in catalog.TERMS.values()))
+            "learned to look for.\n\n" + "\n".join(f"- {text}" for text in TERMS.values()))
+pick_slot = st.empty()
+notice_slot = st.container()
+grid_slot = st.container()
+
+
+def _first_screen():
+    """(names, grid) of the shipped atlas the address or the default opens, when the engine is not loaded yet and
+    the grid is nothing but that atlas (one picture per unit, nothing rendered here); else None. The names come
+    from the atlas's own labels (the engine's names of its units), checked against the engine's once it loads."""
+    qp = st.query_params
+    if layout.engine_loaded() or "unit" in qp or "selection" in st.session_state:
+        return None
+    try:
+        store = state.store()
+        for a in store.atlases:
+            meta = a.meta()
+            model, layer = meta.get("model"), meta.get("layer")
+            if qp.get("model", model) != model or qp.get("layer", layer) != layer:
+                continue
+            grid = store.query(model=model, layer=layer, check_pictures=False)
+            labels = {r.unit: r.label for r in grid}
+            if not grid or not all(r.shipped for r in grid) or len(labels) != len(grid):
+                return None
+            n = max(labels) + 1
+            complete = len(labels) == n and all(labels[u] != f"{layer} unit {u}" for u in labels)
+            return LayerNames(model, layer, n, tuple(labels[u] for u in range(n)) if complete else None), grid
+    except (StoreError, AtlasDamaged):
+        return None  # the page below says what is wrong
+    return None
+
+
+def _placeholder_pickers(names: LayerNames) -> None:
+    """The pickers' row while the engine loads: the same height, so the grid below stays where it is."""
+    c1, c2 = st.columns([1, 1.4])
+    c1.selectbox("Network", [names.model], disabled=True)
+    c2.selectbox("Layer", [f"{names.layer} (loading the network…)"], disabled=True)
+
+
+first = _first_screen()
+if first is not None:
+    with pick_slot.container():
+        _placeholder_pickers(first[0])
+    with grid_slot:
+        first_keep = atlas_view.atlas(first[1], first[0], state.store(), "browse_atlas")
+    with notice_slot:
+        pictures.damaged_notice(state.store())
+
+# What follows loads the engine (the network's layers, the renderer).
+from app import cards, catalog, runs, widgets  # noqa: E402
+from dgnam_engine.runner import Settings  # noqa: E402
+from dgnam_engine.worker import Request  # noqa: E402
 
 
 def _open_unit(model: str, layer: str) -> int | None:
@@ -91,8 +148,13 @@ def _full_size(r, vkey: str, c1, c2) -> None:
             st.rerun()
 
 
-picked = widgets.pick_layer("browse")
-if picked is not None:
+with pick_slot.container():
+    picked = widgets.pick_layer("browse")
+if first is not None:
+    if picked is None or catalog.layer_names(*picked) != first[0]:
+        st.rerun()  # the engine picks another layer (or names its units otherwise): draw the page as it is
+    wrote_link({"model": picked[0], "layer": picked[1], **first_keep})
+elif picked is not None:
     model, layer = picked
     unit = _open_unit(model, layer)
     link = {"model": model, "layer": layer}
@@ -101,7 +163,10 @@ if picked is not None:
             link |= {"unit": unit, **_card(model, layer, unit)}
             st.subheader(f"All of {catalog.friendly_layer(model, layer)} ({layer})")
     store = state.store()
-    grid = runs.best_per_unit(store.query(model=model, layer=layer))
-    pictures.damaged_notice(store)
-    link |= atlas_view.atlas(grid, model, layer, "browse_atlas")
-    widgets.wrote_link(link)
+    # only the pictures of the page shown are read and checked (atlas_view), not the whole layer's
+    grid = runs.best_per_unit(store.query(model=model, layer=layer, check_pictures=False))
+    with grid_slot:
+        link |= atlas_view.atlas(grid, catalog.layer_names(model, layer), store, "browse_atlas")
+    with notice_slot:
+        pictures.damaged_notice(store)
+    wrote_link(link)

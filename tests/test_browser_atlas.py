@@ -23,6 +23,41 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: install it with scripts/install_browser.sh")
 
 
+def first_row_on_screen(tab) -> list[dict]:
+    """The grid's decoded pictures lying wholly inside the window, once the first has decoded."""
+    tab.wait_for_function(f"""() => [...document.querySelectorAll('{CELLS}')]
+                              .some(e => e.complete && e.naturalWidth > 0)""", polling="raf", timeout=60_000)
+    return tab.locator(CELLS).evaluate_all("""els => els.map(e => [e, e.getBoundingClientRect()])
+        .filter(([e, r]) => e.complete && e.naturalWidth > 0 && r.top >= 0 && r.bottom <= innerHeight
+                            && r.left >= 0 && r.right <= innerWidth)
+        .map(([e, r]) => ({name: e.alt, top: r.top}))""")
+
+
+def test_a_fresh_server_shows_the_grid_on_the_first_screen_before_the_network_loads(server, page):  # noqa: F811
+    """The first page a fresh server shows (this module's first test): at 1280x720 the grid's first row is decoded
+    inside the window while the pickers above it still wait for the network; then the pickers come without moving
+    the grid. In presentation mode the first rows are on the first screen too."""
+    from playwright.sync_api import expect
+
+    url, _ = server
+    tab = page.context.browser.new_page(viewport={"width": 1280, "height": 720})
+    tab.goto(url)
+    seen = first_row_on_screen(tab)
+    layer = tab.get_by_role("combobox", name="Layer")
+    assert layer.input_value() == "classifier (loading the network…)"  # the grid came first: the network loads
+    row = [c for c in seen if c["top"] == seen[0]["top"]]
+    assert len(row) >= 5 and row[0]["name"] == "tench (0)", seen
+    expect(layer).to_have_value("class scores · classifier (1000)")  # the real pickers, later
+    idle(tab)
+    assert first_row_on_screen(tab)[:len(row)] == row  # in the same place
+    tab.close()
+    tab = page.context.browser.new_page(viewport={"width": 1280, "height": 720})
+    tab.goto(f"{url}/?present=1")
+    seen = first_row_on_screen(tab)
+    assert len(seen) >= 2 * len(row), seen  # no sidebar, no intro: two rows at least
+    tab.close()
+
+
 def test_browse_shows_the_atlas_at_once_and_a_click_opens_the_card(server, page):  # noqa: F811
     from playwright.sync_api import expect
 

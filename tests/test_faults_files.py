@@ -222,6 +222,37 @@ def test_a_damaged_atlas_picture_or_checksum_line_costs_only_its_entry(atlas_cop
     assert good == 996 and "4 entries of the atlas" in problems[0]
 
 
+def test_the_grid_checks_only_the_pictures_it_shows_and_never_shows_a_damaged_one(atlas_copy, tmp_path):
+    """Browse's grid does not wait for a thousand checks: the query finds the pictures present, and each picture
+    of the page shown is checked as it is read. A damaged one on that page gets no cell and is reported; one on
+    another page is found when that page is shown."""
+    import base64
+    import re
+
+    from app import atlas_view
+    from app.names import LayerNames
+
+    folder = tmp_path / atlas_copy.name
+    shutil.copytree(atlas_copy, folder)
+    store = ResultsStore(tmp_path / "store", atlases=[A.Atlas(folder)])
+    results = sorted(store.query(model="efficientnet_lite0", layer="classifier", check_pictures=False),
+                     key=lambda r: r.unit)
+    for r in (results[3], results[500]):  # damaged after the query, before the grid reads them
+        r.image_path.write_bytes(r.image_path.read_bytes()[:-10] + b"0123456789")
+    names = LayerNames("efficientnet_lite0", "classifier", 1000, tuple(r.label for r in results))
+    first = atlas_view.grid_html(results[:atlas_view.PAGE], names, store)
+    assert first.count('class="atlas-cell"') == atlas_view.PAGE - 1 and "tiger shark (3)" not in first
+    assert [p["unit"] for p in store.problems()] == [3]  # the page's own, found as it was read; unit 500 not read
+    shown = re.search(r'src="data:image/webp;base64,([^"]+)"', first).group(1)
+    assert base64.b64decode(shown) == results[0].image_path.read_bytes()  # the checked bytes, sent as they are
+    again = store.query(model="efficientnet_lite0", layer="classifier", check_pictures=False)
+    assert {r.unit for r in again} == set(range(1000)) - {3}  # set aside once found
+    later = atlas_view.grid_html(results[480:480 + atlas_view.PAGE], names, store)
+    assert f"{results[500].label} (500)" not in later and later.count('class="atlas-cell"') == atlas_view.PAGE - 1
+    assert sorted(p["unit"] for p in store.problems()) == [3, 500]
+    assert (folder / results[500].image_path.name).exists()  # part of the install: reported, never moved
+
+
 def test_atlas_list_on_a_damaged_index_answers_in_one_line(atlas_copy, tmp_path):
     folder = tmp_path / "atlases" / atlas_copy.name
     shutil.copytree(atlas_copy, folder)

@@ -113,3 +113,10 @@ def test_errors_and_the_store_load_alone_without_torch_or_the_cli():
     assert "torch" not in _loaded_by("dgnam_engine.errors")
     store = _loaded_by("dgnam_engine.store")
     assert not {"torch", "dgnam_engine.cli", "dgnam_engine.atlas", "dgnam_engine.runner"} & store, store
+
+
+def test_browse_first_screen_draws_without_torch():
+    """A fresh server's first page draws the shipped atlas's grid from these alone, before torch and the network
+    load (pages/browse.py imports the rest after the grid)."""
+    loaded = _loaded_by("app.layout, app.state, app.atlas_view, app.pictures, app.names, app.terms, app.links")
+    assert "torch" not in loaded and "dgnam_engine.runner" not in loaded, loaded
