@@ -130,8 +130,8 @@ class Stepper:
 
     def __init__(self, b: Bench, accel, unit: int, n: int, threads: Optional[int] = None):
         gen, tgt = (b.gen, b.target) if accel is None else A.prepare(b.gen, b.target, accel)
-        # the thread count dgnam.run uses on a CPU (fixed: dgnam.CPU_THREADS), unless a count is asked for
-        self.threads = threads or (dgnam.CPU_THREADS if b.dev.type == "cpu" else torch.get_num_threads())
+        # the thread count dgnam.run uses on a CPU (fixed per machine: accel.cpu_pass_threads), unless one is asked for
+        self.threads = threads or (A.cpu_pass_threads() if b.dev.type == "cpu" else torch.get_num_threads())
         param = dgnam.CodeParam(gen, b.lower.unsqueeze(0).to(b.dev), b.upper.unsqueeze(0).to(b.dev))
         self.step = dgnam.make_step(param, UnitObjective(b.layer, torch.tensor([unit], device=b.dev)), tgt)
         self.b, self.n, self.i = b, n, 0
@@ -304,7 +304,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-graph", action="store_true", help="no CUDA graph")
     p.add_argument("--factors", action="store_true", help="time each optimisation's contribution")
     p.add_argument("--factor-steps", type=int, default=40)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of each pass (default: the product's "
+                   "fixed count, accel.cpu_pass_threads)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
 
@@ -316,7 +317,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads or A.threads_for_cpu())
+    if args.threads:  # every pass of dgnam.run with this count, as DGNAM_CPU_THREADS sets it for the product
+        os.environ[A.THREADS_ENV] = str(args.threads)
+    torch.set_num_threads(A.cpu_pass_threads())
     cuda = b.dev.type == "cuda"
     steps = args.steps
     acc = parse_accel(args, b.dev)
