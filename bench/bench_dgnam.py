@@ -130,8 +130,8 @@ class Stepper:
 
     def __init__(self, b: Bench, accel, unit: int, n: int, threads: Optional[int] = None):
         gen, tgt = (b.gen, b.target) if accel is None else A.prepare(b.gen, b.target, accel)
-        # the thread count dgnam.run uses on a CPU (fixed: dgnam.CPU_THREADS), unless a count is asked for
-        self.threads = threads or (dgnam.CPU_THREADS if b.dev.type == "cpu" else torch.get_num_threads())
+        # the thread count dgnam.run uses on a CPU (fixed per machine: accel.cpu_pass_threads), unless one is asked for
+        self.threads = threads or (A.cpu_pass_threads() if b.dev.type == "cpu" else torch.get_num_threads())
         param = dgnam.CodeParam(gen, b.lower.unsqueeze(0).to(b.dev), b.upper.unsqueeze(0).to(b.dev))
         self.step = dgnam.make_step(param, UnitObjective(b.layer, torch.tensor([unit], device=b.dev)), tgt)
         self.b, self.n, self.i = b, n, 0
@@ -185,6 +185,8 @@ def bench_single(b: Bench, acc: A.Accel, steps: int, repeats: int, per_step: boo
             out[f"{key}_unit_cpu_seconds"] = statistics.median(r.cpu) * UNIT_STEPS
             out[f"{key}_run_seconds"] = sum(r.wall) * UNIT_STEPS / steps
         out["optimized_threads"] = runs["optimized"].threads
+        out["speedup_vs_plain_1_thread"] = out["plain_1_thread_unit_seconds"] / out["optimized_unit_seconds"]
+        out.update(limit_figures(b, unit, out["optimized_unit_seconds"], runs["optimized"].threads))
         finals = {k: (r.activation, r.h) for k, r in runs.items()}
     else:
         wall = {"plain": [], "optimized": []}
@@ -217,6 +219,30 @@ def bench_single(b: Bench, acc: A.Accel, steps: int, repeats: int, per_step: boo
     log(f"single unit: plain {out['baseline_unit_seconds']:.3f} s, optimized {out['optimized_unit_seconds']:.3f} s "
         f"per unit ({UNIT_STEPS} steps)")
     return out
+
+
+BF16_PEAK_GFLOPS_PER_CORE = 345.0  # issue 21's limit estimate: 1.38 TFLOP in 2 s on 2 cores at the bf16 peak
+
+
+def step_gflop(b: Bench, unit: int) -> float:
+    """GFLOP of one step as the plain path computes it (generator and target forward, input gradient back),
+    counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h = dgnam.initial_codes([0], b.lower.shape).to(b.dev).requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        UnitObjective(b.layer, torch.tensor([unit], device=b.dev))(b.target, b.gen(h)).sum().backward()
+    return counter.get_total_flops() / 1e9
+
+
+def limit_figures(b: Bench, unit: int, optimized_unit_seconds: float, threads: int) -> dict:
+    """How close the optimised single unit comes to the arithmetic limit of the cores it uses (CPU)."""
+    gflop = step_gflop(b, unit)
+    peak = BF16_PEAK_GFLOPS_PER_CORE * threads
+    limit = gflop * UNIT_STEPS / peak
+    return {"step_gflop": gflop, "achieved_gflops_per_second": gflop * UNIT_STEPS / optimized_unit_seconds,
+            "peak_gflops_per_second": peak, "limit_unit_seconds": limit,
+            "limit_fraction": limit / optimized_unit_seconds}
 
 
 def bench_factors(b: Bench, acc: A.Accel, steps: int, log) -> list[dict]:
@@ -304,7 +330,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-graph", action="store_true", help="no CUDA graph")
     p.add_argument("--factors", action="store_true", help="time each optimisation's contribution")
     p.add_argument("--factor-steps", type=int, default=40)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of each pass (default: the product's "
+                   "fixed count, accel.cpu_pass_threads)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
 
@@ -316,7 +343,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads or A.threads_for_cpu())
+    if args.threads:  # every pass of dgnam.run with this count, as DGNAM_CPU_THREADS sets it for the product
+        os.environ[A.THREADS_ENV] = str(args.threads)
+    torch.set_num_threads(A.cpu_pass_threads())
     cuda = b.dev.type == "cuda"
     steps = args.steps
     acc = parse_accel(args, b.dev)
@@ -364,6 +393,9 @@ def print_table(r: dict) -> None:
     if "plain_1_thread_unit_seconds" in r:
         rows.insert(2, ("  plain with 1 thread (reference)", f"{r['plain_1_thread_unit_seconds']:.2f} s",
                         f"{r['baseline_unit_seconds'] / r['plain_1_thread_unit_seconds']:.2f}x"))
+    if "limit_fraction" in r:
+        rows.append(("  arithmetic limit of its cores (bf16 peak)", f"{r['limit_unit_seconds']:.2f} s",
+                     f"{r['limit_fraction']:.0%}"))
     for f in r.get("factors", []):
         rows.append((f"  factor {f['variant']}", f"{f['unit_seconds']:.2f} s", f"{f['speedup']:.2f}x"))
     base_rate = r["baseline_unit_steps_per_second"]

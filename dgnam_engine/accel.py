@@ -26,6 +26,7 @@ from torch import nn
 
 from . import truncate
 from .convention import RGB_MEAN
+from .errors import UserError
 from .targets import Target
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Accel:
     dtype: str = "float32"  # weights and activations inside the generator and the target
     channels_last: bool = False  # NHWC convolutions (oneDNN on CPU, tensor cores on GPU)
     fast_linear: bool = False  # linear layers keep a transposed weight so the backward is a fast GEMV
+    packed: bool = False  # CPU: linear (fast_linear) and convolution weights in oneDNN's packed layout, packed once
     int8_linear: bool = False  # linear layers with int8 weights (per-row scale): half the bytes of bf16 (CPU);
     # layers whose sizes the int8 kernel cannot take stay fast_linear
     compile: bool = False  # torch.compile the generator and the target (slow first call)
@@ -72,7 +74,7 @@ def for_device(device: torch.device | str) -> Accel:
     if cpu_has_fast_bf16():
         # int8_linear stays opt-in: its private kernel (torch._weight_int8pack_mm) crashed the process once in
         # backward during a 4-unit run here, and a live demo must not die.
-        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True)
+        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True, packed=True)
     return Accel(channels_last=True)
 
 
@@ -120,6 +122,211 @@ class FastLinear(nn.Module):
 
     def forward(self, x):
         return _LinearT.apply(x, self.weight, self.weight_t, self.bias)
+
+
+class _Packs:
+    """Packed weights (opaque oneDNN tensors, which cannot be copied) and their lock: shared by a module's copies
+    (truncate.private_copy), like the weights they come from."""
+
+    def __init__(self, **packs):
+        self.__dict__.update(packs)
+        self.lock = threading.Lock()
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class _PackedLinearFn(torch.autograd.Function):
+    """y = x W^T + b with W and W^T held in oneDNN's blocked layout (packed once), so the batch-1 products of
+    both directions stream the weights at memory speed: 5.1 ms against 7.3 ms (bf16 `F.linear`) for the six
+    linear layers of an fc6 prior and AlexNet, forward only, 2 threads (docs/performance.md). The same products
+    as `F.linear` in the same precision: only the weights' layout in memory changes."""
+
+    @staticmethod
+    def forward(ctx, x, packed, packed_t, bias):
+        ctx.packed_t = packed_t  # an opaque oneDNN tensor: kept on ctx, autograd cannot save it
+        flat = x.reshape(-1, x.shape[-1]).contiguous()
+        y = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "")
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat = grad.reshape(-1, grad.shape[-1]).contiguous()
+        dx = torch.ops.mkldnn._linear_pointwise(flat, ctx.packed_t, None, "none", [], "")
+        return dx.reshape(*grad.shape[:-1], dx.shape[-1]), None, None, None
+
+
+class PackedLinear(nn.Module):
+    """A frozen linear layer on packed weights (CPU, made by `pack_linears` after the dtype cast)."""
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)  # kept for state_dict / probes
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.packs = _Packs(w=torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 1),
+                            w_t=torch.ops.mkldnn._reorder_linear_weight(self.weight.detach().t().contiguous(), 1))
+
+    def forward(self, x):
+        return _PackedLinearFn.apply(x.to(self.weight.dtype), self.packs.w, self.packs.w_t, self.bias)
+
+
+def _packs_correctly(lin: nn.Module) -> bool:
+    """Pack a small layer of this dtype and compare both directions with F.linear: oneDNN may lack the kernel."""
+    w = lin.weight.detach()
+    try:
+        small = PackedLinear(w[:8, :16], None if lin.bias is None else lin.bias.detach()[:8])
+        x = torch.randn(1, 16, dtype=w.dtype, requires_grad=True)
+        with torch.enable_grad():
+            y = small(x)
+            (g,) = torch.autograd.grad(y.float().sum(), x)
+        ref = F.linear(x.detach().float(), small.weight.float(), None if small.bias is None else small.bias.float())
+        ok_fwd = torch.allclose(y.float(), ref, rtol=0.02, atol=0.02)
+        ok_bwd = torch.allclose(g.float(), small.weight.float().sum(0, keepdim=True), rtol=0.02, atol=0.02)
+        return bool(ok_fwd and ok_bwd)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+def pack_linears(module: nn.Module) -> int:
+    """Replace every FastLinear of a CPU module (already in its final dtype) by a PackedLinear, where oneDNN packs
+    and computes that dtype correctly; returns how many were packed (0: the FastLinear layers stay)."""
+    fast = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+            if isinstance(child, FastLinear)]
+    if not fast or fast[0][2].weight.device.type != "cpu" or not _packs_correctly(fast[0][2]):
+        return 0
+    for parent, name, child in fast:
+        setattr(parent, name, PackedLinear(child.weight, child.bias))
+    return len(fast)
+
+
+class _PackedConvFn(torch.autograd.Function):
+    """A convolution or transposed convolution whose forward and input gradient both run on weights packed once
+    per input shape (PackedConv): the same oneDNN arithmetic as F.conv2d / its autograd backward (equal to the
+    last bit on the layers measured), 25% less time on AlexNet's and the fc6 prior's layers (docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        ctx.layer, ctx.in_shape = layer, tuple(x.shape)
+        return layer.packed_forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.layer.packed_input_grad(grad, ctx.in_shape), None
+
+
+class PackedConv(nn.Module):
+    """A frozen nn.Conv2d or nn.ConvTranspose2d (groups 1, zero padding) on packed weights; an input shape whose
+    packed result differs from F.conv2d's (checked once per shape) runs on the plain kernels instead."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        self.transposed = isinstance(conv, nn.ConvTranspose2d)
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.padding, self.dilation = list(conv.stride), list(conv.padding), list(conv.dilation)
+        self.output_padding = list(getattr(conv, "output_padding", (0, 0)))
+        # input shape -> (forward pack, input-gradient pack, output padding of the gradient), or None: plain kernels
+        self._packs = _Packs(by_shape={})
+
+    def _plain(self, x):
+        if self.transposed:
+            return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, 1,
+                                      self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def _conv_pack(self, shape):
+        return torch._C._nn.mkldnn_reorder_conv2d_weight(self.weight.detach().contiguous().to_mkldnn(), self.padding,
+                                                         self.stride, self.dilation, 1, list(shape))
+
+    def _deconv_pack(self, shape, output_padding):
+        return torch.ops.mkldnn._reorder_convolution_transpose_weight(
+            self.weight.detach().contiguous(), self.padding, output_padding, self.stride, self.dilation, 1,
+            list(shape))
+
+    def _conv(self, x, pack, bias):
+        return torch.ops.mkldnn._convolution_pointwise(x, pack, bias, self.padding, self.stride, self.dilation, 1,
+                                                       "none", [], "")
+
+    def _deconv(self, x, pack, bias, output_padding):
+        return torch.ops.mkldnn._convolution_transpose_pointwise(x, pack, bias, self.padding, output_padding,
+                                                                 self.stride, self.dilation, 1, "none", [], "")
+
+    def _packs_for(self, x):
+        key, known = tuple(x.shape), self._packs.by_shape
+        if key in known:
+            return known[key]
+        with self._packs.lock:
+            if key not in known:
+                known[key] = self._make_packs(x)
+            return known[key]
+
+    def _make_packs(self, x):
+        """Both packs for this input shape, after checking the packed forward and input gradient against the plain
+        kernels on this very input; None where oneDNN cannot pack or disagrees."""
+        try:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                ref = self._plain(xg)
+                g = torch.ones_like(ref)
+                (ref_grad,) = torch.autograd.grad(ref, xg, g)
+            if self.transposed:
+                fwd = self._deconv_pack(x.shape, self.output_padding)
+                bwd = self._conv_pack(ref.shape)
+                got, got_grad = self._deconv(x, fwd, self.bias, self.output_padding), self._conv(g, bwd, None)
+                extra = None
+            else:
+                extra = [a - ((b - 1) * s - 2 * p + d * (k - 1) + 1) for a, b, s, p, d, k in
+                         zip(x.shape[2:], ref.shape[2:], self.stride, self.padding, self.dilation,
+                             self.weight.shape[2:])]  # the output padding that gives back the input's size
+                fwd, bwd = self._conv_pack(x.shape), self._deconv_pack(ref.shape, extra)
+                got, got_grad = self._conv(x, fwd, self.bias), self._deconv(g, bwd, None, extra)
+            same = (got.shape == ref.shape and got_grad.shape == ref_grad.shape
+                    and torch.allclose(got.float(), ref.float(), rtol=1e-2, atol=1e-2)
+                    and torch.allclose(got_grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-2))
+            if same:
+                return fwd, bwd, extra
+            why = "its result differs from the plain kernel's"
+        except (RuntimeError, NotImplementedError) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        log.warning("packed weights: a %s layer with input %s runs on the plain kernels (%s)",
+                    "transposed convolution" if self.transposed else "convolution", tuple(x.shape), why)
+        return None
+
+    def packed_forward(self, x):
+        packs = self._packs_for(x)
+        if packs is None:
+            return self._plain(x)
+        fwd, _, _ = packs
+        return self._deconv(x, fwd, self.bias, self.output_padding) if self.transposed else self._conv(x, fwd,
+                                                                                                         self.bias)
+
+    def packed_input_grad(self, grad, in_shape):
+        grad = grad.to(self.weight.dtype).contiguous(memory_format=torch.channels_last)
+        packs = self._packs.by_shape.get(in_shape)
+        if packs is None:  # the plain kernels' gradient
+            with torch.enable_grad():
+                x = torch.zeros(in_shape, dtype=grad.dtype).contiguous(memory_format=torch.channels_last)
+                x.requires_grad_(True)
+                return torch.autograd.grad(self._plain(x), x, grad)[0]
+        _, bwd, extra = packs
+        return self._conv(grad, bwd, None) if self.transposed else self._deconv(grad, bwd, None, extra)
+
+    def forward(self, x):
+        x = x.to(self.weight.dtype).contiguous(memory_format=torch.channels_last)
+        return _PackedConvFn.apply(x, self)
+
+
+def pack_convolutions(module: nn.Module, skip: set) -> int:
+    """Replace each plain nn.Conv2d / nn.ConvTranspose2d of a CPU bf16 module (groups 1, zero padding, not in
+    `skip`, not a subclass with its own forward) by a PackedConv; returns how many."""
+    names = {id(m): n for n, m in module.named_modules()}
+    found = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+             if type(child) in (nn.Conv2d, nn.ConvTranspose2d) and child.groups == 1
+             and child.padding_mode == "zeros" and isinstance(child.padding, tuple)
+             and child.weight.device.type == "cpu" and child.weight.dtype == torch.bfloat16
+             and names.get(id(child)) not in skip]
+    for parent, name, child in found:
+        setattr(parent, name, PackedConv(child))
+    return len(found)
 
 
 class _Int8LinearFn(torch.autograd.Function):
@@ -249,13 +456,23 @@ def _device_of(module: nn.Module) -> torch.device:
     return t.device if t is not None else torch.device("cpu")
 
 
+def slow_in_low_precision(leaf: nn.Module, device: torch.device) -> bool:
+    """A layer whose low-precision CPU kernel is far slower than fp32: a strided depthwise convolution, whose
+    bf16 input gradient took 1.3-2.0 ms against 0.07-0.11 ms in fp32 (EfficientNet-Lite0's stride-2 blocks,
+    2 threads, bench in docs/performance.md). A fixed rule, not a timing, so the same layers run in the same
+    precision on every run."""
+    return (device.type == "cpu" and isinstance(leaf, nn.Conv2d) and leaf.groups > 1
+            and leaf.groups == leaf.in_channels and max(leaf.stride) > 1)
+
+
 def _leaves_without_kernels(module: nn.Module, dtype: torch.dtype, channels_last: bool) -> list[str]:
+    """The leaves that stay fp32: no kernel in `dtype` on this device, or a far slower one."""
     if dtype == torch.float32:
         return []
     dev = _device_of(module)
     return [name for name, leaf in module.named_modules()
             if name and not any(True for _ in leaf.children())
-            and not layer_runs_in(leaf, dtype, dev, channels_last)]
+            and (slow_in_low_precision(leaf, dev) or not layer_runs_in(leaf, dtype, dev, channels_last))]
 
 
 def convert(module: nn.Module, accel: Accel) -> nn.Module:
@@ -278,6 +495,9 @@ def convert(module: nn.Module, accel: Accel) -> nn.Module:
         leaf.load_state_dict(fp32_state[name])  # the fp32 values, not their bf16 rounding
         leaf.register_forward_pre_hook(_cast_input(torch.float32, False))
         leaf.register_forward_hook(_cast_output(accel.torch_dtype))
+    if accel.packed:
+        pack_linears(m)
+        pack_convolutions(m, skip=set(keep_fp32))
     m.low_precision_skipped = tuple(keep_fp32)
     m.eval().requires_grad_(False)
     m.register_forward_pre_hook(_cast_input(accel.torch_dtype, accel.channels_last))
@@ -532,11 +752,32 @@ def fit_batch(n_units: int, measure, free_bytes, confirm, release, *, fraction: 
     return size
 
 
-def threads_for_cpu() -> int:
-    """All cores this process may use: how many samples a CPU run computes side by side (dgnam.per_sample_step).
-    Each pass has one intra-op thread; a thread count picked by timing (as an earlier version did) followed the
-    machine's load and summed in another order: 20 units rendered twice differed by 50/255 per pixel."""
+THREADS_ENV = "DGNAM_CPU_THREADS"
+MAX_PASS_THREADS = 8  # one batch-1 pass gains little from more cores; beyond this, passes run side by side
+
+
+def usable_cores() -> int:
+    """The cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def cpu_pass_threads() -> int:
+    """The intra-op thread count of every CPU pass, fixed per machine: DGNAM_CPU_THREADS if set, else all usable
+    cores up to MAX_PASS_THREADS. The kernels' sums split by thread count, and 200 normalised steps turn a
+    last-bit difference into another picture (76/255 per pixel between 1 and 2 threads), so the count never
+    follows the load, the process's torch setting or a timing (an earlier timed choice changed pictures by
+    50/255 between two identical runs)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise UserError(f"{THREADS_ENV}={text!r}: give a whole number of threads, 1 or more, or unset it")
+        return int(text)
+    return max(1, min(usable_cores(), MAX_PASS_THREADS))
+
+
+def cpu_lanes(threads: int) -> int:
+    """How many passes of `threads` threads run side by side without sharing a core."""
+    return max(1, usable_cores() // threads)

@@ -28,7 +28,6 @@ from .errors import RunCancelled
 from .targets import LayerInfo, Target
 
 DECAY = 0.99
-CPU_THREADS = 1  # per pass on a CPU: a fixed count makes the same request give the same picture (per_sample_step)
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +53,7 @@ class BatchResult:
     steps_done: torch.Tensor  # (B,) steps each sample ran before it stopped
     graph_captured: bool = False  # the steps ran as replays of one captured CUDA graph
     batch_size: int = 0  # the most samples computed at once: less than B after an out-of-memory back-off
+    cpu_threads: Optional[int] = None  # intra-op threads of each pass on a CPU (accel.cpu_pass_threads)
 
 
 def initial_codes(seeds: Sequence[int], code_shape: Sequence[int]) -> torch.Tensor:
@@ -116,16 +116,21 @@ def make_step(param, objective, target: Target):
 
 
 def per_sample_step(param, objective, target: Target, b: int, pool):
-    """The same step computed one sample at a time, the samples side by side on `pool`'s threads. On a CPU the
-    kernels' arithmetic depends on the batch shape and on the thread count, and 200 normalised steps amplify a
-    last-bit difference into another picture (measured: bee alone and beside two other classes differed by
-    42-72/255 per pixel, and by 76/255 between 1 and 2 threads). One sample per pass, each pass on one thread,
-    makes a sample's picture independent of its batch mates, of the core count and of the machine's load."""
+    """The same step computed one sample at a time: on `pool`'s threads side by side, or in turn without one. On
+    a CPU the kernels' arithmetic depends on the batch shape and on the thread count, and 200 normalised steps
+    amplify a last-bit difference into another picture (measured: bee alone and beside two other classes
+    differed by 42-72/255 per pixel, and by 76/255 between 1 and 2 threads). One sample per pass, each pass with
+    the machine's fixed thread count (accel.cpu_pass_threads), makes a sample's picture independent of its batch
+    mates and of the machine's load."""
     steps = [make_step(param.select(j), objective.select(j), target) for j in range(b)]
 
     def step(h, active, lr):
-        futures = [pool.submit(s, h[j:j + 1], active[j:j + 1], lr) for j, s in enumerate(steps)]
-        return tuple(torch.cat(parts) for parts in zip(*(f.result() for f in futures)))
+        if pool is None:
+            parts = [s(h[j:j + 1], active[j:j + 1], lr) for j, s in enumerate(steps)]
+        else:
+            futures = [pool.submit(s, h[j:j + 1], active[j:j + 1], lr) for j, s in enumerate(steps)]
+            parts = [f.result() for f in futures]
+        return tuple(torch.cat(p) for p in zip(*parts))
     return step
 
 
@@ -188,7 +193,8 @@ def _halving_on_oom(one_batch, h0: torch.Tensor, units: list[int], device: torch
                        torch.cat([first.activations, second.activations], 1),
                        torch.cat([first.codes, second.codes]), first.seconds + second.seconds,
                        torch.cat([first.steps_done, second.steps_done]),
-                       first.graph_captured and second.graph_captured, max(first.batch_size, second.batch_size))
+                       first.graph_captured and second.graph_captured, max(first.batch_size, second.batch_size),
+                       first.cpu_threads)
 
 
 def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int, lr_start: float,
@@ -199,8 +205,8 @@ def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int
     Per-step results go to buffers on the device (activations, the latest preview picture); the host reads them
     every k steps. On a GPU the step is a CUDA graph replay of the whole batch and the buffer writes are queued
     behind it, so nothing waits for the GPU between reads; on a CPU each sample gets its own pass
-    (`per_sample_step`) with the process's fixed thread count, so the same request gives the same picture
-    whatever its batch mates and the machine's load. `per_sample` overrides that choice (None: by device)."""
+    (`per_sample_step`) with the machine's fixed thread count, the passes side by side where the cores allow more
+    than one, so the same request gives the same picture whatever its batch mates and the machine's load. `per_sample` overrides that choice (None: by device)."""
     dev = target.device
     t0 = time.perf_counter()
     h = h0.to(dev, torch.float32)
@@ -213,7 +219,11 @@ def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int
     k = max(1, accel.check_every) if accel is not None else 1  # steps between host reads
     reported = 0  # steps handed to the callback so far
     batched = b == 1 or (dev.type == "cuda" if per_sample is None else not per_sample)
-    pool = None if batched else ThreadPoolExecutor(min(b, _accel.threads_for_cpu()), "dgnam-sample")
+    # every CPU pass with the machine's fixed thread count, whatever the process's setting: see per_sample_step
+    threads = _accel.cpu_pass_threads() if dev.type == "cpu" else torch.get_num_threads()
+    lanes = min(b, _accel.cpu_lanes(threads)) if dev.type == "cpu" else b
+    pool = None if batched or lanes == 1 else ThreadPoolExecutor(
+        lanes, "dgnam-sample", initializer=torch.set_num_threads, initargs=(threads,))
     step = make_step(param, objective, target) if batched else per_sample_step(param, objective, target, b, pool)
     lrs: Sequence = [lr_at(i, n_iters, lr_start, lr_end) for i in range(n_iters)]
     captured = False
@@ -221,8 +231,6 @@ def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int
     with _accel.fast_kernels(dev, accel):
         if accel is not None and accel.cuda_graph and dev.type == "cuda" and n_iters > 1:
             step, lrs, captured = _accel.graph_step(step, h, active, lrs)
-        # one intra-op thread on a CPU, whatever the process's setting: see per_sample_step
-        threads = CPU_THREADS if dev.type == "cpu" else torch.get_num_threads()
         with _accel.cpu_threads(threads), (pool or contextlib.nullcontext()):
             for i in range(n_iters):
                 a, view, h, ok = step(h, active, lrs[i])
@@ -244,7 +252,8 @@ def optimise(param, objective, target: Target, h0: torch.Tensor, *, n_iters: int
                     break
     images = gen_to_rgb(last_view).cpu() if last_view is not None else torch.empty(0)
     return BatchResult(images, acts.cpu(), h.detach().cpu(), time.perf_counter() - t0, steps_done.cpu(),
-                       graph_captured=captured, batch_size=b if batched else 1)
+                       graph_captured=captured, batch_size=b if batched else 1,
+                       cpu_threads=threads if dev.type == "cpu" else None)
 
 
 def _report(callback: StepCallback, acts: torch.Tensor, start: int, end: int, n_iters: int,

@@ -120,7 +120,7 @@ def run_ray(request: Request, units: list[int], batch: Optional[int], store: Res
     started = False
     if not ray.is_initialized():
         if address == "local":
-            ray.init(num_cpus=workers or A.threads_for_cpu(), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=workers or A.cpu_lanes(A.cpu_pass_threads()), include_dashboard=False, log_to_driver=False)
         else:
             try:
                 ray.init(address=address, log_to_driver=False)

@@ -47,6 +47,7 @@ class UnitResult:
     reconstruction: Optional[np.ndarray] = None  # with init_image: G(E(photo)), the picture at step 0
     identity: Optional[Identity] = None  # how the store keys it: from the run that made it (store.identify)
     alpha: Optional[np.ndarray] = None  # MACO: HxW uint8, the accumulated |d objective / d picture| (max 255)
+    cpu_threads: Optional[int] = None  # on a CPU: the intra-op threads of each pass (the picture depends on it)
 
     def summary(self) -> dict:
         d = {k: v for k, v in asdict(self).items()
@@ -170,7 +171,8 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
             activation_start=curve[0], activation_final=curve[-1], activations=curve, image=images[j],
             seconds=per_unit, device=str(tgt.device), weights=tgt.weights_path, prior_file=pfile,
             extra=more, photo=photo, reconstruction=recon, identity=idents[j],
-            alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8)))
+            alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8),
+            cpu_threads=res.cpu_threads))
     return out
 
 

@@ -731,8 +731,8 @@ class ResultsStore:
             tmp.unlink(missing_ok=True)
         self._put_alpha(result, key)
         settings = dict(settings or {})
-        for used in ("n_iters", "lr_start", "lr_end"):
-            if hasattr(result, used):
+        for used in ("n_iters", "lr_start", "lr_end", "cpu_threads"):
+            if getattr(result, used, None) is not None:
                 settings[used] = getattr(result, used)
         curve = [float(a) for a in result.activations]
         row = (key, result.model, weights_id or file_identity(getattr(result, "weights", None)), result.layer,

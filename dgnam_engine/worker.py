@@ -1,5 +1,7 @@
-"""One worker thread per device: runs from every front-end session queue (first in, first out) instead of
-fighting over the GPU or the CPU cores.
+"""One worker per device: runs from every front-end session queue (first in, first out) instead of fighting over
+the GPU or the CPU cores. On a CPU the worker has one lane per group of cores a pass uses
+(accel.cpu_lanes: one lane on a laptop, several on a workstation), so runs go side by side where every pass still
+has its fixed thread count, and a run gives the same picture whichever lane runs it.
 
 A job is one request (request.Request), resolved on the worker's device and run by `runner.run`. Pollers read
 its state, queue position, step, activations so far and a preview image; `cancel()` stops it at the next step
@@ -20,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import runner
+from . import accel, runner
 from .convention import to_uint8
 from .errors import RunCancelled, UserError
 from .request import Request, resolve
@@ -94,14 +96,15 @@ class Job:
 
 
 class Worker:
-    """Runs the jobs of one device one after another on a daemon thread."""
+    """Runs the jobs of one device on `lanes` daemon threads, each job on one lane from start to end."""
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", lanes: Optional[int] = None):
         self.device = device
+        self.lanes = lanes or default_lanes(device)
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
-        self._thread: Optional[threading.Thread] = None
-        self.current: Optional[Job] = None
+        self._threads: list[threading.Thread] = []
+        self.running: list[Job] = []
 
     def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5) -> Job:
         job = Job(request, store, preview_every)
@@ -111,17 +114,20 @@ class Worker:
             pass
         with self._cv:
             self._queue.append(job)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name=f"dgnam-worker-{self.device}",
-                                                daemon=True)
-                self._thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.lanes:
+                t = threading.Thread(target=self._loop, name=f"dgnam-worker-{self.device}-{len(self._threads)}",
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
             self._cv.notify()
         return job
 
     def position(self, job: Job) -> Optional[int]:
-        """How many runs are ahead of a queued job (0: it is next); None once it runs or ended."""
+        """How many runs are ahead of a queued job (running ones included; it starts once fewer than `lanes` are
+        ahead); None once it runs or ended."""
         with self._cv:
-            ahead = 0 if self.current is None else 1
+            ahead = len(self.running)
             for j in self._queue:
                 if j is job:
                     return ahead
@@ -135,12 +141,12 @@ class Worker:
                 while not self._queue:
                     self._cv.wait()
                 job = self._queue.popleft()
-                self.current = job
+                self.running.append(job)
             try:
                 self._run(job)
             finally:
                 with self._cv:
-                    self.current = None
+                    self.running.remove(job)
 
     def _run(self, job: Job) -> None:
         if job.cancel_requested:
@@ -183,6 +189,16 @@ class Worker:
         if not failed:
             return None
         return (f"{len(failed)} of {len(results)} pictures could not be stored, the others were: {failed[0]}")
+
+
+def default_lanes(device: str) -> int:
+    """One lane on a GPU (a run fills it); on a CPU as many as passes fit side by side on the cores."""
+    if not str(device).startswith("cpu"):
+        return 1
+    try:
+        return accel.cpu_lanes(accel.cpu_pass_threads())
+    except UserError:  # a bad DGNAM_CPU_THREADS: every run says so in one line; one lane meanwhile
+        return 1
 
 
 _workers: dict[str, Worker] = {}

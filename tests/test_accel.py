@@ -55,6 +55,59 @@ def test_fast_linear_matches_linear_forward_and_backward():
     torch.testing.assert_close(d_fast, d_ref)
 
 
+@pytest.mark.skipif(not A.cpu_has_fast_bf16(), reason="the CPU default packs bf16 layers only where bf16 is native")
+def test_packed_linear_computes_what_the_bf16_linear_computes_both_ways():
+    torch.manual_seed(1)
+    lin = nn.Linear(256, 96).requires_grad_(False).to(torch.bfloat16)
+    conv = A.convert(nn.Sequential(nn.Linear(256, 96)).requires_grad_(False), A.for_device("cpu"))
+    assert isinstance(conv[0], A.PackedLinear)  # the CPU default packs its linear layers
+    packed = A.PackedLinear(lin.weight, lin.bias)
+    x = torch.randn(1, 256, dtype=torch.bfloat16, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    g = torch.randn(1, 96, dtype=torch.bfloat16)
+    (d_ref,) = torch.autograd.grad(lin(x), x, g)
+    (d_packed,) = torch.autograd.grad(packed(x2), x2, g)
+    torch.testing.assert_close(packed(x2).float(), lin(x).float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(d_packed.float(), d_ref.float(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.skipif(not A.cpu_has_fast_bf16(), reason="the CPU default packs bf16 layers only where bf16 is native")
+@pytest.mark.parametrize("layer", [nn.Conv2d(16, 24, 3, 2, 1), nn.Conv2d(8, 8, 5, 1, 2),
+                                   nn.ConvTranspose2d(24, 16, 4, 2, 1), nn.ConvTranspose2d(8, 4, 3, 2, 1, 1)],
+                         ids=["conv stride 2", "conv 5x5", "deconv 4x4 stride 2", "deconv output padding"])
+def test_packed_convolutions_compute_what_the_bf16_layer_computes_both_ways(layer):
+    from dgnam_engine.truncate import private_copy
+
+    torch.manual_seed(2)
+    conv = A.convert(nn.Sequential(layer).requires_grad_(False), A.for_device("cpu"))
+    assert isinstance(conv[0], A.PackedConv)  # the CPU default packs its convolutions
+    ref = copy.deepcopy(layer).to(torch.bfloat16).to(memory_format=torch.channels_last)
+    x = torch.randn(1, layer.in_channels, 9, 9).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y_ref, y = ref(x), conv(x2)
+    g = torch.randn_like(y_ref)
+    (d_ref,) = torch.autograd.grad(y_ref, x, g)
+    (d,) = torch.autograd.grad(y, x2, g)
+    assert y.shape == y_ref.shape and d.shape == x.shape
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(d.float(), d_ref.float(), rtol=1e-2, atol=1e-2)
+    # a structural copy (as hidden units are read) shares the packs and works
+    torch.testing.assert_close(private_copy(conv)(x2).float(), y.float())
+
+
+def test_strided_depthwise_convolutions_stay_fp32_on_the_cpu(lite0):
+    """Their bf16 input gradient is many times slower than fp32's on a CPU: the fast path keeps them fp32, and
+    only them (by a fixed rule, so a run's precision never depends on a timing)."""
+    model = A.convert_target(lite0, A.Accel(dtype="bfloat16", channels_last=True))
+    mods = dict(lite0.model.named_modules())
+    strided_dw = {n for n, m in mods.items() if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1
+                  and max(m.stride) > 1}
+    assert strided_dw and strided_dw <= set(model.low_precision_skipped)
+    assert not any(isinstance(mods[n], nn.Conv2d) and max(mods[n].stride) == 1
+                   for n in model.low_precision_skipped)
+
+
 def test_int8_linear_is_within_one_per_cent_forward_and_backward():
     torch.manual_seed(2)
     lin = nn.Linear(512, 256).requires_grad_(False)

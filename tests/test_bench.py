@@ -23,3 +23,6 @@ def test_bench_json_reports_the_live_unit_the_graph_and_the_batch_size():
     assert result["graph_captured"] is False  # no CUDA graph on a CPU
     assert result["batch_size"] == A.CPU_BATCH  # 1000 units, a CPU: the fixed batch
     assert "live unit (progress, preview every 5)" in out.stderr and "auto batch size: 16" in out.stderr
+    # the thread count asked for is the one every pass used, and the limit figures come with it
+    assert result["optimized_threads"] == 1 and result["threads"] == 1
+    assert result["step_gflop"] > 1 and 0 < result["limit_fraction"] and result["peak_gflops_per_second"] > 0

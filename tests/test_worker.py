@@ -4,8 +4,10 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
+from dgnam_engine.accel import THREADS_ENV
 from dgnam_engine.runner import Settings
 from dgnam_engine.store import ResultsStore
 from dgnam_engine.worker import CANCELLED, DONE, FAILED, Request, Worker, get_worker
@@ -44,7 +46,7 @@ def test_run_reports_progress_and_stores_on_success(lite0, fc6_file, store):
 
 
 def test_sessions_queue_one_run_at_a_time(lite0, fc6_file, store):
-    w = Worker("cpu")
+    w = Worker("cpu", lanes=1)  # the cores of one pass (a laptop: all of them)
     jobs = {}
 
     def session(name, seed):
@@ -63,6 +65,22 @@ def test_sessions_queue_one_run_at_a_time(lite0, fc6_file, store):
     a, b = jobs["a"], jobs["b"]
     assert a.finished <= b.started  # never two runs at once on the device
     assert len(store) == 2 and {s.seed for s in store.query()} == {1, 2}
+
+
+def test_runs_go_side_by_side_on_spare_cores_and_give_the_lone_picture(lite0, fc6_file, store, monkeypatch):
+    """With one thread a pass, two cores hold two runs at once; each gives the picture it gives alone."""
+    monkeypatch.setenv(THREADS_ENV, "1")
+    w = Worker("cpu")
+    if w.lanes < 2:
+        pytest.skip("needs two cores")
+    a, b = (w.submit(req(fc6_file, n_iters=12, seed=s), store) for s in (1, 2))
+    for j in (a, b):
+        assert j.wait(120) and j.state == DONE, j.error
+    assert b.started < a.finished  # side by side
+    lone = Worker("cpu", lanes=1).submit(req(fc6_file, n_iters=12, seed=2), None)
+    assert lone.wait(120) and lone.state == DONE, lone.error
+    assert np.array_equal(lone.results[0].image, b.results[0].image)
+    assert [s.settings["cpu_threads"] for s in store.query()] == [1, 1]
 
 
 def test_cancel_mid_run_stores_nothing(lite0, fc6_file, store):
