@@ -49,7 +49,8 @@ FIRST_ROW_ON_SCREEN = f"""() => {{
 }}"""
 
 # A decoded picture in the main area whose caption contains `text` (and none of `unless`).
-DECODED_WITH_CAPTION = """([text, unless]) => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]')]
+DECODED_WITH_CAPTION = """([text, unless]) =>
+    [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stImage"]')]
     .some(d => { const img = d.querySelector('img'); const t = d.innerText || '';
                  return img && img.complete && img.naturalWidth > 0 && t.includes(text)
                         && !unless.some(u => t.includes(u)); })"""
@@ -90,16 +91,21 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict:
-    """Where it ran: the cores, and torch's thread count in a fresh interpreter (what the server starts with)."""
-    code = "import torch, json; print(json.dumps([torch.__version__, torch.get_num_threads()]))"
+    """Where it ran: the cores, torch's own thread count in a fresh interpreter, and the engine's thread policy
+    (the threads of one CPU pass, and how many passes run side by side)."""
+    code = ("import json, torch; from dgnam_engine import accel; n = accel.cpu_pass_threads(); "
+            "print(json.dumps([torch.__version__, torch.get_num_threads(), n, accel.cpu_lanes(n)]))")
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-        version, threads = json.loads(out.stdout)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                             cwd=ROOT)
+        version, threads, pass_threads, lanes = json.loads(out.stdout)
     except (subprocess.SubprocessError, ValueError) as exc:
-        version, threads = None, f"unknown ({exc})"
+        version = threads = pass_threads = lanes = f"unknown ({type(exc).__name__})"
     return {"cpu_count": os.cpu_count(), "torch": version, "torch_threads": threads,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "platform": platform.platform(),
-            "python": platform.python_version()}
+            "engine_pass_threads": pass_threads, "engine_lanes": lanes,
+            "dgnam_cpu_threads": os.environ.get("DGNAM_CPU_THREADS"),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "platform": platform.platform(), "python": platform.python_version()}
 
 
 def browse_first_screen(browser, url: str, timeout: float) -> dict:
@@ -178,7 +184,8 @@ def compare_priors(browser, url: str, timeout: float, skip_maco: bool, maco_time
             time.sleep(0.1)
         maco_title = next((t for t in titles if t.startswith("MACO")), None)
         maco = final.get(maco_title) if maco_title else None
-        return {"seed": seed, "columns_first_picture": first, "columns_final": final, "all_dgnam_and_pixel_done": all_done,
+        return {"seed": seed, "columns_first_picture": first, "columns_final": final,
+                "all_dgnam_and_pixel_done": all_done,
                 "maco_final": maco, "maco": "done" if maco else "skipped" if skip_maco else
                 "no MACO column" if maco_title is None else "timed out"}
     finally:
