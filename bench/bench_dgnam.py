@@ -25,6 +25,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import dgnam_engine  # noqa: E402,F401  (first: sets how OpenMP threads wait, before torch loads)
 import torch  # noqa: E402
 
 from dgnam_engine import accel as A  # noqa: E402

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import dgnam_engine  # noqa: E402,F401  (first: sets how OpenMP threads wait, before torch loads)
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from dgnam_engine.imagenet import class_names  # noqa: E402
 from dgnam_engine.imaging import save_png  # noqa: E402

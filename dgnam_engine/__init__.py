@@ -3,7 +3,10 @@
 
 Importing the package loads nothing heavy: `import dgnam_engine.errors` must not wait for torch. The names below
 load `runner` (and torch) when first used."""
+from . import openmp_wait
 from .errors import RunCancelled, UserError, WeightsCorrupt, WeightsMissing
+
+openmp_wait.apply()  # before anything of ours loads torch
 
 _FROM_RUNNER = ("Settings", "UnitResult", "get_prior", "get_target", "visualize")
 

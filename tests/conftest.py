@@ -23,6 +23,7 @@ os.environ.update(_ENV)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dgnam_engine  # noqa: E402,F401  (before torch: sets how OpenMP threads wait, dgnam_engine/openmp_wait.py)
 
 
 @pytest.fixture(scope="session", autouse=True)
