@@ -92,17 +92,18 @@ def log(msg: str) -> None:
 
 def machine() -> dict:
     """Where it ran: the cores, torch's own thread count in a fresh interpreter, and the engine's thread policy
-    (the threads of one CPU pass, and how many passes run side by side)."""
-    code = ("import json, torch; from dgnam_engine import accel; n = accel.cpu_pass_threads(); "
-            "print(json.dumps([torch.__version__, torch.get_num_threads(), n, accel.cpu_lanes(n)]))")
+    (the threads of one CPU pass, how many passes run side by side, how OpenMP threads wait)."""
+    code = ("import json, os, dgnam_engine, torch; from dgnam_engine import accel; n = accel.cpu_pass_threads(); "
+            "print(json.dumps([torch.__version__, torch.get_num_threads(), n, accel.cpu_lanes(n), "
+            "os.environ.get('GOMP_SPINCOUNT')]))")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                              cwd=ROOT)
-        version, threads, pass_threads, lanes = json.loads(out.stdout)
+        version, threads, pass_threads, lanes, spin = json.loads(out.stdout)
     except (subprocess.SubprocessError, ValueError) as exc:
-        version = threads = pass_threads = lanes = f"unknown ({type(exc).__name__})"
+        version = threads = pass_threads = lanes = spin = f"unknown ({type(exc).__name__})"
     return {"cpu_count": os.cpu_count(), "torch": version, "torch_threads": threads,
-            "engine_pass_threads": pass_threads, "engine_lanes": lanes,
+            "engine_pass_threads": pass_threads, "engine_lanes": lanes, "gomp_spincount": spin,
             "dgnam_cpu_threads": os.environ.get("DGNAM_CPU_THREADS"),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "platform": platform.platform(), "python": platform.python_version()}
