@@ -114,11 +114,16 @@ def test_no_hook_is_left_on_shared_models_after_concurrent_runs_and_a_classify(l
         assert together[key].activation_start == pytest.approx(first, rel=tol, abs=tol), key
     assert hooks_on(lite0.model) == [] and hooks_on(fc6_prior.generator) == []
     assert not torch.nn.modules.module._global_forward_hooks
-    # accel's private converted copies carry only the input cast they were made with, on their root
+    # accel's private converted copies carry only the casts they were made with: the input cast on their root,
+    # and a cast in and out on each layer kept in fp32
     for per in (A._converted.get(lite0.model, {}), A._converted.get(fc6_prior.generator, {})):
         for copy in per.values():
-            assert hooks_on(copy) == ["<root>: _forward_pre_hooks"]
+            casts = [f"{n}: {d}" for n in copy.low_precision_skipped for d in ("_forward_hooks", "_forward_pre_hooks")]
+            assert sorted(hooks_on(copy)) == sorted(["<root>: _forward_pre_hooks"] + casts)
             assert len(copy._forward_pre_hooks) == 1
+            mods = dict(copy.named_modules())
+            assert all(len(mods[n]._forward_hooks) == len(mods[n]._forward_pre_hooks) == 1
+                       for n in copy.low_precision_skipped)
 
 
 def test_truncations_do_not_keep_a_discarded_model_alive():
