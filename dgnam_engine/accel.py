@@ -569,10 +569,17 @@ def _cached(module: nn.Module, accel: Accel, make):
 def prepare(generator: nn.Module, target: Target, accel: Accel) -> tuple[nn.Module, Target]:
     """Converted (and cached) generator and target for `accel`."""
     gen = _cached(generator, accel, lambda: _maybe_compile(convert(generator, accel), accel))
+    return gen, prepare_target(target, accel)
+
+
+def prepare_target(target: Target, accel: Optional[Accel]) -> Target:
+    """The converted (and cached) target for `accel`; the target itself for the plain path (None). The methods
+    without a generator (pixel, MACO) need only this."""
+    if accel is None:
+        return target
     # the target's model is compiled per layer, as its truncations (FastTarget.layer_model)
     model = _cached(target.model, accel, lambda: convert_target(target, accel))
-    tgt = FastTarget(target, model, compile=accel.compile)
-    return gen, tgt
+    return FastTarget(target, model, compile=accel.compile)
 
 
 @contextmanager

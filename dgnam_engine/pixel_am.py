@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import accel as _accel
 from .dgnam import BatchResult, StepCallback, optimise
 from .objectives import UnitObjective
 from .convention import gen_pixel_bounds
@@ -68,7 +69,9 @@ def run(target: Target, layer: LayerInfo, units: Sequence[int], *, seeds: Sequen
         decay: float = PIXEL_DEFAULTS["decay"], jitter: int = PIXEL_DEFAULTS["jitter"],
         blur_every: int = PIXEL_DEFAULTS["blur_every"], blur_sigma: float = PIXEL_DEFAULTS["blur_sigma"],
         position: Optional[tuple[int, int]] = None, callback: Optional[StepCallback] = None,
-        preview_every: int = 0, objective=None) -> BatchResult:
+        preview_every: int = 0, objective=None, accel=None) -> BatchResult:
+    """`accel` (accel.Accel or None: the plain fp32 path) computes the target's passes faster, as for DGN-AM."""
+    target = _accel.prepare_target(target, accel)
     dev = target.device
     size = target.spec.input_size
     # Start near the mean image: small noise in the generator convention, one start per sample from its seed.
@@ -78,4 +81,4 @@ def run(target: Target, layer: LayerInfo, units: Sequence[int], *, seeds: Sequen
                        blur_sigma=blur_sigma)
     obj = objective or UnitObjective(layer, torch.as_tensor(list(units), device=dev), position)
     return optimise(param, obj, target, x0.float(), n_iters=n_iters, lr_start=lr_start, lr_end=lr_end,
-                    callback=callback, preview_every=preview_every)
+                    callback=callback, preview_every=preview_every, accel=accel)

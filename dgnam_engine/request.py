@@ -151,8 +151,8 @@ def resolve(req: Request) -> Run:
     else:
         weights_path, weights_id = None, "builtin"
     n = s.n_iters or (photo_init.PHOTO_ITERS if s.init_image else spec.n_iters)
+    accel = A.resolve(s.accel, dev)  # every method's target passes take the fast path unless "plain" is asked
     if s.method == "maco":
-        accel = None
         prior = prior_path = None
         # its natural spectrum plays the prior: another spectrum is another picture
         prior_kind = "none"
@@ -160,13 +160,11 @@ def resolve(req: Request) -> Run:
         n = s.n_iters or maco.MACO_DEFAULTS["n_iters"]
         lr0 = lr1 = s.lr_start if s.lr_start is not None else maco.MACO_DEFAULTS["lr"]  # NAdam: one lr
     elif s.method == "pixel":
-        accel = None
         prior = prior_path = None
         prior_kind, prior_id = "none", "pixel"
         lr0 = s.lr_start if s.lr_start is not None else pixel_am.PIXEL_DEFAULTS["lr_start"]
         lr1 = s.lr_end if s.lr_end is not None else pixel_am.PIXEL_DEFAULTS["lr_end"]
     else:
-        accel = A.resolve(s.accel, dev)
         pfile = req.prior_file
         if s.prior is None and pfile is not None and str(pfile).endswith(".safetensors"):
             pspec = P.spec_from_file(pfile)  # a prior file need not be one of the registered priors

@@ -126,12 +126,13 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
     start, alphas = None, None
     if r.method == "maco":
         mres = maco.run(tgt, info, units, seeds=seeds, n_iters=n, lr=lr0, position=s.position, callback=callback,
-                        preview_every=preview_every, objective=combined)
+                        preview_every=preview_every, objective=combined, accel=r.accel)
         res, alphas = mres.batch, mres.alpha
         prior_name, prior_kind, pfile = "maco", "none", None
     elif r.method == "pixel":
         res = pixel_am.run(tgt, info, units, seeds=seeds, n_iters=n, lr_start=lr0, lr_end=lr1,
-                           position=s.position, callback=callback, preview_every=preview_every, objective=combined)
+                           position=s.position, callback=callback, preview_every=preview_every, objective=combined,
+                           accel=r.accel)
         prior_name, prior_kind, pfile = "pixel", "none", None
     else:
         # the prior as asked: a prior file need not be one of the registered priors

@@ -31,3 +31,21 @@ def test_pixel_baseline_batch_equals_one_by_one():
     # different seeds of the same unit really differ (the jitter and the start are per sample)
     assert not torch.allclose(batch.images[0], batch.images[2], atol=1e-3)
     assert float(batch.activations[-1, 0]) > float(batch.activations[0, 0])
+
+
+def test_the_methods_without_a_generator_take_the_fast_path_by_default_and_the_plain_one_on_request(lite0):
+    """Pixel and MACO pictures are keyed by the precision their target really computed in, like DGN-AM's, and both
+    raise a real Lite0 class on the default (fast) path."""
+    from dgnam_engine import accel
+    from dgnam_engine.request import Request, Settings, resolve
+    from dgnam_engine.runner import visualize
+
+    fast = accel.describe(accel.for_device("cpu"), "cpu")
+    for method in ("pixel", "maco"):
+        auto = resolve(Request("efficientnet_lite0", [309], settings=Settings(method=method), device="cpu"))
+        plain = resolve(Request("efficientnet_lite0", [309], settings=Settings(method=method, accel="plain"),
+                                device="cpu"))
+        assert (auto.precision, plain.precision) == (fast, "cpu float32 plain")
+        assert auto.identities()[0].key != plain.identities()[0].key
+        (r,) = visualize("efficientnet_lite0", [309], settings=Settings(method=method, n_iters=8), target=lite0)
+        assert r.activation_final > r.activation_start + 1.0, method
