@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import truncate
+from . import batchnorm_fold, truncate
 from .convention import RGB_MEAN
 from .errors import UserError
 from .targets import Target
@@ -42,6 +42,7 @@ class Accel:
     dtype: str = "float32"  # weights and activations inside the generator and the target
     channels_last: bool = False  # NHWC convolutions (oneDNN on CPU, tensor cores on GPU)
     fast_linear: bool = False  # linear layers keep a transposed weight so the backward is a fast GEMV
+    fold_bn: bool = False  # the target's eval batch norms folded into the convolutions before them (batchnorm_fold)
     packed: bool = False  # CPU: linear (fast_linear) and convolution weights in oneDNN's packed layout, packed once
     int8_linear: bool = False  # linear layers with int8 weights (per-row scale): half the bytes of bf16 (CPU);
     # layers whose sizes the int8 kernel cannot take stay fast_linear
@@ -74,8 +75,8 @@ def for_device(device: torch.device | str) -> Accel:
     if cpu_has_fast_bf16():
         # int8_linear stays opt-in: its private kernel (torch._weight_int8pack_mm) crashed the process once in
         # backward during a 4-unit run here, and a live demo must not die.
-        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True, packed=True)
-    return Accel(channels_last=True)
+        return Accel(dtype="bfloat16", channels_last=True, fast_linear=True, packed=True, fold_bn=True)
+    return Accel(channels_last=True, fold_bn=True)
 
 
 def describe(accel: Optional[Accel], device: torch.device | str) -> str:
@@ -508,10 +509,14 @@ def convert_target(target: Target, accel: Accel) -> nn.Module:
     """`convert` for a target's model, checked on one input of its size, forward and backward: an op outside the
     probed layers (a functional call inside a block) that has no kernel in accel's dtype sends the whole model back
     to fp32, with a warning, instead of failing a run that the plain path finishes."""
-    m = convert(target.model, accel)
+    size = target.spec.input_size
+    source = target.model
+    if accel.fold_bn:  # registered layers keep their outputs: a convolution that is a layer keeps its norm
+        example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(target.device)
+        source = batchnorm_fold.folded_copy(target.model, example, {i.module for i in target.layers.values()})
+    m = convert(source, accel)
     if accel.torch_dtype == torch.float32:
         return m
-    size = target.spec.input_size
     x = torch.zeros(1, 3, size, size, device=target.device, requires_grad=True)
     try:
         with torch.enable_grad():
@@ -523,7 +528,7 @@ def convert_target(target: Target, accel: Accel) -> nn.Module:
         why = str(exc).strip().splitlines()[0][:200]
     warnings.warn(f"fast path: {target.name} cannot run in {accel.dtype} on {target.device.type} ({why}); "
                   "it runs in float32")
-    return convert(target.model, replace(accel, dtype="float32", int8_linear=False))
+    return convert(source, replace(accel, dtype="float32", int8_linear=False))
 
 
 class FastTarget(Target):
