@@ -95,15 +95,16 @@ def machine() -> dict:
     (the threads of one CPU pass, how many passes run side by side, how OpenMP threads wait)."""
     code = ("import json, os, dgnam_engine, torch; from dgnam_engine import accel; n = accel.cpu_pass_threads(); "
             "print(json.dumps([torch.__version__, torch.get_num_threads(), n, accel.cpu_lanes(n), "
-            "os.environ.get('GOMP_SPINCOUNT')]))")
+            "os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY')]))")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                              cwd=ROOT)
-        version, threads, pass_threads, lanes, spin = json.loads(out.stdout)
+        version, threads, pass_threads, lanes, spin, wait = json.loads(out.stdout)
     except (subprocess.SubprocessError, ValueError) as exc:
-        version = threads = pass_threads = lanes = spin = f"unknown ({type(exc).__name__})"
+        version = threads = pass_threads = lanes = spin = wait = f"unknown ({type(exc).__name__})"
     return {"cpu_count": os.cpu_count(), "torch": version, "torch_threads": threads,
             "engine_pass_threads": pass_threads, "engine_lanes": lanes, "gomp_spincount": spin,
+            "omp_wait_policy": wait,
             "dgnam_cpu_threads": os.environ.get("DGNAM_CPU_THREADS"),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "platform": platform.platform(), "python": platform.python_version()}

@@ -1,15 +1,18 @@
-"""How OpenMP threads wait at the end of each parallel region, set before torch loads its OpenMP runtime (which
-reads it once). By default GNU OpenMP spins ~300,000 times before sleeping: on a machine where anything else runs
-(the browser showing the live picture, another tab's run, a build), a pass of two threads then waits at every one of
-its ~100 barriers for a thread the kernel descheduled, and a unit took 26-230 s instead of 7 s (AlexNet + fc6,
-2 cores, 0-2 busy processes beside it). A short spin keeps the quiet-machine speed and loses nothing under load
-(docs/performance.md). A value the user set is kept."""
+"""How OpenMP threads wait at the end of each parallel region, set before torch loads its OpenMP runtime (GNU
+OpenMP reads it once). Measured on 2 cores with two-thread passes (docs/performance.md):
+- by default a waiting thread spins ~300,000 times (about 3 ms) before sleeping. Beside another process that
+  computes with its own threads (a test suite, a second server), a pass then waits at each of its ~100 barriers for
+  a thread the kernel descheduled: 56-72 s a unit instead of 8 s. A short spin (1000) keeps that at 8 s;
+- GNU OpenMP shortens the spin further (to 100) whenever it manages more threads than there are cores, e.g. when
+  the dashboard's page thread has run torch once and a worker thread runs the passes: 6.1 s instead of 4.0 s a
+  Lite0 unit. OMP_WAIT_POLICY=ACTIVE raises that shortened spin to 1000 too, so it is the same everywhere.
+Values the user set are kept."""
 from __future__ import annotations
 
 import os
 import sys
 
-DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
+DEFAULTS = {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": "ACTIVE"}
 
 
 def apply() -> bool:
