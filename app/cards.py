@@ -89,6 +89,10 @@ def _settings_rows(r: StoredResult) -> list[dict]:
              ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
              ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
              ("time", f"{r.seconds:.1f} s on {r.device}")]
+    if s.get("accel"):  # the precision and, on a CPU, the threads of each pass: the picture depends on both
+        threads = s.get("cpu_threads")
+        rows.append(("computed in", f"{s['accel']}" + (f", {threads} thread{'s' if threads != 1 else ''} a pass"
+                                                       if threads else "")))
     return [{"setting": k, "value": str(v)} for k, v in rows]
 
 

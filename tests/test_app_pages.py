@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgnam_engine import generators, priors, runner
+from dgnam_engine import accel, generators, priors, runner
 from dgnam_engine.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +164,11 @@ def test_browse_link_opens_unit_and_renders_it(env):
     assert len(at.get("plotly_chart")) == 1 and at.dataframe  # activation chart, top-5 and settings tables
     top5 = at.dataframe[0].value
     assert len(top5) == 5 and "%" in top5["probability"][0]
+    table = at.table[0].value
+    settings = dict(zip(table["setting"], table["value"]))
+    threads = accel.cpu_pass_threads()  # what the picture depends on, besides the request: precision and threads
+    assert settings["computed in"] == f"cpu {accel.for_device('cpu').dtype}, {threads} thread" + \
+        ("s" if threads != 1 else "") + " a pass", settings
     # the grid lists it, each picture a link to its unit; another rendered unit's link opens its card
     grid = "".join(e.proto.body for e in at.get("html"))
     links = dict(re.findall(r'href="\?model=efficientnet_lite0&amp;layer=classifier&amp;unit=(\d+)"[^>]*><img[^>]*'
