@@ -57,6 +57,17 @@ def worker():
     return get_worker(device())
 
 
+def warm(requests) -> None:
+    """Have the worker prepare these kinds of run while the visitor looks at the page (Worker.warm: once each per
+    server), so the first Render starts at once. DGNAM_NO_WARMUP=1 turns it off (the test suite's in-process pages,
+    whose worker outlives each test's settings)."""
+    if os.environ.get("DGNAM_NO_WARMUP") == "1":
+        return
+    w = worker()
+    for r in requests:
+        w.warm(r)
+
+
 def default_steps() -> Optional[int]:
     """Steps preset in the widgets: $DGNAM_UI_STEPS, else None (the model's own default, 200)."""
     v = os.environ.get(ENV_STEPS, "").strip()

@@ -59,6 +59,7 @@ class Job:
         self.finished: Optional[float] = None
         self._cancel = threading.Event()
         self._done = threading.Event()
+        self.warmup = False  # Worker.warm: prepares a kind of run, stores nothing, nobody waits for it
 
     @property
     def done(self) -> bool:
@@ -105,9 +106,12 @@ class Worker:
         self._cv = threading.Condition()
         self._threads: list[threading.Thread] = []
         self.running: list[Job] = []
+        self._warmed: set[tuple] = set()
 
-    def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5) -> Job:
+    def submit(self, request: Request, store: Optional[ResultsStore] = None, preview_every: int = 5,
+               warmup: bool = False) -> Job:
         job = Job(request, store, preview_every)
+        job.warmup = warmup
         try:  # the steps it will take, for progress bars before its first step (a bad request fails when it runs)
             job.n_iters = resolve(replace(request, device=self.device)).n_iters
         except Exception:  # noqa: BLE001 - the run resolves it again and reports the reason in one line
@@ -123,15 +127,30 @@ class Worker:
             self._cv.notify()
         return job
 
+    def warm(self, request: Request) -> Optional[Job]:
+        """Prepare what a request's run needs (the network, the prior, the fast path's converted copies and packed
+        weights) with a 2-step run that stores nothing, once per kind of run, so the first real run starts at
+        once. A warm-up counts as no one's run in a queue position. None when that kind is warm already."""
+        s = request.settings
+        kind = (request.model, request.layer, s.method, s.prior, s.accel, request.prior_file, request.model_weights)
+        with self._cv:
+            if kind in self._warmed:
+                return None
+            self._warmed.add(kind)
+        quick = replace(request, units=list(request.units[:1]), seeds=None,
+                        settings=replace(s, n_iters=2, init_image=None, objective=None, position=None,
+                                         preview=True))
+        return self.submit(quick, None, preview_every=0, warmup=True)
+
     def position(self, job: Job) -> Optional[int]:
         """How many runs are ahead of a queued job (running ones included; it starts once fewer than `lanes` are
         ahead); None once it runs or ended."""
         with self._cv:
-            ahead = len(self.running)
+            ahead = sum(1 for j in self.running if not j.warmup)
             for j in self._queue:
                 if j is job:
                     return ahead
-                if not j.cancel_requested:
+                if not j.cancel_requested and not j.warmup:
                     ahead += 1
         return None
 

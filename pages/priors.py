@@ -76,6 +76,8 @@ if sel is not None:
     def forming(title: str, images: list, captions: list) -> None:
         boxes[title].image(images[0], caption=captions[0].split(" · ", 1)[1], width="stretch")
 
+    if adv.problem is None and not (go or again):
+        state.warm(req for _, req in requests)  # every column's prior and fast path ready before the click
     if adv.problem is None:
         for title in boxes:  # what is stored already stands in its column from the start
             if not show(title) and (go or again):

@@ -2,7 +2,7 @@
 the left and the pictures (stored, forming, done) on the right, so at 1280x720 both are on the first screen."""
 import streamlit as st
 
-from app import beyond, cards, catalog, layout, runs, widgets
+from app import beyond, cards, catalog, layout, runs, state, widgets
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -53,6 +53,8 @@ req = Request(sel.model, units, sel.layer, settings, seeds)
 go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
                         disabled=problem is not None, width="stretch")
 live = st.session_state.pop("run_live", None) if problem is None else None
+if problem is None and not go and not live:
+    state.warm([req])  # the network, prior and fast path ready before the click
 before = runs.stored_results(req) if problem is None else []
 stored_all = bool(before) and all(before)
 

@@ -16,7 +16,9 @@ _BASE = Path(tempfile.mkdtemp(prefix="dgnam-tests-"))
 _ENV = {"TORCH_HOME": str(_BASE / "torch"), "HF_HOME": str(_BASE / "hf"), "HF_HUB_OFFLINE": "1",
         "DGNAM_DATA_DIR": str(_BASE / "data"), "XDG_CACHE_HOME": str(_BASE / "cache"),
         # no shipped atlas unless a test asks for one: stores start empty (tests/test_atlas*.py point at atlases)
-        "DGNAM_ATLAS_DIR": str(_BASE / "no-atlas")}
+        "DGNAM_ATLAS_DIR": str(_BASE / "no-atlas"),
+        # no background warm-up runs from in-process pages: the shared worker outlives each test's settings
+        "DGNAM_NO_WARMUP": "1"}
 _OLD_ENV = {k: os.environ.get(k) for k in _ENV}
 os.environ.update(_ENV)
 

@@ -40,6 +40,7 @@ def server(request, tmp_path_factory, fc6_file):
     data = base / "data"
     env = dict(os.environ, TORCH_HOME=str(base / "torch"), DGNAM_DATA_DIR=str(data), DGNAM_UI_STEPS="3",
                DGNAM_DEVICE="cpu", HF_HUB_OFFLINE="1")
+    env.pop("DGNAM_NO_WARMUP", None)  # a server warms its runs up, as a user's does
     env.update(getattr(request.module, "DASHBOARD_ENV", {}))  # what a test module needs besides
     with run_dashboard(base, env) as url:
         yield url, data

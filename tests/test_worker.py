@@ -83,6 +83,19 @@ def test_runs_go_side_by_side_on_spare_cores_and_give_the_lone_picture(lite0, fc
     assert [s.settings["cpu_threads"] for s in store.query()] == [1, 1]
 
 
+def test_a_warm_up_prepares_a_kind_of_run_once_stores_nothing_and_is_nobodys_turn(lite0, fc6_file, store):
+    w = Worker("cpu", lanes=1)
+    r = req(fc6_file, units=(967, 1), n_iters=30)
+    warm = w.warm(r)
+    assert warm is not None and warm.warmup and w.warm(req(fc6_file, units=(5,), seed=3)) is None  # same kind
+    job = w.submit(req(fc6_file, n_iters=3), store)
+    if warm.state in ("queued", "running"):
+        assert w.position(job) == 0  # the warm-up ahead of it is nobody's run
+    assert warm.wait(120) and warm.state == DONE, warm.error
+    assert warm.n_iters == 2 and warm.step == 2 and len(warm.curves) == 1  # two steps of one unit
+    assert job.wait(120) and job.state == DONE and len(store) == 1  # only the real run was stored
+
+
 def test_cancel_mid_run_stores_nothing(lite0, fc6_file, store):
     w = Worker("cpu")
     job = w.submit(req(fc6_file, n_iters=200), store)
