@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import dgnam_engine  # noqa: F401  (first: sets how OpenMP threads wait, before torch loads)
-import torch
 
-from dgnam_engine import runner
-from dgnam_engine.accel import cpu_pass_threads, cpu_threads
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import dgnam_engine  # noqa: E402,F401  (first: sets how OpenMP threads wait, before torch loads)
+import torch  # noqa: E402
+
+from dgnam_engine import runner  # noqa: E402
+from dgnam_engine.accel import cpu_pass_threads, cpu_threads  # noqa: E402
 
 
 def render(units, settings, threads=None):
