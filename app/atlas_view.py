@@ -7,6 +7,7 @@ Only the pictures of the page shown are read, each checked against its checksum 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 from typing import Sequence
@@ -61,8 +62,6 @@ def grid_html(results: Sequence[StoredResult], names: LayerNames, store: Results
               keep: dict | None = None) -> str:
     """The cells of `results`, each from its picture's checked bytes: a missing or damaged picture (the store sets
     it aside and reports it) gets no cell."""
-    import hashlib
-
     cells = []
     for r in results:
         data = store.picture_bytes(r)

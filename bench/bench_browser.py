@@ -33,9 +33,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 VIEWPORT = {"width": 1280, "height": 720}
 CELLS = '[data-testid="stMain"] a.atlas-cell img'
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-background-timer-throttling",
-                "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"]
 
 # The grid's first row: every picture at the first picture's height decoded and wholly inside the window.
 FIRST_ROW_ON_SCREEN = f"""() => {{
@@ -211,7 +208,7 @@ def main(argv=None) -> int:
                     help="measure only these (repeatable; default: all three)")
     args = ap.parse_args(argv)
     try:
-        from test_browser import CHROMIUM, run_dashboard
+        from test_browser import BROWSER_ARGS, CHROMIUM, run_dashboard
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         print(f"bench_browser: {exc}: install the dev requirements (pip install -r requirements-dev.txt)",

@@ -574,7 +574,9 @@ class ResultsStore:
 
     def _shipped(self, where: str, args: tuple, good=None) -> list[StoredResult]:
         """Good results of the shipped atlases matching an SQL condition (entries that fail their checksum or
-        hold a damaged value are set aside by the atlas and here)."""
+        hold a damaged value are set aside by the atlas and here); `good` decides which pictures may be served
+        (default: checked now, as `_good` does)."""
+        good = good or self._good
         out = []
         for a in self.atlases:
             try:
@@ -586,7 +588,6 @@ class ResultsStore:
                 if first:
                     log.warning("atlas %s cannot be read (%s): reinstall the project to restore it", a.folder, exc)
                 continue
-            good = good or self._good
             out += [res for res in (self._row(r, a.folder) for r in rows) if res is not None and good(res)]
         return out
 

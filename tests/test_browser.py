@@ -78,22 +78,31 @@ def run_dashboard(base: Path, env: dict):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(server):
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run",
+                # several tabs at once: keep the ones in the background as lively as the front one
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows"]
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1400, height: int = 1000, timeout_s: float = 90):
+    """A chromium tab of this size, its waits and expectations at `timeout_s` (runs share two busy CPU cores)."""
     from playwright.sync_api import expect, sync_playwright
 
-    expect.set_options(timeout=90_000)  # runs share two busy CPU cores
+    expect.set_options(timeout=timeout_s * 1000)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run",
-            # several tabs at once: keep the ones in the background as lively as the front one
-            "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-            "--disable-backgrounding-occluded-windows"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(90_000)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        pg = browser.new_page(viewport={"width": width, "height": height})
+        pg.set_default_timeout(timeout_s * 1000)
         yield pg
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with browser_page() as pg:
+        yield pg
 
 
 def idle(page):

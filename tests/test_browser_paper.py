@@ -7,25 +7,21 @@ import re
 import pytest
 import skimage.data
 from PIL import Image
-from test_browser import CHROMIUM, idle, server  # noqa: F401  (server: the module-scoped dashboard fixture)
+from test_browser import CHROMIUM, browser_page, idle, server  # noqa: F401  (server: the module-scoped dashboard fixture)
 
 pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: install it with scripts/install_browser.sh")
 
 
 def test_paper_page_runs_five_experiments_with_pictures_and_numbers(server):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, data = server
     corpus = data / "corpus"  # a small offline collection, so RQ5's top photos are found in seconds
     corpus.mkdir(parents=True, exist_ok=True)
     for name in ("coffee", "chelsea", "astronaut", "rocket"):
         Image.fromarray(getattr(skimage.data, name)()).save(corpus / f"skimage__{name}.jpg")
-    expect.set_options(timeout=240_000)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.set_default_timeout(240_000)
+    with browser_page(1280, 720, timeout_s=240) as page:
         page.goto(f"{url}/paper")
         idle(page)
         main = page.locator('[data-testid="stMain"]')
@@ -51,4 +47,3 @@ def test_paper_page_runs_five_experiments_with_pictures_and_numbers(server):  # 
         expect(recipes.locator('[data-testid="stImage"]')).to_have_count(5)  # the five class units of script 1
         expect(page.locator('[data-testid="stException"]')).to_have_count(0)
         page.screenshot(path=str(data / "paper_page.png"), full_page=False)
-        browser.close()

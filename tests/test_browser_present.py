@@ -7,7 +7,7 @@ import re
 import sqlite3
 
 import pytest
-from test_browser import CHROMIUM, idle, server  # noqa: F401  (server: the module-scoped dashboard fixture)
+from test_browser import CHROMIUM, browser_page, idle, server  # noqa: F401  (server: the module-scoped dashboard fixture)
 
 WIDTH, HEIGHT = 1280, 720
 PAGES = ["", "run", "priors", "models", "gallery", "setup", "?present=1", "run?present=1"]
@@ -18,17 +18,8 @@ pytestmark = pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(
 
 @pytest.fixture(scope="module")
 def page(server):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=90_000)  # runs share two busy CPU cores
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        pg = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-        pg.set_default_timeout(90_000)
+    with browser_page(WIDTH, HEIGHT) as pg:
         yield pg
-        browser.close()
 
 
 def open_page(page, url: str) -> None:

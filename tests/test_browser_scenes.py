@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from httpserver import FileServer
-from test_browser import CHROMIUM, ROOT, idle, rendered_widths, run_dashboard
+from test_browser import CHROMIUM, browser_page, ROOT, idle, rendered_widths, run_dashboard
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is missing: install it with scripts/install_browser.sh")
@@ -64,17 +64,8 @@ def dashboard(tmp_path_factory, places_host, fc6_file):
 
 @pytest.fixture(scope="module")
 def page(dashboard):
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=90_000)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(90_000)
+    with browser_page() as pg:
         yield pg
-        browser.close()
 
 
 def test_setup_downloads_a_places_network_with_progress(dashboard, page, places_host):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from httpserver import FileServer
-from test_browser import CHROMIUM, ROOT, idle, rendered_widths, run_dashboard
+from test_browser import CHROMIUM, browser_page, ROOT, idle, rendered_widths, run_dashboard
 
 REPO = "binxu/DeePSim_DosovitskiyBrox2016"
 
@@ -65,17 +65,8 @@ def dashboard(tmp_path_factory, hub):
 
 @pytest.fixture(scope="module")
 def page(dashboard):
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=90_000)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(90_000)
+    with browser_page() as pg:
         yield pg
-        browser.close()
 
 
 def weight_files(hf_cache: Path) -> list[str]:

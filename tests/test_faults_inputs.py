@@ -299,8 +299,8 @@ def test_link_parameters_draw_no_outside_link_or_picture_in_the_browser(tmp_path
     from urllib.parse import quote
 
     from httpserver import FileServer
-    from playwright.sync_api import expect, sync_playwright
-    from test_browser import idle, run_dashboard
+    from playwright.sync_api import expect
+    from test_browser import browser_page, idle, run_dashboard
 
     env = dict(os.environ, DGNAM_DATA_DIR=str(tmp_path / "data"), DGNAM_DEVICE="cpu", HF_HUB_OFFLINE="1")
     with FileServer() as outside, run_dashboard(tmp_path, env) as url:
@@ -308,11 +308,7 @@ def test_link_parameters_draw_no_outside_link_or_picture_in_the_browser(tmp_path
         links = {"[Click here to fix](%s/fix)" % outside.url: "Click here to fix",
                  "![x](%s)" % pixel: "![x](",
                  "see www.evil.example or mail me@evil.example": "www.evil.example"}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(90_000)
+        with browser_page() as page:
             for text, shown in links.items():
                 page.goto(f"{url}/?model={quote(text, safe='')}")
                 idle(page)
@@ -325,5 +321,4 @@ def test_link_parameters_draw_no_outside_link_or_picture_in_the_browser(tmp_path
                 outside_refs = page.evaluate("""origin => [...document.querySelectorAll('a[href], img[src]')]
                     .map(e => e.href || e.src).filter(u => u.startsWith(origin))""", outside.url)
                 assert outside_refs == [], outside_refs
-            browser.close()
         assert outside.requests == []
