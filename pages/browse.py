@@ -74,6 +74,11 @@ from app import cards, catalog, runs, widgets  # noqa: E402
 from dgnam_engine.runner import Settings  # noqa: E402
 from dgnam_engine.worker import Request  # noqa: E402
 
+if first is not None:  # load the network behind the placeholder pickers: the pickers' "Loading the model…"
+    from dgnam_engine import runner  # noqa: E402  spinner would be drawn over the search box
+
+    runner.get_target(first[0].model, state.device()).layers
+
 
 def _open_unit(model: str, layer: str) -> int | None:
     """The unit whose card the address opens (a grid click or a link), or None: the page opens on the grid."""
