@@ -714,6 +714,12 @@ class ResultsStore:
         image = np.asarray(result.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("result.image must be an HxWx3 uint8 array")
+        bad = next((float(a) for a in (result.activation_start, result.activation_final, *result.activations)
+                    if not math.isfinite(float(a))), None)
+        if bad is not None:  # SQLite would store NaN as NULL, refuse it, and the database would be called damaged
+            raise ValueError(f"{result.model} {result.layer} unit {result.unit}: activation is not a finite number "
+                             f"({bad}), so nothing was stored; the network gives NaN or infinity here: check its "
+                             "weights and its input mean and std")
         self.check_writable()
         name = f"{key}.png"
         final = self.images / name
