@@ -276,3 +276,20 @@ def test_a_non_finite_activation_is_refused_in_one_line_and_nothing_is_stored(tm
     assert len(store) == 0 and list(store.images.glob("*.png")) == []
     store.put(fake_result(4), f"{4:032x}", {"n_iters": 2}, "w:1")  # the database is sound
     assert len(store) == 1
+
+
+# ----- lower: when no picture can be stored, the job's line says so plainly --------------------------------------
+
+def test_a_job_whose_pictures_all_fail_to_store_says_none_could_be_stored(lite0, fc6_file, tmp_path):
+    from dgnam_engine.worker import FAILED, Request as JobRequest, Worker
+
+    store = ResultsStore(tmp_path / "store")
+    r = JobRequest("efficientnet_lite0", [967, 1], "classifier", Settings(prior="fc6", n_iters=2),
+                   prior_file=str(fc6_file))
+    for ident in r.identities():  # no picture can be put in place (as in a folder nobody may write to)
+        (store.images / f"{ident.key}.png").mkdir()
+    job = Worker("cpu").submit(r, store)
+    assert job.wait(120) and job.state == FAILED
+    assert job.error.startswith(f"none of the 2 pictures could be stored: cannot save a picture in {store.images}"), \
+        job.error
+    assert "the others" not in job.error and len(store) == 0
