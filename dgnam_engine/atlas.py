@@ -461,11 +461,11 @@ def rekey(folder: Path) -> dict:
     tmp.mkdir()
     try:
         renamed = {u[4]: u[2] for u in updates}  # a picture is named by its row's key
-        kill_after = int(os.environ.get(TEST_KILL_REKEY, "0") or 0)
+        kill_after = os.environ.get(TEST_KILL_REKEY)
         for n, p in enumerate(sorted(folder.iterdir()), 1):
             if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS:
                 shutil.copyfile(p, tmp / renamed.get(p.name, p.name))
-            if n == kill_after:
+            if str(n) == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         con = sqlite3.connect(tmp / INDEX)
         try:
