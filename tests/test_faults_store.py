@@ -19,6 +19,7 @@ import pytest
 
 from dgnam_engine import atlas as A
 from dgnam_engine import cli, dataset_index as D
+from dgnam_engine.errors import UserError
 from dgnam_engine.request import Request, Settings
 from dgnam_engine.store import ResultsStore
 from test_faults import fake_result
@@ -272,6 +273,7 @@ def test_a_non_finite_activation_is_refused_in_one_line_and_nothing_is_stored(tm
     with pytest.raises(ValueError) as e:
         store.put(res, f"{4:032x}", {"n_iters": 2}, "w:1")
     msg = str(e.value)
+    assert isinstance(e.value, UserError)  # one line on the command line, exit 2
     assert "activation is not a finite number" in msg and "damaged" not in msg and "\n" not in msg, msg
     assert len(store) == 0 and list(store.images.glob("*.png")) == []
     store.put(fake_result(4), f"{4:032x}", {"n_iters": 2}, "w:1")  # the database is sound
