@@ -147,7 +147,7 @@ def _run_tasks(ray, request: Request, units: list[int], batch: Optional[int], st
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         if guard is not None:
-            guard.watch_children()  # the workers Ray started for these tasks
+            guard.watch_ray()  # the workers Ray started for these tasks
         ref = done[0]
         batch, tries = pending.pop(ref)
         try:

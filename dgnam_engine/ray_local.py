@@ -53,26 +53,38 @@ def _start_time(pid: int) -> Optional[str]:
 
 
 class Guard:
-    """A process that kills the listed processes once this one ends (the pipe to it closes)."""
+    """A process that kills the listed processes once this one ends (the pipe to it closes). Made before the
+    instance starts, so it knows which of this process's children are not Ray's (they are never listed)."""
 
     def __init__(self):
+        import psutil  # ships with ray (ray/thirdparty_files)
+
+        self._before = {(p.pid, _start_time(p.pid)) for p in psutil.Process().children()}
+        self._heads: Optional[list] = None
         self._sent: set[tuple[int, str]] = set()
         # its own session: a Ctrl-C to the terminal's process group does not stop it before its work
         self._proc = subprocess.Popen([sys.executable, "-c", _GUARD], stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def watch_children(self) -> None:
-        """Add this process's descendants (the Ray instance it started) to the list."""
-        import psutil  # ships with ray (ray/thirdparty_files)
+    def watch_ray(self) -> None:
+        """List the instance's processes: the children ray.init started (GCS, raylet, monitors) and all of theirs
+        (agents, workers); call again when Ray may have started more workers."""
+        import psutil
 
+        if self._heads is None:
+            self._heads = [p for p in psutil.Process().children() if p.pid != self._proc.pid
+                           and (p.pid, _start_time(p.pid)) not in self._before]
         new = []
-        for child in psutil.Process().children(recursive=True):
-            if child.pid == self._proc.pid:
+        for head in self._heads:
+            try:
+                procs = [head, *head.children(recursive=True)]
+            except psutil.NoSuchProcess:
                 continue
-            start = _start_time(child.pid)
-            if start is not None and (child.pid, start) not in self._sent:
-                self._sent.add((child.pid, start))
-                new.append(f"{child.pid} {start}\n")
+            for proc in procs:
+                start = _start_time(proc.pid)
+                if start is not None and (proc.pid, start) not in self._sent:
+                    self._sent.add((proc.pid, start))
+                    new.append(f"{proc.pid} {start}\n")
         if new:
             self._proc.stdin.write("".join(new).encode())
             self._proc.stdin.flush()
@@ -109,14 +121,14 @@ def _loopback() -> Iterator[None]:
 @contextlib.contextmanager
 def instance(num_cpus: int) -> Iterator[Guard]:
     """A private Ray instance on 127.0.0.1 for the block; shut down after it, its processes killed by the guard if
-    this process dies first. Yields the guard (call `watch_children` when Ray may have started more workers)."""
+    this process dies first. Yields the guard (call `watch_ray` when Ray may have started more workers)."""
     import ray
 
     with _loopback():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address=LOOPBACK)
         guard = Guard()
         try:
-            guard.watch_children()
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address=LOOPBACK)
+            guard.watch_ray()
             node = ray._private.worker._global_node
             if node is None or node.node_ip_address != LOOPBACK:  # never serve on the network
                 raise UserError(f"the local Ray instance did not start on {LOOPBACK} (it took "
