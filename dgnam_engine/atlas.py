@@ -12,7 +12,10 @@ The results store reads it as a second, read-only source: nothing is copied per 
 
 `SHA256SUMS` beside the index holds the sha256 of the index file, of each picture, and of each index row and meta
 entry (`row:KEY`, `meta:NAME`): at first use the index file is hashed once; if it differs (a flipped bit), each row
-is checked against its own digest, so one damaged entry is set aside and the rest are still served.
+is checked against its own digest, so one damaged entry is set aside and the rest are still served. An atlas
+without its SHA256SUMS (unsealed) is not served at all. `atlas seal` and `atlas rekey` refuse an atlas that does not
+match its seal (they would bless the damage); `pack` and `rekey` build the new atlas beside the old one and swap it
+in, so a kill leaves the old one whole.
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import sqlite3
 import uuid
 from pathlib import Path
@@ -71,8 +76,10 @@ def atlas_root() -> Path:
 
 
 def atlas_dirs(folder: Optional[Path] = None) -> list[Path]:
+    """The atlas folders in `folder`; hidden ones (a pack or rekey at work, or killed mid-way) are no atlas."""
     folder = folder or atlas_root()
-    return sorted(p.parent for p in folder.glob(f"*/{INDEX}")) if folder.is_dir() else []
+    return sorted(p.parent for p in folder.glob(f"*/{INDEX}") if not p.parent.name.startswith(".")) \
+        if folder.is_dir() else []
 
 
 def row_digest(values) -> str:
@@ -90,11 +97,16 @@ def file_digest(path: Path) -> str:
 
 
 def read_checksums(folder: Path) -> Optional[dict[str, str]]:
-    """NAME -> sha256 from an atlas's SHA256SUMS (a damaged line only loses its own entry); None if there is none."""
+    """NAME -> sha256 from an atlas's SHA256SUMS (a damaged line only loses its own entry); None if there is none.
+    AtlasDamaged when it is there but cannot be read (a folder, no permission)."""
+    path = Path(folder) / CHECKSUMS
     try:
-        text = (Path(folder) / CHECKSUMS).read_bytes().decode("utf-8", "replace")
+        text = path.read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise AtlasDamaged(f"the atlas checksums {path} cannot be read ({exc.strerror or exc}): the atlas is not "
+                           "served; reinstall the project to restore it") from None
     sums = {}
     for line in text.splitlines():
         digest, sep, name = line.partition("  ")
@@ -131,9 +143,16 @@ class AtlasDamaged(UserError):
     pass
 
 
+def unsealed_message(folder: Path) -> str:
+    return (f"the atlas {folder} is unsealed (it has no {CHECKSUMS}): its entries cannot be verified and are not "
+            "served; reinstall the project to restore it (`python -m dgnam_engine atlas seal` seals an atlas you "
+            "packed yourself)")
+
+
 class Atlas:
     """One atlas folder, read-only (it lives inside the installed project). Every row and meta entry it hands out
-    matches its checksum; the others are set aside (`damaged`) and never served."""
+    matches its checksum; the others are set aside (`damaged`) and never served. An unsealed atlas (no SHA256SUMS)
+    serves nothing: a deleted seal must not turn the checks off."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -148,20 +167,24 @@ class Atlas:
         con.text_factory = _text  # a damaged text value costs its row (its checksum), not the whole query
         return con
 
-    def checksums(self) -> Optional[dict]:
-        """The atlas's checksums (None for an atlas packed before them), read once; the index file hashed once."""
+    def checksums(self) -> dict:
+        """The atlas's checksums, read once; the index file hashed once. AtlasDamaged (one line) when the atlas is
+        unsealed or its checksums or index cannot be read."""
         if self._trusted is None:
-            self._sums = read_checksums(self.folder)
+            sums = read_checksums(self.folder)
+            if sums is None:
+                raise AtlasDamaged(unsealed_message(self.folder))
             try:
-                self._trusted = self._sums is None or self._sums.get(INDEX) == file_digest(self.folder / INDEX)
+                self._trusted = sums.get(INDEX) == file_digest(self.folder / INDEX)
             except OSError as exc:
                 raise AtlasDamaged(f"the atlas index {self.folder / INDEX} cannot be read ({exc.strerror or exc})") \
                     from None
+            self._sums = sums
         return self._sums
 
     def _verified(self, entry: str, values) -> bool:
         sums = self.checksums()
-        if sums is None or self._trusted:
+        if self._trusted:
             return True
         if sums.get(entry) == row_digest(values):
             return True
@@ -201,42 +224,111 @@ class Atlas:
                                "reinstall the project to restore it") from None
 
     def check(self) -> tuple[int, list[str]]:
-        """(entries verified, problems): the index, every row's values and checksum, every picture's checksum."""
-        from .store import row_problem
-
-        problems = []
+        """(entries verified, problems): the seal, the index, every row's values and checksum, every picture's
+        checksum."""
         try:
-            sums = self.checksums()
-            con = self._connect()
-            try:
-                rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results NOT INDEXED").fetchall()
-            finally:
-                con.close()
+            self.checksums()
+        except AtlasDamaged as exc:
+            return 0, [str(exc)]
+        try:
+            rows, bad = self.entries(sealed=True)
         except (sqlite3.Error, AtlasDamaged) as exc:
             return 0, [f"the atlas index {self.folder / INDEX} is damaged ({' '.join(str(exc).split())[:160]}): "
                        "reinstall the project to restore it"]
-        if sums is None:
-            problems.append(f"the atlas {self.folder} has no {CHECKSUMS}: its entries cannot be verified "
-                            "(`python -m dgnam_engine atlas seal` writes it)")
-        bad = []
-        for r in rows:
-            why = row_problem(r, ".webp", checksum_required=True)
-            if why is None and not self._verified(f"row:{r['key']}", tuple(r)):
-                why = "differs from its checksum"
-            if why is None:
-                path = self.folder / r["image"]
-                try:
-                    ok = file_digest(path) == r["sha256"] and (sums is None or sums.get(r["image"]) == r["sha256"])
-                except OSError:
-                    ok = False
-                why = None if ok else "picture missing or differs from its checksum"
-            if why is not None:
-                bad.append(f"unit {r['unit'] if isinstance(r['unit'], int) else '?'}: {why}")
+        problems = []
         if bad:
             problems.append(f"{len(bad)} entries of the atlas {self.folder} are damaged and set aside (they are "
                             "rendered again when asked for; reinstall the project to restore them): "
                             + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         return len(rows) - len(bad), problems
+
+    def entries(self, sealed: bool) -> tuple[list, list[str]]:
+        """(rows, "unit N: why" for each damaged one): each row's values, and its picture against the row's digest;
+        `sealed`: also each row and picture against SHA256SUMS. sqlite3.Error when the index cannot be read."""
+        from .store import row_problem
+
+        sums = self.checksums() if sealed else {}
+        con = self._connect()
+        try:
+            rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results NOT INDEXED").fetchall()
+        finally:
+            con.close()
+        bad = []
+        for r in rows:
+            why = row_problem(r, ".webp", checksum_required=True)
+            if why is None and sealed and not self._trusted and sums.get(f"row:{r['key']}") != row_digest(tuple(r)):
+                why = "differs from its checksum"  # said once in the caller's line, not logged per entry
+            if why is None:
+                try:
+                    ok = file_digest(self.folder / r["image"]) == r["sha256"] and (
+                        not sealed or sums.get(r["image"]) == r["sha256"])
+                except OSError:
+                    ok = False
+                why = None if ok else "picture missing or differs from its checksum"
+            if why is not None:
+                bad.append(f"unit {r['unit'] if isinstance(r['unit'], int) else '?'}: {why}")
+        return rows, bad
+
+    def refuse_unless_sound(self, action: str) -> None:
+        """Raise UserError (one line, nothing changed) unless every entry matches the atlas's seal; an unsealed
+        atlas's entries must match their rows' own picture digests (what `seal` can vouch for)."""
+        try:
+            sealed = read_checksums(self.folder) is not None
+            _, bad = self.entries(sealed=sealed)
+        except AtlasDamaged as exc:
+            raise UserError(f"atlas {action}: {exc} (nothing was changed)") from None
+        except sqlite3.Error as exc:
+            bad = [f"its index cannot be read ({' '.join(str(exc).split())[:120]})"]
+        if bad:
+            raise UserError(f"atlas {action}: the atlas {self.folder} does not match its seal ({len(bad)} "
+                            f"entr{'y' if len(bad) == 1 else 'ies'}: "
+                            + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else "") + "), so it was not "
+                            f"{'sealed' if action == 'seal' else 'keyed again'} and nothing was changed; reinstall the "
+                            "project to restore it, or pack it again from its results (`atlas pack`)")
+
+
+# A pack or rekey works in a hidden folder beside the atlas, ".NAME.dgnam-PID-HEX.part", and moves the old atlas
+# to ".NAME.dgnam-PID-HEX.old" for the instant of the swap; both name their writer, so a killed one's are found.
+_WORK = re.compile(r"\.(.+)\.dgnam-([0-9]{1,10})-[0-9a-f]{32}\.(part|old)")
+TEST_KILL_REKEY = "DGNAM_TEST_KILL_REKEY_AFTER"  # tests only: SIGKILL a rekey after copying that many files
+
+
+def _work_folder(out: Path, kind: str) -> Path:
+    return out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.{kind}")
+
+
+def tidy(root: Path) -> list[str]:
+    """What a pack or rekey killed mid-way left in the atlas folder `root`: an atlas moved aside for a swap that
+    never came is put back, a work folder whose writer is gone is removed (only folders named as we name them)."""
+    from .store import _pid_alive
+
+    done = []
+    try:
+        found = [(p, _WORK.fullmatch(p.name)) for p in Path(root).iterdir()]
+    except OSError:
+        return done
+    for p, m in sorted((x for x in found if x[1]), key=lambda x: x[1].group(3) != "old"):  # put back first
+        if not p.is_dir() or p.is_symlink() or _pid_alive(int(m.group(2))):
+            continue
+        out = p.with_name(m.group(1))
+        if m.group(3) == "old" and not out.exists():
+            p.replace(out)
+            done.append(f"put back the atlas {out}, moved aside by a run that was killed")
+        else:
+            shutil.rmtree(p)
+            done.append(f"removed {p}, left by a run that was killed")
+    return done
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace the atlas `out` by the finished folder `tmp` (renames only: a kill leaves one of the two whole)."""
+    if out.exists():
+        old = _work_folder(out, "old")
+        out.replace(old)
+        tmp.replace(out)
+        shutil.rmtree(old)
+    else:
+        tmp.replace(out)
 
 
 def all_atlases(folder: Optional[Path] = None) -> list[Atlas]:
@@ -278,6 +370,9 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / INDEX).is_file())):
         raise UserError(f"--out {out} exists and is not an atlas folder: give a new folder (an atlas is replaced "
                         "as a whole)")
+    if not (Path(store_root) / "results.sqlite").is_file():
+        raise UserError(f"--store {store_root} holds no results database: give the folder that `python -m "
+                        "dgnam_engine precompute --store` filled (nothing was created)")
     spec = T.get_spec(model)
     layer = layer or spec.output_layer
     store = ResultsStore(store_root)
@@ -302,18 +397,13 @@ def pack(store_root: Path, model: str, layer: Optional[str], out: Path, prior: O
     if not rows:
         raise UserError(f"{store_root} holds no {model} {layer} result made with the default settings")
     out.parent.mkdir(parents=True, exist_ok=True)
+    tidy(out.parent)
     # this pack's own temporary folder, removed by its exact name if the pack fails
-    tmp = out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.part")
+    tmp = _work_folder(out, "part")
     tmp.mkdir()
     try:
         _write_atlas(tmp, pictures, rows, model, layer)
-        if out.exists():
-            old = out.with_name(f".{out.name}.dgnam-{os.getpid()}-{uuid.uuid4().hex}.old")
-            out.replace(old)
-            tmp.replace(out)
-            shutil.rmtree(old)
-        else:
-            tmp.replace(out)
+        _swap_in(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -341,40 +431,80 @@ def _write_atlas(tmp: Path, pictures: dict, rows: list, model: str, layer: str) 
 def rekey(folder: Path) -> dict:
     """Key an atlas's rows as the results store keys their requests today (after store.KEY_VERSION changed): each
     row's request (model, layer, unit, seed, prior, steps) is resolved again and must answer to what the row holds;
-    each picture is renamed after its row's new key, and the atlas sealed again. Raises UserError, changing
-    nothing, if one row does not."""
+    the atlas is copied beside itself with each picture named after its row's new key, sealed, checked, and swapped
+    in. Raises UserError, changing nothing, if one row does not answer or the atlas does not match its seal."""
     from types import SimpleNamespace
 
     from .request import Request, Settings, resolve
 
-    con = sqlite3.connect(Path(folder) / INDEX)
+    folder = Path(folder)
+    Atlas(folder).refuse_unless_sound("rekey")
+    con = sqlite3.connect(f"file:{folder / INDEX}?mode=ro&immutable=1", uri=True)
     con.row_factory = sqlite3.Row
     try:
-        updates, settings = [], None
-        for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM results").fetchall():
-            st = json.loads(r["settings"])
-            req = Request(r["model"], [r["unit"]], r["layer"], Settings(prior=st.get("prior"), n_iters=st["n_iters"]),
-                          [r["seed"]])
-            [ident] = resolve(req).identities()
-            if not _same_request(SimpleNamespace(**{**dict(r), "settings": st}), ident):
-                raise UserError(f"{folder}: unit {r['unit']} was made with other settings or weights than its "
-                                "request resolves to here; pack the atlas again instead")
-            settings = {**st, **{k: v for k, v in ident.settings.items() if v is not None}}
-            updates.append((ident.key, json.dumps(settings, sort_keys=True), f"{ident.key}.webp", r["key"],
-                            r["image"]))
-        for _, _, name, _, old_name in updates:  # a picture is named by its row's key
-            if name != old_name:
-                os.replace(Path(folder) / old_name, Path(folder) / name)
-        con.executemany("UPDATE results SET key = ?, settings = ?, image = ? WHERE key = ?",
-                        [u[:4] for u in updates])
-        if settings is not None:
-            con.execute("UPDATE meta SET value = ? WHERE name = 'settings'", (json.dumps(settings),))
-        con.commit()
-        con.execute("VACUUM")
+        rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results").fetchall()
     finally:
         con.close()
-    write_checksums(Path(folder))  # the rows changed: their digests (and the index's) with them
+    updates, settings = [], None
+    for r in rows:
+        st = json.loads(r["settings"])
+        req = Request(r["model"], [r["unit"]], r["layer"], Settings(prior=st.get("prior"), n_iters=st["n_iters"]),
+                      [r["seed"]])
+        [ident] = resolve(req).identities()
+        if not _same_request(SimpleNamespace(**{**dict(r), "settings": st}), ident):
+            raise UserError(f"{folder}: unit {r['unit']} was made with other settings or weights than its "
+                            "request resolves to here; pack the atlas again instead")
+        settings = {**st, **{k: v for k, v in ident.settings.items() if v is not None}}
+        updates.append((ident.key, json.dumps(settings, sort_keys=True), f"{ident.key}.webp", r["key"], r["image"]))
+    tidy(folder.parent)
+    tmp = _work_folder(folder, "part")
+    tmp.mkdir()
+    try:
+        renamed = {u[4]: u[2] for u in updates}  # a picture is named by its row's key
+        kill_after = os.environ.get(TEST_KILL_REKEY)
+        for n, p in enumerate(sorted(folder.iterdir()), 1):
+            if p.is_file() and not p.is_symlink() and p.name != CHECKSUMS:
+                shutil.copyfile(p, tmp / renamed.get(p.name, p.name))
+            if str(n) == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        con = sqlite3.connect(tmp / INDEX)
+        try:
+            con.executemany("UPDATE results SET key = ?, settings = ?, image = ? WHERE key = ?",
+                            [u[:4] for u in updates])
+            if settings is not None:
+                con.execute("UPDATE meta SET value = ? WHERE name = 'settings'", (json.dumps(settings),))
+            con.commit()
+            con.execute("VACUUM")
+        finally:
+            con.close()
+        write_checksums(tmp)  # the rows changed: their digests (and the index's) with them
+        good, problems = Atlas(tmp).check()
+        if problems or good != len(updates):
+            raise UserError(f"atlas rekey: the rekeyed copy of {folder} does not verify ({'; '.join(problems)}); "
+                            "nothing was changed")
+        _swap_in(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return {"atlas": str(folder), "units": len(updates)}
+
+
+def seal(folder: Path) -> int:
+    """Write an atlas's SHA256SUMS, refusing (UserError, nothing changed) an atlas that does not match its seal."""
+    Atlas(folder).refuse_unless_sound("seal")
+    return write_checksums(folder)
+
+
+def listing(a: Atlas) -> dict:
+    """What `atlas list` says of one atlas: its network, layer, units, and how many of them are served."""
+    m = a.meta()
+    try:
+        present = sum(1 for r in a.rows() if (a.folder / r["image"]).is_file())
+    except sqlite3.Error as exc:
+        raise AtlasDamaged(f"the atlas {a.folder} is damaged ({' '.join(str(exc).split())[:160]}): reinstall the "
+                           "project to restore it") from None
+    return {"atlas": a.folder.name, "folder": str(a.folder), "model": m.get("model"), "layer": m.get("layer"),
+            "units": m.get("units"), "present": present}
 
 
 def cmd_atlas(args) -> int:
@@ -387,24 +517,30 @@ def cmd_atlas(args) -> int:
         print(json_out.dumps(info) if args.json else
               f"atlas: {info['units']} units -> {info['atlas']} ({info['bytes'] / 1e6:.1f} MB)")
         return 0
-    if args.action == "rekey":
-        for a in all_atlases():
+    if args.action in ("rekey", "seal"):
+        for line in tidy(atlas_root()):
+            print(line)
+        atlases = all_atlases()
+        for a in atlases:  # all or none: one that does not match its seal stops the command before any is changed
+            a.refuse_unless_sound(args.action)
+        for a in atlases:
+            if args.action == "seal":
+                print(f"{a.folder.name}: {seal(a.folder)} checksums -> {a.folder / CHECKSUMS}")
+                continue
             info = rekey(a.folder)
             print(json_out.dumps(info) if args.json else
                   f"atlas: {info['units']} units keyed again in {info['atlas']}")
         return 0
-    if args.action == "seal":
-        for a in all_atlases():
-            print(f"{a.folder.name}: {write_checksums(a.folder)} checksums -> {a.folder / CHECKSUMS}")
-        return 0
-    damaged = []
+    damaged, listed = [], []
     for a in all_atlases():
         try:
-            m = a.meta()
+            listed.append(listing(a))
         except AtlasDamaged as exc:
             damaged.append(str(exc))
-            continue
-        print(f"{a.folder.name}: {m.get('model')} {m.get('layer')}, {m.get('units')} units")
+    if args.json:
+        print(json_out.dumps(listed))
+    for m in listed if not args.json else []:
+        print(f"{m['atlas']}: {m['model']} {m['layer']}, {m['units']} units ({m['present']} present)")
     if damaged:
         raise UserError("; ".join(damaged))
     return 0

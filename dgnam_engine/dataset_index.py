@@ -111,7 +111,7 @@ class ExamplesDB:
             writable = os.access(self.path, os.W_OK)
         self.read_only = not writable
         self._read_only_line = read_only_message(self.root, "data folder")
-        if self.read_only:
+        if self.read_only or self.problem() is not None:  # a damaged file is reported by its users, never written
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -117,42 +117,49 @@ def run_ray(request: Request, units: list[int], batch: Optional[int], store: Res
         import ray
     except ImportError:
         raise UserError("--ray needs the ray package: pip install 'ray==2.60.0'") from None
-    started = False
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(num_cpus=workers or A.cpu_lanes(A.cpu_pass_threads()), include_dashboard=False, log_to_driver=False)
-        else:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"cannot join the Ray cluster at {address}: "
-                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
-        started = True
-    try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        # One task per GPU, or per CPU worker. Retries are ours (below), for crashes and errors alike.
-        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=0)(task)
-        req = replace(request, device="auto")  # each worker resolves the device it has (request.on_worker)
-        size = batch or (RAY_GPU_BATCH if gpus else A.CPU_BATCH)
-        pending = {remote.remote(req, b): (b, 0) for b in chunks(units, size)}
-        failed: list[int] = []
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            batch, tries = pending.pop(ref)
-            try:
-                results = ray.get(ref)
-            except ray.exceptions.RayError:
-                if tries < RETRIES:
-                    pending[remote.remote(req, batch)] = (batch, tries + 1)
-                else:
-                    failed.extend(batch)
-                continue
-            store_results(store, results, progress)
-        return failed
-    finally:
-        if started:
-            ray.shutdown()
+    with contextlib.ExitStack() as stack:
+        guard = None
+        if not ray.is_initialized():
+            if address == "local":  # on 127.0.0.1 only, and gone with this process (ray_local.py)
+                from . import ray_local
+
+                guard = stack.enter_context(ray_local.instance(workers or A.cpu_lanes(A.cpu_pass_threads())))
+            else:
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as exc:
+                    raise UserError(f"cannot join the Ray cluster at {address}: "
+                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+                stack.callback(ray.shutdown)
+        return _run_tasks(ray, request, units, batch, store, progress, task, guard)
+
+
+def _run_tasks(ray, request: Request, units: list[int], batch: Optional[int], store: ResultsStore,
+               progress: Progress, task: Callable, guard) -> list[int]:
+    """The tasks on the Ray instance `ray` is joined to; `guard` (a local instance's) learns of new workers."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    # One task per GPU, or per CPU worker. Retries are ours (below), for crashes and errors alike.
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=0)(task)
+    req = replace(request, device="auto")  # each worker resolves the device it has (request.on_worker)
+    size = batch or (RAY_GPU_BATCH if gpus else A.CPU_BATCH)
+    pending = {remote.remote(req, b): (b, 0) for b in chunks(units, size)}
+    failed: list[int] = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        if guard is not None:
+            guard.watch_ray()  # the workers Ray started for these tasks
+        ref = done[0]
+        batch, tries = pending.pop(ref)
+        try:
+            results = ray.get(ref)
+        except ray.exceptions.RayError:
+            if tries < RETRIES:
+                pending[remote.remote(req, batch)] = (batch, tries + 1)
+            else:
+                failed.extend(batch)
+            continue
+        store_results(store, results, progress)
+    return failed
 
 
 def _written(progress: Progress) -> str:

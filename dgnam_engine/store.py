@@ -298,6 +298,10 @@ class StoreError(UserError):
     """The data folder or its database cannot be used; the message names the folder and what to do."""
 
 
+class ActivationNotFinite(UserError, ValueError):
+    """A result whose activation is NaN or infinite: refused before anything is written (one line on the CLI)."""
+
+
 def read_only_message(root: Path, what: str = "results folder") -> str:
     return (f"the {what} {root} is read-only: stored results can be browsed but nothing new can be saved; "
             f"fix its permissions or choose another folder with {ENV_DATA_DIR}")
@@ -714,6 +718,12 @@ class ResultsStore:
         image = np.asarray(result.image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError("result.image must be an HxWx3 uint8 array")
+        bad = next((float(a) for a in (result.activation_start, result.activation_final, *result.activations)
+                    if not math.isfinite(float(a))), None)
+        if bad is not None:  # SQLite would store NaN as NULL, refuse it, and the database would be called damaged
+            raise ActivationNotFinite(f"{result.model} {result.layer} unit {result.unit}: activation is not a finite "
+                                      f"number ({bad}), so the unit was not stored; the network gives NaN or "
+                                      "infinity here: check its weights and its input mean and std")
         self.check_writable()
         name = f"{key}.png"
         final = self.images / name

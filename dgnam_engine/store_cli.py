@@ -3,6 +3,7 @@ every readable result and sets the rest aside (a damaged database is moved, neve
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -95,6 +96,55 @@ def check_examples(root: Path) -> tuple[list[str], list[str]]:
     return ([] if problems else [f"the examples index {root / DB_NAME} is sound"]), problems
 
 
+_NEIGHBOURS = re.compile(r"[0-9a-f]{20}\.npz")  # the folder indexes `neighbours --images` caches (neighbours.py)
+
+
+def _cached_indexes(root: Path) -> list[Path]:
+    folder = root / "neighbours"
+    try:
+        return sorted(p for p in folder.iterdir() if _NEIGHBOURS.fullmatch(p.name) and p.is_file()
+                      and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _npz_problem(path: Path) -> Optional[str]:
+    """Why a cached folder index cannot be used (it does not load, or its arrays do not fit together), or None."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files, feats, pix = z["files"], z["features"], z["pixels"]
+    except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many kinds for a damaged file
+        return f"it does not load: {type(exc).__name__}: {' '.join(str(exc).split())[:80]}"
+    if not (files.ndim == 1 and feats.ndim == 2 and pix.ndim == 2 and len(files) == len(feats) == len(pix) > 0):
+        return "its arrays do not fit together"
+    return None
+
+
+def check_neighbours(root: Path) -> tuple[list[str], list[str]]:
+    """(fine, problems) for the folder indexes `neighbours --images` cached in the data folder `root`."""
+    found = _cached_indexes(root)
+    bad = [f"{p.name}: {why}" for p in found if (why := _npz_problem(p)) is not None]
+    if bad:
+        return [], [f"{len(bad)} cached photo-folder indexes in {root / 'neighbours'} are damaged (`--repair` sets "
+                    "them aside; the folder is indexed again when asked for): " + "; ".join(bad[:3])
+                    + (" ..." if len(bad) > 3 else "")]
+    return ([f"{len(found)} cached photo-folder indexes in {root / 'neighbours'} load"] if found else []), []
+
+
+def repair_neighbours(root: Path) -> list[str]:
+    """Set each damaged cached folder index aside beside itself (renamed, never deleted)."""
+    done = []
+    for p in _cached_indexes(root):
+        if _npz_problem(p) is not None:
+            aside = _aside(p)
+            os.replace(p, aside)
+            done.append(f"moved the damaged cached photo-folder index to {aside} (the folder is indexed again when "
+                        "asked for)")
+    return done
+
+
 def check_atlases() -> tuple[list[str], list[str]]:
     """(fine, problems) for the shipped atlases: their index, values, checksums and pictures."""
     from .atlas import all_atlases
@@ -113,8 +163,9 @@ def check(root: Path) -> tuple[list[str], list[str]]:
     atlases; reads only."""
     ok, problems = _check_results(root)
     if root.is_dir():
-        more_ok, more = check_examples(root)
-        ok, problems = ok + more_ok, problems + more
+        for part in (check_examples, check_neighbours):
+            more_ok, more = part(root)
+            ok, problems = ok + more_ok, problems + more
     more_ok, more = check_atlases()
     return ok + more_ok, problems + more
 
@@ -217,26 +268,37 @@ def repair(root: Path) -> list[str]:
     return done
 
 
+def _aside(path: Path) -> Path:
+    """A free name beside `path` for setting a damaged file aside (never over another one)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+    while any(Path(str(aside) + s).exists() for s in ("", "-wal", "-shm", "-journal")):
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    return aside
+
+
 def repair_examples(root: Path) -> list[str]:
-    """A damaged examples index is moved aside (never overwritten): it is rebuilt by `index` or Browse's button."""
+    """A damaged examples index (a damaged page, garbage, cut short) is moved aside, never overwritten; the next
+    use starts a fresh one, filled again by `index` or Browse's button."""
     from .dataset_index import DB_NAME, ExamplesDB
 
     db = root / DB_NAME
     if not db.is_file() or not ExamplesDB(root).check():
         return []
-    aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = _aside(db)
     for suffix in ("", "-wal", "-shm", "-journal"):
         src = Path(str(db) + suffix)
         if src.exists():
             os.replace(src, Path(str(aside) + suffix))
-    return [f"moved the damaged examples index to {aside}: index the photos again (`python -m dgnam_engine index`, "
-            "or Browse's button)"]
+    return [f"moved the damaged examples index to {aside}; a fresh one is started when the photos are indexed "
+            "again (`python -m dgnam_engine index`, or Browse's button)"]
 
 
 def cmd_store_check(args) -> int:
     root = Path(args.store).expanduser() if args.store else default_root()
     if args.repair:
-        for line in repair(root) + (repair_examples(root) if root.is_dir() else []):
+        for line in repair(root) + (repair_examples(root) + repair_neighbours(root) if root.is_dir() else []):
             print(line)
     ok, problems = check(root)
     for line in ok:

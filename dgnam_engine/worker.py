@@ -207,6 +207,10 @@ class Worker:
                 failed.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         if not failed:
             return None
+        if len(failed) == len(results):  # a read-only or full store: there are no others to speak of
+            if len(results) == 1:
+                return f"the picture could not be stored: {failed[0]}"
+            return f"none of the {len(results)} pictures could be stored: {failed[0]}"
         return (f"{len(failed)} of {len(results)} pictures could not be stored, the others were: {failed[0]}")
 
 
