@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
 from .errors import UserError
+from .numbers import NumberError, decimal, is_whole
 
 DEADLINE_ENV = "DGNAM_DOWNLOAD_TIMEOUT"
 STALL_ENV = "DGNAM_DOWNLOAD_STALL"
@@ -59,8 +60,8 @@ def _seconds(name: str, default: float) -> float:
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
+        value = decimal(text)  # ASCII digits only: `float` also reads "٣" as 3 and "nan"
+    except NumberError:
         value = -1.0
     if not 0 < value < float("inf"):
         raise UserError(f"{name} must be a number of seconds above 0, not {text!r}")
@@ -279,7 +280,7 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
             elif done and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {done}-"):
                 raise DownloadFailed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')})")
             length = resp.headers.get("Content-Length")
-            if resp.status == 200 and length and length.isdigit():
+            if resp.status == 200 and length and is_whole(length):
                 if total is not None and int(length) != total:
                     raise DownloadFailed(f"the server sends {int(length)} bytes where it published {total}")
                 total = int(length)

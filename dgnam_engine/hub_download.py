@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .files import publish
+from .numbers import is_whole
 from .http_download import Clock, DownloadFailed, Limits, Progress, host_of, open_url, transfer
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -60,7 +61,7 @@ def metadata(url: str, endpoint: str, clock: Clock) -> HubFile:
                              "Hugging Face Hub?)")
     if any("/" in v or "\\" in v or v.startswith(".") for v in (etag, commit)):
         raise DownloadFailed(f"the server's ETag {etag!r} or commit {commit!r} is not a plain name")
-    return HubFile(commit, etag, int(size) if size and size.isdigit() else None, location or url)
+    return HubFile(commit, etag, int(size) if size and is_whole(size) else None, location or url)
 
 
 def repo_folder(cache: Path, repo: str) -> Path:

@@ -22,6 +22,7 @@ import torch
 from . import generators, weights as W
 from .assets import ASSETS
 from .errors import UserError, WeightsCorrupt
+from .files import regular_file
 
 ACT_RANGE = ASSETS / "act_range" / "3x"
 DEMO_PRIORS_DIR = ASSETS / "priors"
@@ -345,8 +346,7 @@ def _load_original(spec: PriorSpec, explicit: Optional[str]) -> Prior:
 
 def load_file_prior(path: str | os.PathLike) -> Prior:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"prior file not found: {path}")
+    regular_file(path, "prior file")
     spec = spec_from_file(path)
     sd = W.load_state_dict(path)
     try:

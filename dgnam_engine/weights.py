@@ -20,9 +20,10 @@ from typing import Callable, Optional
 import torch
 
 from . import http_download as _dl
-from .files import publish
+from .files import publish, regular_file
 from . import hub_download as _hub
 from .errors import UserError, WeightsCorrupt, WeightsMissing
+from .numbers import is_whole
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 TORCH_DEFAULT_HOST = "https://download.pytorch.org"
@@ -115,9 +116,9 @@ def missing_message(wf: WeightFile, what: str) -> str:
 def resolve(wf: WeightFile, what: str, explicit: Optional[str | os.PathLike] = None) -> Path:
     if explicit is not None:
         p = Path(explicit).expanduser()
-        if not p.is_file():
+        if not p.exists():
             raise WeightsMissing(f"weights file for {what} not found: {p}")
-        return p
+        return regular_file(p, f"weights file for {what}")  # a device or a pipe: said so, never read
     found = find(wf)
     if found is None:
         raise WeightsMissing(missing_message(wf, what))
@@ -459,6 +460,6 @@ def remote_size(wf: WeightFile, timeout: float = 5.0) -> Optional[int]:
                 return _hub.metadata(wf.download_url(), _hub_endpoint(), clock).size
             with _dl.open_url("HEAD", wf.download_url(), {"User-Agent": "torch.hub"}, clock) as resp:
                 n = resp.headers.get("Content-Length")
-                return int(n) if n and n.isdigit() else None
+                return int(n) if n and is_whole(n) else None
     except (UserError, OSError):  # any failure just means "size unknown"
         return None
