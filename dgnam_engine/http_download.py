@@ -49,6 +49,7 @@ class Limits:
     deadline: float = 3600.0  # seconds for the whole download, resumes included
     stall: float = 30.0  # seconds without a byte (connecting, waiting for the answer, reading)
     attempts: int = 3  # transfers in all: the first and at most two resumes
+    max_bytes: Optional[int] = None  # the most a file may have: an endless answer stops there
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -195,6 +196,9 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, a connection broken off
             _check_deadline(clock, None)  # the deadline shut the connection: say that
             raise DownloadFailed(_open_reason(url, exc, clock)) from None
+        if clock.left() <= 0:  # the deadline cut the headers short: what arrived is no answer, say the deadline
+            resp.close()
+            _check_deadline(clock, None)
         return resp
     raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects")
 
@@ -284,6 +288,8 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
                 if total is not None and int(length) != total:
                     raise DownloadFailed(f"the server sends {int(length)} bytes where it published {total}")
                 total = int(length)
+            if total is not None and limits.max_bytes is not None and total > limits.max_bytes:
+                raise DownloadFailed(_too_big(total, limits.max_bytes, "announces"))
             try:
                 while True:
                     _check_deadline(clock, cancel, done, total)
@@ -291,6 +297,8 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
                     chunk = resp.read1(CHUNK)
                     if not chunk:
                         break
+                    if limits.max_bytes is not None and done + len(chunk) > limits.max_bytes:
+                        raise DownloadFailed(_too_big(done + len(chunk), limits.max_bytes, "sent"))
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
@@ -312,6 +320,11 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
     why = "; the server ignores resume requests" if ignored_range else ""
     raise DownloadFailed(f"the file arrived cut short {limits.attempts} times (the last time {_mb(done)} of "
                          f"{_mb(total)}){why}")
+
+
+def _too_big(n: int, limit: int, did: str) -> str:
+    return (f"the server {did} {_mb(n)}{' and more' if did == 'sent' else ''}, beyond the {_mb(limit)} this file "
+            f"can have: it was refused, nothing was kept")
 
 
 def _pause(seconds: float, clock: Clock, cancel: Optional[threading.Event], done: int, total: Optional[int]) -> None:

@@ -99,8 +99,6 @@ def place(name: str, path: str | os.PathLike) -> Path:
 
 def _place_prior(spec, path: str | os.PathLike) -> Path:
     """`fetch fc6 --from FILE`: an original prior's generator weights, copied and checked as for a network."""
-    from . import generators
-
     if spec.weights is None:
         raise UserError(f"prior {spec.name} ships with the project: it takes no file (a prior file of your own "
                         f"loads with --prior-file FILE)")
@@ -109,17 +107,25 @@ def _place_prior(spec, path: str | os.PathLike) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _staged_copy(src, folder, spec.weights.filename) as copy:
-            sd = _load(copy, src)
-            gen = generators.build(spec.arch, **spec.arch_kwargs)
-            problem = W.fit_problem(gen, sd)
-            if problem is not None:
-                raise WeightsCorrupt(f"{src} does not fit the {spec.name} prior's generator: {problem}")
-            _check_finite(sd, src)
+            check_prior_fits(spec, copy, src)
             dest = folder / spec.weights.filename
             publish(copy, dest)
     except OSError as exc:
         raise UserError(f"cannot copy {src} into {folder}: {exc.strerror or exc}") from None
     return dest
+
+
+def check_prior_fits(spec, path: Path, shown: Optional[Path] = None) -> None:
+    """Load `path` into an original prior's generator; WeightsCorrupt in one line as check_fits."""
+    from . import generators
+
+    shown = shown or path
+    sd = _load(path, shown)
+    gen = generators.build(spec.arch, **spec.arch_kwargs)
+    problem = W.fit_problem(gen, sd)
+    if problem is not None:
+        raise WeightsCorrupt(f"{shown} does not fit the {spec.name} prior's generator: {problem}")
+    _check_finite(sd, shown)
 
 
 def _place_name(wf: W.WeightFile, src: Path, name: str) -> str:
@@ -252,16 +258,17 @@ def add(name: str, arch: str, weights: str | os.PathLike, classes: Optional[str 
             names = class_lists.read_names_file(folder / "classes.txt", shown=csrc)
         sd = _load(folder / wname, src)
         head = _head_classes(sd)
-        if names is not None and num_classes is None and head is not None and head != len(names):
-            raise UserError(f"your class names file {csrc} has {len(names)} names (lines), the network in {src} "
-                            f"has {head} outputs: give one name per output")
+        counted = num_classes is None and names is not None  # the class count is the names file's
         if num_classes is None:
             num_classes = len(names) if names is not None else head or 1000
         if names is not None and len(names) != num_classes:
-            raise UserError(f"your class names file {csrc} has {len(names)} names (lines), the network "
-                            f"{num_classes} outputs (--num-classes): give one name per output")
+            raise UserError(f"the class names file has {len(names)} names, the network {num_classes} classes "
+                            f"(--num-classes): give one name per class in {csrc}")
         model = T.build_architecture(arch, num_classes)
         problem = W.fit_problem(model, sd)
+        if problem is not None and counted and head is not None and head != len(names):
+            raise UserError(f"your class names file {csrc} has {len(names)} names (lines), the network in {src} has "
+                            f"{head} outputs: give one name per output ({problem})")
         if problem is not None:
             like = _look_alike(arch, sd, num_classes)
             hint = f"; it looks like {like}: give --arch torchvision:{like}" if like else ""

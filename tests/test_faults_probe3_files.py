@@ -386,3 +386,73 @@ def test_no_isdigit_then_int_left_in_the_engine():
             if any(f".{m}()" in line for m in ("isdigit", "isnumeric", "isdecimal")) and "ch.isdigit()" not in line:
                 found.append(f"{p.relative_to(ROOT)}:{i}")
     assert found == [], found
+
+
+# ----- probe 13: the shipped demo priors are sealed ------------------------------------------------------------------
+
+@pytest.fixture()
+def demo_priors(tmp_path, monkeypatch) -> Path:
+    """A copy of the shipped demo priors (with their SHA256SUMS) that the test may damage."""
+    from dgnam_engine import priors as P
+
+    folder = tmp_path / "priors"
+    shutil.copytree(P.DEMO_PRIORS_DIR, folder)
+    monkeypatch.setattr(P, "DEMO_PRIORS_DIR", folder)
+    return folder
+
+
+def _flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10  # inside the tensors: safetensors still reads it
+    path.write_bytes(bytes(data))
+
+
+def test_the_shipped_demo_priors_match_their_seal():
+    from dgnam_engine import priors as P
+
+    sums = P._read_sums(P.DEMO_PRIORS_DIR)
+    assert sorted(sums) == sorted(p.name for p in P.DEMO_PRIORS_DIR.glob("*.safetensors"))
+    for p in P.DEMO_PRIORS_DIR.glob("*.safetensors"):
+        assert P.seal_problem(p) is None, p
+
+
+def test_a_flipped_bit_in_a_demo_prior_refuses_to_load_in_one_line(demo_priors, tmp_path, capsys):
+    from dgnam_engine import catalog, priors as P
+
+    f = demo_priors / "lite0-b3.safetensors"
+    _flip_a_bit(f)
+    P.read_card(f)  # the file still reads: only its seal tells
+    with pytest.raises(UserError) as e:  # was: loaded, noise pictures, no warning
+        P.load_prior("lite0-b3")
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg and "SHA256SUMS" in msg and "replace it with a sound copy" in msg, msg
+    with pytest.raises(UserError, match="SHA256SUMS"):
+        P.load_prior(prior_file=str(f))  # by its path too
+    assert next(e for e in catalog.priors() if e.name == "lite0-b3").damaged
+    line = one_error(capsys, ["visualize", "--model", "efficientnet_lite0", "--random-weights", "--prior",
+                              "lite0-b3", "--unit", "1", "--iters", "1", "--out", str(tmp_path / "o.png")])
+    assert "lite0-b3" in line and "SHA256SUMS" in line
+    assert not (tmp_path / "o.png").exists()
+    P.load_prior("lite0-b5")  # the others are sound
+
+
+def test_a_demo_prior_is_hashed_once_per_file_version(demo_priors):
+    from dgnam_engine import priors as P
+
+    f = demo_priors / "lite0-b5.safetensors"
+    P._seal_problem.cache_clear()
+    for _ in range(3):
+        P.load_prior("lite0-b5")
+        P.all_specs()
+    assert P._seal_problem.cache_info().misses == len(list(demo_priors.glob("*.safetensors")))
+    _flip_a_bit(f)
+    assert P.seal_problem(f) is not None  # a new version of the file is hashed again
+
+
+def test_a_prior_saved_into_the_demo_folder_is_sealed(demo_priors):
+    from dgnam_engine import priors as P
+
+    prior = P.load_prior("lite0-b3")
+    card = P.read_card(demo_priors / "lite0-b3.safetensors")
+    P.save_prior_file(demo_priors / "lite0-b3.safetensors", prior.generator, prior.lower * 0.5, prior.upper, card)
+    assert P.seal_problem(demo_priors / "lite0-b3.safetensors") is None  # retrained: sealed anew, not "damaged"
