@@ -110,7 +110,8 @@ def entries() -> list[Entry]:
     base = root()
     if not base.is_dir():
         return out
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+    # dot-folders are entries being staged (`staging`): not entries yet, and no warning
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         path = folder / ENTRY_FILE
         try:
             out.append(_from_json(json.loads(path.read_text(encoding="utf-8")), folder))

@@ -456,3 +456,10 @@ def test_a_prior_saved_into_the_demo_folder_is_sealed(demo_priors):
     card = P.read_card(demo_priors / "lite0-b3.safetensors")
     P.save_prior_file(demo_priors / "lite0-b3.safetensors", prior.generator, prior.lower * 0.5, prior.upper, card)
     assert P.seal_problem(demo_priors / "lite0-b3.safetensors") is None  # retrained: sealed anew, not "damaged"
+
+
+def test_an_entry_being_staged_is_not_listed_or_warned_about(data, caplog):
+    folder = data / "networks" / ".pets.partial"  # what `models add` checks its copies in
+    folder.mkdir(parents=True)
+    (folder / "weights.pth").write_bytes(b"half")
+    assert user_networks.entries() == [] and "skipping" not in caplog.text
