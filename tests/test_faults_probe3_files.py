@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgnam_engine import accel, class_lists, cli, network_files, user_networks
+from dgnam_engine import accel, class_lists, cli, user_networks
 from dgnam_engine import weights as W
 from dgnam_engine.errors import UserError
 
