@@ -776,6 +776,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+MAX_ENV_THREADS = 4096  # above any machine's cores; torch's thread count is a C int a 20-digit value overflows
+
+
 def cpu_pass_threads() -> int:
     """The intra-op thread count of every CPU pass, fixed per machine: DGNAM_CPU_THREADS if set, else all usable
     cores up to MAX_PASS_THREADS. The kernels' sums split by thread count, and 200 normalised steps turn a
@@ -784,8 +787,11 @@ def cpu_pass_threads() -> int:
     50/255 between two identical runs)."""
     text = os.environ.get(THREADS_ENV, "").strip()
     if text:
-        if not text.isdigit() or int(text) < 1:
-            raise UserError(f"{THREADS_ENV}={text!r}: give a whole number of threads, 1 or more, or unset it")
+        from .numbers import is_whole
+
+        if not is_whole(text) or not 1 <= int(text) <= MAX_ENV_THREADS:  # ASCII digits only: "²", "٣" refused
+            raise UserError(f"{THREADS_ENV}={text!r}: give a whole number of threads from 1 to {MAX_ENV_THREADS} "
+                            f"(digits 0-9), or unset it")
         return int(text)
     return max(1, min(usable_cores(), MAX_PASS_THREADS))
 

@@ -125,10 +125,20 @@ def downloads_allowed() -> bool:
 def weight_file(name: str) -> Optional[W.WeightFile]:
     """The downloadable file behind a network or original prior name (what `fetch NAME` gets), None when it ships
     with an installed package; UserError for a name that is neither."""
+    from dataclasses import replace
+
+    from . import network_files
+
     if name in P.ORIGINAL_PRIORS:
-        return P.ORIGINAL_PRIORS[name].weights
+        pspec = P.ORIGINAL_PRIORS[name]
+        return replace(pspec.weights, size=pspec.weights.size or pspec.size,
+                       check=lambda path: network_files.check_prior_fits(pspec, path))
     spec = T.get_spec(name)
-    return spec.weights if spec.weights is not None and spec.weights.fetchable else None
+    if spec.weights is None or not spec.weights.fetchable:
+        return None
+    # what it is for, so a download (or a copy found) is known sound where no hash is published: it loads
+    return replace(spec.weights, size=spec.weights.size or spec.size,
+                   check=lambda path: network_files.check_fits(spec, path))
 
 
 def add_network(spec: T.TargetSpec) -> None:

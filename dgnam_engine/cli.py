@@ -15,6 +15,7 @@ from . import (atlas, catalog, dataset_index, json_out, network_cli, numbers, pa
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, alpha_path,
                           check_writable, decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
+from .files import regular_file
 from .training import cli_train
 
 
@@ -48,7 +49,10 @@ def cmd_layers(args) -> int:
         print(json_out.dumps({"model": tgt.name, "input": tgt.spec.convention(), "dataset": tgt.spec.dataset,
                           "classes": len(tgt.spec.classes()), "layers": rows}))
     else:
-        print(f"{tgt.name} reads {tgt.spec.input_convention}; trained on {tgt.spec.dataset}")
+        trained = (f"a network you added ({tgt.spec.title.partition('added: ')[2].rstrip(')')}; its weights: "
+                   f"{tgt.spec.weights.package_path()})" if tgt.spec.family == "user" else
+                   f"trained on {tgt.spec.dataset}")
+        print(f"{tgt.name} reads {tgt.spec.input_convention}; {trained}")
         print_table([[r["name"], r["kind"], r["units"], "x".join(map(str, r["shape"]))] for r in rows],
                      ["layer", "kind", "units", "shape"])
     return 0
@@ -155,8 +159,8 @@ def cmd_visualize(args) -> int:
     units = network_cli.units_of(args.unit, args.model, args.layer) if args.unit is not None else [0]
     if args.objective is not None and args.xy is not None:
         raise UserError("with --objective, give each term's position in it: blocks.5:7@2,5")
-    if args.prior_file and not Path(args.prior_file).is_file():
-        raise UserError(f"prior file not found: {args.prior_file}")
+    if args.prior_file:
+        regular_file(args.prior_file, "prior file")  # missing, or a device or pipe: one line before any work
     if args.init_image:
         from .photos import check_photo_file
 

@@ -14,7 +14,8 @@ from .errors import UserError
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
-        raise UserError(f"{message} (see `python -m dgnam_engine {self.prog.split()[-1]} --help`)"
+        # prog is "dgnam models add": the command is everything after the program's own name
+        raise UserError(f"{message} (see `python -m dgnam_engine {' '.join(self.prog.split()[1:])} --help`)"
                         if " " in self.prog else message)
 
 
@@ -34,11 +35,11 @@ def parse_xy(text: Optional[str]) -> Optional[tuple[int, int]]:
         raise UserError(f"bad --xy {text!r}: use ROW,COL like 2,5 (or one number N for N,N)") from None
 
 
-def whole_arg(what: str, high: Optional[int] = None):
+def whole_arg(what: str, high: Optional[int] = None, low: int = 0):
     """An argparse type: a whole number in ASCII digits (argparse's `int` takes "٣" and "1_0" too)."""
     def parse(text: str) -> int:
         try:
-            return numbers.whole(text, what, high=high)
+            return numbers.whole(text, what, low=low, high=high)
         except numbers.NumberError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse

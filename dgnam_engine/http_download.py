@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
 from .errors import UserError
+from .numbers import NumberError, decimal, is_whole
 
 DEADLINE_ENV = "DGNAM_DOWNLOAD_TIMEOUT"
 STALL_ENV = "DGNAM_DOWNLOAD_STALL"
@@ -48,6 +49,7 @@ class Limits:
     deadline: float = 3600.0  # seconds for the whole download, resumes included
     stall: float = 30.0  # seconds without a byte (connecting, waiting for the answer, reading)
     attempts: int = 3  # transfers in all: the first and at most two resumes
+    max_bytes: Optional[int] = None  # the most a file may have: an endless answer stops there
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -59,8 +61,8 @@ def _seconds(name: str, default: float) -> float:
     if not text:
         return default
     try:
-        value = float(text)
-    except ValueError:
+        value = decimal(text)  # ASCII digits only: `float` also reads "٣" as 3 and "nan"
+    except NumberError:
         value = -1.0
     if not 0 < value < float("inf"):
         raise UserError(f"{name} must be a number of seconds above 0, not {text!r}")
@@ -194,6 +196,9 @@ def open_url(method: str, url: str, headers: dict, clock: Clock, stop_at_other_h
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, a connection broken off
             _check_deadline(clock, None)  # the deadline shut the connection: say that
             raise DownloadFailed(_open_reason(url, exc, clock)) from None
+        if clock.left() <= 0:  # the deadline cut the headers short: what arrived is no answer, say the deadline
+            resp.close()
+            _check_deadline(clock, None)
         return resp
     raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects")
 
@@ -279,10 +284,12 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
             elif done and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {done}-"):
                 raise DownloadFailed(f"the server resumed at the wrong place ({resp.headers.get('Content-Range')})")
             length = resp.headers.get("Content-Length")
-            if resp.status == 200 and length and length.isdigit():
+            if resp.status == 200 and length and is_whole(length):
                 if total is not None and int(length) != total:
                     raise DownloadFailed(f"the server sends {int(length)} bytes where it published {total}")
                 total = int(length)
+            if total is not None and limits.max_bytes is not None and total > limits.max_bytes:
+                raise DownloadFailed(_too_big(total, limits.max_bytes, "announces"))
             try:
                 while True:
                     _check_deadline(clock, cancel, done, total)
@@ -290,6 +297,8 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
                     chunk = resp.read1(CHUNK)
                     if not chunk:
                         break
+                    if limits.max_bytes is not None and done + len(chunk) > limits.max_bytes:
+                        raise DownloadFailed(_too_big(done + len(chunk), limits.max_bytes, "sent"))
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
@@ -311,6 +320,11 @@ def transfer(url: str, headers: dict, out: BinaryIO, clock: Clock, progress: Opt
     why = "; the server ignores resume requests" if ignored_range else ""
     raise DownloadFailed(f"the file arrived cut short {limits.attempts} times (the last time {_mb(done)} of "
                          f"{_mb(total)}){why}")
+
+
+def _too_big(n: int, limit: int, did: str) -> str:
+    return (f"the server {did} {_mb(n)}{' and more' if did == 'sent' else ''}, beyond the {_mb(limit)} this file "
+            f"can have: it was refused, nothing was kept")
 
 
 def _pause(seconds: float, clock: Clock, cancel: Optional[threading.Event], done: int, total: Optional[int]) -> None:

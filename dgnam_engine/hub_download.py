@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .files import publish
+from .numbers import is_whole
 from .http_download import Clock, DownloadFailed, Limits, Progress, host_of, open_url, transfer
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -36,9 +37,19 @@ class HubFile:
 
 
 def _headers(url: str, endpoint: str) -> dict:
-    from huggingface_hub.utils import build_hf_headers
+    """The Hub's headers: a user agent and the token of HF_TOKEN or `hf auth login` (unless implicit tokens are
+    off). Not huggingface_hub's build_hf_headers: its user agent asks the Hub for a registry on first use, a
+    request of its own with no overall deadline (a server dripping headers held `fetch` for minutes)."""
+    import platform
 
-    headers = build_hf_headers()  # user agent; the token of HF_TOKEN or `hf auth login`, unless disabled
+    import huggingface_hub
+    from huggingface_hub import constants, get_token
+
+    headers = {"user-agent": f"dgnam-studio; hf_hub/{huggingface_hub.__version__}; "
+                             f"python/{platform.python_version()}"}
+    token = None if constants.HF_HUB_DISABLE_IMPLICIT_TOKEN else get_token()
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     if host_of(url) != host_of(endpoint):  # a download host: its addresses are signed, a token would be refused
         headers.pop("authorization", None)
         headers.pop("Authorization", None)
@@ -60,7 +71,7 @@ def metadata(url: str, endpoint: str, clock: Clock) -> HubFile:
                              "Hugging Face Hub?)")
     if any("/" in v or "\\" in v or v.startswith(".") for v in (etag, commit)):
         raise DownloadFailed(f"the server's ETag {etag!r} or commit {commit!r} is not a plain name")
-    return HubFile(commit, etag, int(size) if size and size.isdigit() else None, location or url)
+    return HubFile(commit, etag, int(size) if size and is_whole(size) else None, location or url)
 
 
 def repo_folder(cache: Path, repo: str) -> Path:

@@ -2,6 +2,7 @@
 units named by class (`--unit alley`) in the network's own class list."""
 from __future__ import annotations
 
+import argparse
 from typing import Optional
 
 from . import class_lists, numbers
@@ -67,10 +68,11 @@ def cmd_remove(args) -> int:
 
 
 def _floats(text: str) -> list[float]:
+    """Three numbers in ASCII digits (`float` also reads "nan", "inf" and other scripts' digits)."""
     try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise UserError(f"bad numbers {text!r}: write three, like 0.485,0.456,0.406") from None
+        return [numbers.decimal(v) for v in text.replace(",", " ").split()]
+    except numbers.NumberError:
+        raise argparse.ArgumentTypeError(f"bad numbers {text!r}: write three, like 0.485,0.456,0.406") from None
 
 
 def add_models_subcommands(models) -> None:
@@ -82,9 +84,9 @@ def add_models_subcommands(models) -> None:
     s.add_argument("--weights", required=True, metavar="FILE", help="its state dict (.pt/.pth/.safetensors); "
                    "copied into the data folder, your file is left as it is")
     s.add_argument("--classes", default=None, metavar="FILE", help="class names, one per line")
-    s.add_argument("--num-classes", type=whole_arg("--num-classes"), default=None,
+    s.add_argument("--num-classes", type=whole_arg("--num-classes", high=class_lists.MAX_CLASSES, low=1), default=None,
                    help="default: the names in --classes, else what the file's last layer holds")
-    s.add_argument("--input-size", type=whole_arg("--input-size"), default=None,
+    s.add_argument("--input-size", type=whole_arg("--input-size", high=2048, low=16), default=None,
                    help="pixels (default: the architecture's usual)")
     s.add_argument("--mean", type=_floats, default=None, metavar="R,G,B", help="RGB [0,1] input mean")
     s.add_argument("--std", type=_floats, default=None, metavar="R,G,B", help="RGB [0,1] input std")

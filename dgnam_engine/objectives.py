@@ -51,9 +51,12 @@ def _unit(text: str, layer: Optional[str], names: Optional[Sequence[str]]) -> in
         raise UserError(f"unit {text!r}: write unit numbers with the digits 0-9")
     if layer is not None:
         raise UserError(f"unit {text!r} of layer {layer}: hidden units are numbers")
-    i = class_lists.find(class_lists.imagenet() if names is None else names, text)
+    names = class_lists.imagenet() if names is None else names
+    i = class_lists.find(names, text)
     if i is None:
-        raise UserError(f"no class named {text!r}: use a class name (spaces as _) or a unit number")
+        close = class_lists.suggestions(names, text)
+        hint = f"; did you mean {', '.join(close)}?" if close else ": use a class name (spaces as _) or a unit number"
+        raise UserError(f"no class named {text!r}{hint}")
     return i
 
 

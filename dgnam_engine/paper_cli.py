@@ -8,6 +8,7 @@ from pathlib import Path
 from .cli_options import check_writable, rf_path, whole_arg
 from . import json_out
 from .errors import UserError
+from .files import regular_file
 
 
 def _picture_of(args):
@@ -19,8 +20,7 @@ def _picture_of(args):
     if (args.image is None) == (args.key is None):
         raise UserError("give --image PICTURE or --key RESULT_KEY (see `python -m dgnam_engine neighbours --help`)")
     if args.image is not None:
-        if not Path(args.image).is_file():
-            raise UserError(f"picture not found: {args.image}")
+        regular_file(args.image, "picture")  # missing, or a device or pipe: said so
         return read_photo(args.image), args.prior, args.image
     import numpy as np
     from PIL import Image

@@ -14,9 +14,10 @@ from typing import Optional
 
 from . import class_lists
 from . import targets as T
-from .cli_options import add_model_options, add_output_options, add_prior_options, check_writable
+from .cli_options import add_model_options, add_output_options, add_prior_options, check_writable, whole_arg
 from . import json_out
 from .errors import UserError
+from .numbers import MAX_SEED
 
 SCENE_CLASSES = ("alley", "arch", "art_gallery", "auditorium", "doorway/outdoor")  # script 2, fc8
 CONV5_UNITS = (8, 55, 154, 181, 45)  # script 4, at (6, 6), cropped to the units' field in the paper
@@ -73,6 +74,10 @@ def cmd_places(args) -> int:
     runs = runs_for(model)
     if args.only is not None:
         runs = [r for r in runs if r.what == args.only]
+        if not runs:
+            raise UserError(f"{model} has no conv5 layer to run the paper's conv5 units on (only the CaffeNet and "
+                            f"AlexNet scene networks have one): pick one with --model, or run --only scenes"
+                            if args.only == "conv5" else f"{model} cannot run the paper's {args.only} runs")
     summaries, pending = [], []
     for run in runs:
         settings = Settings(prior=args.prior, n_iters=args.iters, seed=args.seed, position=run.position)
@@ -104,8 +109,8 @@ def add_parser(sub) -> None:
     add_model_options(s, device="cpu")
     add_prior_options(s)
     s.add_argument("--only", choices=["scenes", "conv5"], default=None, help="one of the two runs")
-    s.add_argument("--iters", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--iters", type=whole_arg("--iters"), default=None)
+    s.add_argument("--seed", type=whole_arg("--seed", high=MAX_SEED), default=0)
     s.add_argument("--out", required=True, help="folder for the pictures")
     add_output_options(s)
     s.set_defaults(func=cmd_places)

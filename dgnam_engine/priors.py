@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -22,9 +22,11 @@ import torch
 from . import generators, weights as W
 from .assets import ASSETS
 from .errors import UserError, WeightsCorrupt
+from .files import regular_file
 
 ACT_RANGE = ASSETS / "act_range" / "3x"
 DEMO_PRIORS_DIR = ASSETS / "priors"
+SUMS = "SHA256SUMS"  # beside the demo priors: `<sha256>  <file name>` per shipped file, as sha256sum writes it
 HF_DEEPSIM = "binxu/DeePSim_DosovitskiyBrox2016"
 CARD_KEY = "dgnam_card"
 
@@ -158,6 +160,7 @@ def save_prior_file(path: str | os.PathLike, generator: torch.nn.Module, lower: 
     save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card)})
     W.publish(tmp, path)
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    _seal(path)
     return path
 
 
@@ -217,6 +220,9 @@ def _scan_demo_priors(stamp: tuple) -> tuple[tuple, tuple]:
     for p in sorted(DEMO_PRIORS_DIR.glob("*.safetensors")):
         try:
             s = spec_from_file(p)
+            why = seal_problem(p)
+            if why is not None:
+                s = replace(s, damaged=why)
         except WeightsCorrupt as exc:
             s = _damaged_spec(p)
             if s is None:
@@ -233,6 +239,70 @@ _SKIPPED: list[str] = []  # the last listing's skipped files, one line each
 def skipped_priors() -> list[str]:
     """One line per prior file the last listing left out (its card cannot be read)."""
     return list(_SKIPPED)
+
+
+def _read_sums(folder: Path) -> dict[str, str]:
+    """NAME -> sha256 from the folder's SHA256SUMS; empty when there is none (then nothing is checked)."""
+    try:
+        text = (folder / SUMS).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        digest, sep, name = line.partition("  ")
+        if sep and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            sums[name.strip()] = digest
+    return sums
+
+
+def seal_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why a prior file in the demo priors folder is not the one shipped (its sha256 is not the one SHA256SUMS
+    holds for it), or None: also for files SHA256SUMS does not name (priors trained here). One flipped bit in a
+    generator's weights gives noise pictures with no other sign, so the shipped files are sealed like the atlas.
+    Hashed once per file version (path, size, time, inode): a page lists the priors on every rerun."""
+    path = Path(path)
+    try:
+        if path.resolve().parent != DEMO_PRIORS_DIR.resolve():
+            return None
+        st, sums_st = path.stat(), (DEMO_PRIORS_DIR / SUMS).stat()
+    except OSError:
+        return None
+    return _seal_problem(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino,
+                         (sums_st.st_size, sums_st.st_mtime_ns, sums_st.st_ino))
+
+
+@lru_cache(maxsize=64)
+def _seal_problem(path: str, size: int, mtime_ns: int, ino: int, sums_stamp: tuple) -> Optional[str]:
+    import hashlib
+
+    want = _read_sums(Path(path).parent).get(Path(path).name)
+    if want is None:
+        return None
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if h.hexdigest() == want:
+        return None
+    return f"its sha256 is not the one {SUMS} beside it holds: the file was changed or damaged"
+
+
+def _seal(path: Path) -> None:
+    """Record a prior written into the demo priors folder in its SHA256SUMS (a retrained shipped prior would
+    otherwise read as damaged). Only where a SHA256SUMS exists: elsewhere nothing is sealed."""
+    import hashlib
+
+    folder = path.parent
+    if folder.resolve() != DEMO_PRIORS_DIR.resolve() or not (folder / SUMS).is_file():
+        return
+    sums = _read_sums(folder)
+    sums[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    tmp = folder / f".{SUMS}.tmp"
+    tmp.write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())), encoding="utf-8")
+    os.replace(tmp, folder / SUMS)
 
 
 def _damaged_spec(path: Path) -> Optional[PriorSpec]:
@@ -345,9 +415,11 @@ def _load_original(spec: PriorSpec, explicit: Optional[str]) -> Prior:
 
 def load_file_prior(path: str | os.PathLike) -> Prior:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"prior file not found: {path}")
+    regular_file(path, "prior file")
     spec = spec_from_file(path)
+    why = seal_problem(path)  # a shipped prior named by its path: the same check as by its name
+    if why is not None:
+        raise WeightsCorrupt(damage_message(replace(spec, damaged=why)))
     sd = W.load_state_dict(path)
     try:
         lower, upper = sd.pop("bounds.lower"), sd.pop("bounds.upper")

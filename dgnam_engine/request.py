@@ -20,6 +20,8 @@ from . import targets as T
 from . import weights as W
 from .dgnam import DECAY
 from .errors import UserError
+from .files import regular_file
+from .photos import check_photo_file
 from .store import Identity, file_identity, identify
 
 
@@ -133,6 +135,11 @@ def resolve(req: Request) -> Run:
     if len(seeds) != len(units):
         raise UserError("give one seed per unit")
     limits.check_settings(s, seeds)
+    for path, what in ((req.model_weights, "weights file"), (req.prior_file, "prior file")):
+        if path is not None:
+            regular_file(path, what)  # before anything hashes it: a pipe or a device is named, never read
+    if s.init_image is not None:
+        check_photo_file(Path(s.init_image).expanduser())
     if s.init_image is not None and s.method != "dgnam":
         raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
     spec = T.get_spec(req.model or T.default_target())

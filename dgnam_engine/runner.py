@@ -147,6 +147,7 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, init_codes=init,
                         callback=callback, preview_every=preview_every, accel=r.accel, objective=combined)
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
+    _check_finite(tgt, info, units, res.activations)
     images = to_uint8(res.images)
     per_unit = res.seconds / len(units)
     extra, photo, recon = {}, None, None
@@ -175,6 +176,16 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
             alpha=None if alphas is None else (alphas[j].numpy() * 255 + 0.5).astype(np.uint8),
             cpu_threads=res.cpu_threads))
     return out
+
+
+def _check_finite(tgt: T.Target, info, units: Sequence[int], activations: torch.Tensor) -> None:
+    """A NaN (or infinite) activation is the network's doing, not a result: say so before anything is stored
+    (the store would refuse the row and read as damaged)."""
+    bad = ~torch.isfinite(torch.as_tensor(activations, dtype=torch.float64)).all(dim=0)
+    if bool(bad.any()):
+        u = units[int(bad.nonzero()[0])]
+        raise UserError(f"the network gives NaN for this picture: {tgt.name} {info.name} unit {u} has no finite "
+                        f"activation (damaged weights, or an input mean/std far off); nothing was stored")
 
 
 @torch.no_grad()

@@ -249,8 +249,9 @@ TV_URLS = {"alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.
 
 
 def _tv_weights(fetch_name: str) -> W.WeightFile:
+    """torchvision's file; a user's own file (`fetch NAME --from FILE`) is kept as NAME.pth, as for _places_file."""
     url = TV_URLS[fetch_name]
-    return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url)
+    return W.WeightFile(filename=os.path.basename(url), fetch_name=fetch_name, url=url, aliases=(f"{fetch_name}.pth",))
 
 
 def _build_caffenet(num_classes: int = 1000):

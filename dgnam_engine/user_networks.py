@@ -10,17 +10,18 @@ import json
 import logging
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .errors import UserError
 from .store import default_root
 
 log = logging.getLogger(__name__)
 ENTRY_FILE = "network.json"
-NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-ARCH = re.compile(r"^(torchvision:[A-Za-z0-9_]+|timm:[A-Za-z0-9_.-]+|caffenet)$")
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+ARCH = re.compile(r"torchvision:[A-Za-z0-9_]+|timm:[A-Za-z0-9_.-]+|caffenet")  # fullmatch only
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def root() -> Path:
 
 
 def check_name(name: str) -> None:
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):  # fullmatch: `$` alone lets a name end in a newline
         raise UserError(f"bad network name {name!r}: use lower-case letters, digits, _ . - (up to 64)")
 
 
@@ -68,9 +69,9 @@ def _from_json(data, folder: Path) -> Entry:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     name, arch = data.get("name"), data.get("arch")
-    if not isinstance(name, str) or not NAME.match(name) or name != folder.name:
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name != folder.name:
         raise ValueError(f"its name {name!r} is not the folder's name {folder.name!r}")
-    if not isinstance(arch, str) or not ARCH.match(arch):
+    if not isinstance(arch, str) or not ARCH.fullmatch(arch):
         raise ValueError(f"unknown architecture {arch!r}")
     n, size = data.get("num_classes"), data.get("input_size")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -109,7 +110,8 @@ def entries() -> list[Entry]:
     base = root()
     if not base.is_dir():
         return out
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+    # dot-folders are entries being staged (`staging`): not entries yet, and no warning
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         path = folder / ENTRY_FILE
         try:
             out.append(_from_json(json.loads(path.read_text(encoding="utf-8")), folder))
@@ -126,25 +128,39 @@ def get(name: str) -> Optional[Entry]:
     return next((e for e in entries() if e.name == name), None)
 
 
-def save(entry: Entry, weights_file: Path, classes_file: Optional[Path]) -> Entry:
-    """Write the entry with copies of the user's files (theirs are never moved or changed); a half-written entry
-    never shows: the folder appears whole or not at all."""
+@contextmanager
+def staging(name: str) -> Iterator[Path]:
+    """A folder of this module's own (`.NAME.partial`) to copy the user's files into and check there; it becomes
+    the entry with `commit`, or is removed when anything fails, so a half-written entry never shows."""
+    if (root() / name).exists():
+        raise UserError(f"a network named {name!r} exists already; `models remove {name}` first")
+    tmp = root() / f".{name}.partial"
+    made = not root().exists()
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot write the network into {root()}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after a commit (renamed), else what a failure left
+        if made and not any(root().iterdir()):
+            root().rmdir()  # a refused first add leaves the data folder as it was
+
+
+def commit(entry: Entry, tmp: Path) -> Entry:
+    """Write the entry's network.json into the staged folder `tmp` (holding the checked copies) and move it into
+    place in one step."""
     dest = root() / entry.name
     if dest.exists():
         raise UserError(f"a network named {entry.name!r} exists already; `models remove {entry.name}` first")
-    tmp = root() / f".{entry.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     try:
-        shutil.copyfile(weights_file, tmp / entry.weights)
-        if classes_file is not None and entry.classes:
-            shutil.copyfile(classes_file, tmp / entry.classes)
         data = {k: v for k, v in asdict(entry).items() if k != "folder"}
         (tmp / ENTRY_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
         tmp.rename(dest)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write the network into {root()}: {exc.strerror or exc}") from None
     return _from_json(json.loads((dest / ENTRY_FILE).read_text(encoding="utf-8")), dest)
 
@@ -155,5 +171,11 @@ def remove(name: str) -> Path:
     folder = root() / name
     if not (folder / ENTRY_FILE).is_file():
         raise UserError(f"no added network named {name!r} (see `python -m dgnam_engine models`)")
-    shutil.rmtree(folder)
+    try:
+        if folder.is_symlink():  # put there by hand: the link goes, the folder it points to is not ours to delete
+            folder.unlink()
+        else:
+            shutil.rmtree(folder)
+    except OSError as exc:
+        raise UserError(f"cannot remove {folder}: {exc.strerror or exc}") from None
     return folder

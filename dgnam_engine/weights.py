@@ -13,16 +13,17 @@ import re
 import threading
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from . import http_download as _dl
-from .files import publish
+from .files import publish, regular_file
 from . import hub_download as _hub
 from .errors import UserError, WeightsCorrupt, WeightsMissing
+from .numbers import is_whole
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 TORCH_DEFAULT_HOST = "https://download.pytorch.org"
@@ -50,6 +51,10 @@ class WeightFile:
     package_path: Optional[Callable[[], Optional[str]]] = None  # a file inside an installed package
     sha256: Optional[str] = None
     aliases: tuple[str, ...] = ()  # names other tools cache the same file under
+    size: Optional[int] = None  # bytes, about, as the catalogue knows it: a download far beyond it is refused
+    # Loads a file into what it is for, WeightsCorrupt if it does not (catalog.weight_file sets it): a file with no
+    # published hash (the Places hosts) is only known sound once it loads.
+    check: Optional[Callable[[Path], None]] = field(default=None, compare=False, repr=False)
 
     def download_url(self) -> str:
         if self.hf_repo:
@@ -115,9 +120,9 @@ def missing_message(wf: WeightFile, what: str) -> str:
 def resolve(wf: WeightFile, what: str, explicit: Optional[str | os.PathLike] = None) -> Path:
     if explicit is not None:
         p = Path(explicit).expanduser()
-        if not p.is_file():
+        if not p.exists():
             raise WeightsMissing(f"weights file for {what} not found: {p}")
-        return p
+        return regular_file(p, f"weights file for {what}")  # a device or a pipe: said so, never read
     found = find(wf)
     if found is None:
         raise WeightsMissing(missing_message(wf, what))
@@ -366,7 +371,8 @@ def _fetch_from_hub(wf: WeightFile, limits: Limits, progress, cancel) -> Path:
 def _fetch_from_torch_host(wf: WeightFile, limits: Limits, progress, cancel) -> Path:
     dest = checkpoints_dir() / wf.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part")  # our own name
+    # our own name, ending as the file does (the loader that checks it goes by the suffix)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.dgnam-part{dest.suffix}")
     expected = _name_hash(wf.filename)
     try:
         with _dl.Clock(limits) as clock, open(tmp, "wb") as out:
@@ -374,6 +380,13 @@ def _fetch_from_torch_host(wf: WeightFile, limits: Limits, progress, cancel) -> 
         if expected and not got.sha256.startswith(expected):
             raise _dl.DownloadFailed(f"the file is damaged or cut short (its sha256 {got.sha256[:12]}… does not "
                                      f"match the {expected} in its name): it was refused, nothing was kept")
+        if wf.check is not None:
+            try:
+                wf.check(tmp)
+            except WeightsCorrupt as exc:
+                why = str(exc).replace(str(tmp), wf.filename)
+                raise _dl.DownloadFailed(f"the file that arrived does not load ({why}): it was refused, nothing "
+                                         f"was kept") from None
         publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -409,6 +422,22 @@ def damage(wf: WeightFile, path: Path) -> Optional[str]:
     return f"its sha256 does not match the {expected} in its name"
 
 
+SIZE_SLACK = 1.25  # the catalogue's sizes are about right (parameters x 4 bytes); far beyond is no such file
+MAX_UNKNOWN_BYTES = 8 << 30  # a file of unknown size: above any network this product runs, below a full disk
+
+
+def _load_problem(wf: WeightFile, path: Path) -> Optional[str]:
+    """Why a found copy with no hash to check does not load into what it is for, or None (a download refused
+    this at arrival; this catches a copy written by something else, or by an older version)."""
+    if wf.check is None or _name_hash(path.name) is not None or path.is_symlink():
+        return None  # a hash, checked by `damage`, says more than a load
+    try:
+        wf.check(path)
+    except WeightsCorrupt as exc:
+        return "it " + str(exc).replace(f"{path} ", "", 1)  # "it does not fit ...", "it is not a readable ..."
+    return None
+
+
 def force_hint(wf: WeightFile) -> str:
     return f"run `python -m dgnam_engine fetch {wf.fetch_name} --force` to download it again"
 
@@ -424,7 +453,7 @@ def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[
     and stall limit (default: DGNAM_DOWNLOAD_TIMEOUT / DGNAM_DOWNLOAD_STALL, or one hour / 30 s)."""
     found = find(wf)
     if found is not None and not force:
-        why = damage(wf, found)
+        why = damage(wf, found) or _load_problem(wf, found)
         if why is None:
             return found
         raise WeightsCorrupt(f"{found} is damaged ({why}): {force_hint(wf)}")
@@ -433,6 +462,8 @@ def fetch(wf: WeightFile, progress: Optional[Progress] = None, cancel: Optional[
     if not downloads_allowed():
         raise UserError(OFFLINE_MESSAGE)
     limits = limits or Limits.from_env()
+    if limits.max_bytes is None:
+        limits = replace(limits, max_bytes=int(wf.size * SIZE_SLACK) if wf.size else MAX_UNKNOWN_BYTES)
     url = wf.download_url()
     try:
         path = (_fetch_from_hub if wf.hf_repo else _fetch_from_torch_host)(wf, limits, progress, cancel)
@@ -459,6 +490,6 @@ def remote_size(wf: WeightFile, timeout: float = 5.0) -> Optional[int]:
                 return _hub.metadata(wf.download_url(), _hub_endpoint(), clock).size
             with _dl.open_url("HEAD", wf.download_url(), {"User-Agent": "torch.hub"}, clock) as resp:
                 n = resp.headers.get("Content-Length")
-                return int(n) if n and n.isdigit() else None
+                return int(n) if n and is_whole(n) else None
     except (UserError, OSError):  # any failure just means "size unknown"
         return None
