@@ -11,20 +11,20 @@ is accumulated over the run: the alpha map (where in the picture the unit's evid
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .assets import ASSETS as _ASSETS
 from .convention import rgb_to_gen
 from . import accel as _accel
 from .dgnam import BatchResult, StepCallback, optimise
 from .objectives import UnitObjective
 from .targets import LayerInfo, Target
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "maco"
+ASSETS = _ASSETS / "maco"
 MAGNITUDE_FILE = ASSETS / "magnitude.npy"  # (3, S, S//2 + 1) float16: mean |rfft2| per decorrelated channel
 COLOUR_FILE = ASSETS / "colour.npy"  # (3, 3) float32: decorrelated channels -> RGB
 

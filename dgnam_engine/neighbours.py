@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .assets import ASSETS
 from .convention import from_uint8
 from .errors import UserError
 from .photos import read_photo, square
 
-SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "corpus_index"
+SHIPPED = ASSETS / "corpus_index"
 THUMB = 48  # px: the shipped thumbnails
 PIXEL = 32  # px: pixel space compares pictures at this size (RGB in [0, 1])
 DEFAULT_SPACE = ("efficientnet_lite0", "pooled")
