@@ -78,3 +78,11 @@ def _keep_main_module():
     yield
     if main is not None:
         sys.modules["__main__"] = main
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that drive a real browser (tests/test_browser*.py) carry the `browser` mark, so the fast suite
+    (`-m "not browser"`) and the browser suite (`-m browser`) can run apart; a plain run runs both."""
+    for item in items:
+        if item.path.name.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)

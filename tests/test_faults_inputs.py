@@ -292,6 +292,7 @@ def test_damaged_data_page_says_what_to_run_not_restart(tmp_path):
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: scripts/install_browser.sh")
 def test_link_parameters_draw_no_outside_link_or_picture_in_the_browser(tmp_path):
     """`/?model=[Click here to fix](...)` drew a live link in the red box and `![x](...)` made the browser fetch
