@@ -337,3 +337,30 @@ class AnswersDB:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[11]))
             w.writerow([created, *r[:11]])
         return buf.getvalue()
+
+
+# --- a quiz for people ------------------------------------------------------------------------------------------
+
+QUIZ_QUESTIONS = 10
+BASE_CONDITIONS = ("natural", "dgnam", "none")
+
+
+def plan(store, seed, n: int = QUIZ_QUESTIONS, layer: str = "classifier",
+         pool: Optional[Pool] = None) -> tuple[Pool, list[Question]]:
+    """The quiz one seed gives (a class code: every student the same questions): the n class units the pool
+    answers best, conditions balanced over the questions; pixel and MACO join when every unit has them stored."""
+    pool = pool or shipped_pool()
+    units = answerable_units(pool, layer, n)
+    conds = [c for c in BASE_CONDITIONS if c != "dgnam" or all(stored_pictures(store, MODEL, layer, u, c, 1)[0]
+                                                                for u in units)]
+    conds += [c for c in ("pixel", "maco") if all(stored_pictures(store, MODEL, layer, u, c, 1)[0] for u in units)]
+    return pool, make_questions(pool, layer, units, conds, n, seed)
+
+
+def references(store, pool: Pool, layer: str, q: Question) -> list[np.ndarray]:
+    """The pictures a person sees for a question's condition (none for "none")."""
+    if q.condition == "natural":
+        return [pool.picture(j) for j in q.refs]
+    if q.condition == "none":
+        return []
+    return stored_pictures(store, MODEL, layer, q.unit, q.condition)[0]
