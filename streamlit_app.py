@@ -19,6 +19,7 @@ pages = {
         st.Page("pages/priors.py", title="Compare priors", icon=":material/layers:"),
         st.Page("pages/models.py", title="Compare models", icon=":material/hub:"),
         st.Page("pages/paper.py", title="The paper's questions", icon=":material/quiz:"),
+        st.Page("pages/quiz.py", title="Guess the neuron", icon=":material/psychology_alt:"),
     ],
     "Library": [
         st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),

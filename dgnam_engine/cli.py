@@ -17,6 +17,7 @@ from .cli_options import (Parser, add_model_options, add_output_options, add_pri
 from .errors import RunCancelled, UserError
 from .files import regular_file
 from .training import cli_train
+from . import quiz_cli
 
 
 def cmd_models(args) -> int:
@@ -278,7 +279,7 @@ def add_core_commands(sub) -> None:
 # command is one function here; its module imports cli_options, never this module.
 COMMANDS = (add_core_commands, atlas.add_parser, dataset_index.add_parsers, paper_cli.add_parsers,
             paper_cli.add_recipes_parser, precompute.add_parser, store_cli.add_parser, cli_train.add_parser,
-            places_runs.add_parser)
+            places_runs.add_parser, quiz_cli.add_parser)
 
 
 def build_parser() -> Parser:
