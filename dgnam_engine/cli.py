@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import (atlas, catalog, dataset_index, json_out, network_cli, numbers, paper_cli, places_runs, precompute,
-               store_cli)
+               store_cli, variants)
 from .cli_options import (Parser, add_model_options, add_output_options, add_prior_options, alpha_path,
                           check_writable, decimal_arg, parse_xy, print_table, rf_path, whole_arg)
 from .errors import RunCancelled, UserError
@@ -143,6 +143,16 @@ def _check_outputs(args, out: Path, units: list[int]) -> None:
     check_writable(files[0])
 
 
+def _variant_settings(args) -> dict:
+    """views and bn_weight from --variant, with --views / --bn-weight over the preset's numbers."""
+    out = dict(variants.PRESETS[args.variant]) if args.variant else {}
+    if args.views is not None:
+        out["views"] = args.views
+    if args.bn_weight is not None:
+        out["bn_weight"] = args.bn_weight
+    return out
+
+
 def cmd_visualize(args) -> int:
     from .imaging import save_png
     from .runner import Settings, visualize
@@ -176,7 +186,7 @@ def cmd_visualize(args) -> int:
     settings = Settings(method=args.method, prior=args.prior, n_iters=args.iters, lr_start=args.lr,
                         lr_end=args.lr_end, seed=args.seed, position=parse_xy(args.xy),
                         init_image=str(Path(args.init_image).resolve()) if args.init_image else None,
-                        objective=args.objective)
+                        objective=args.objective, **_variant_settings(args))
 
     def progress(info):
         if not args.quiet and (info.step % 10 == 0 or info.step == info.n_iters - 1):
@@ -253,6 +263,14 @@ def add_core_commands(sub) -> None:
     s.add_argument("--method", choices=["dgnam", "pixel", "maco"], default="dgnam",
                    help="pixel: the pixel-space baseline, no prior; maco: the phase of a natural spectrum (Fel et "
                    "al. 2023), 256 NAdam steps, also writes its alpha map (<out>_alpha.png)")
+    s.add_argument("--variant", choices=sorted(variants.PRESETS), default=None,
+                   help="a named DGN-AM variant (paper: the paper's objective; robust: random views of the picture "
+                   "each step; bn: the target's batch-norm statistics as a natural-image term; robust-bn: both); "
+                   "--views and --bn-weight set its numbers")
+    s.add_argument("--views", type=whole_arg("--views", variants.MAX_VIEWS), default=None,
+                   help="DGN-AM: random crops with noise of the picture the target sees each step (0: the paper's)")
+    s.add_argument("--bn-weight", type=decimal_arg("--bn-weight"), default=None,
+                   help="DGN-AM: weight of the batch-norm statistics term (DeepInversion; 0: none)")
     s.add_argument("--iters", type=whole_arg("--iters"), default=None)
     s.add_argument("--lr", type=decimal_arg("learning rate"), default=None, help="start learning rate")
     s.add_argument("--lr-end", type=decimal_arg("end learning rate"), default=None)

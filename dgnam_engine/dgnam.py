@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -139,10 +139,11 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
         lr_end: float, decay: float = DECAY, position: Optional[tuple[int, int]] = None,
         init_codes: Optional[torch.Tensor] = None, callback: Optional[StepCallback] = None,
         preview_every: int = 0, accel: Optional[Accel] = None, objective=None,
-        per_sample: Optional[bool] = None) -> BatchResult:
+        per_sample: Optional[bool] = None, views: int = 0, bn_weight: float = 0.0) -> BatchResult:
     """Optimise one code per (unit, seed) pair; units and seeds have the same length B. `objective` (see
     objectives.py) replaces the default "unit b of `layer` at `position` for sample b" with another one, e.g. a
-    weighted sum of units.
+    weighted sum of units. `views` and `bn_weight` choose a variant's objective (variants.py; 0 and 0: the
+    paper's); the update rule is the same.
 
     accel=None is the plain fp32 eager reference. An `accel.Accel` computes the passes faster (lower precision,
     channels-last, compile, a CUDA graph) with the same update rule; see accel.py and docs/performance.md.
@@ -156,7 +157,10 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
 
     if len(units) != len(seeds):
         raise ValueError("units and seeds must have the same length")
+    base = target  # before the fast path folds its batch norms: the batch-norm term reads their statistics
     if accel is not None:
+        if views and accel.cuda_graph:  # a graph would replay the first step's views every step
+            accel = replace(accel, cuda_graph=False)
         generator, target = _accel.prepare(generator, target, accel)
     h0 = init_codes if init_codes is not None else initial_codes(seeds, lower.shape)
     dev = target.device
@@ -166,6 +170,10 @@ def run(generator: torch.nn.Module, target: Target, layer: LayerInfo, units: Seq
         lo, hi = rows[0], rows[-1] + 1  # samples lo..hi-1 of the batch: their units, or their part of `objective`
         obj = (objective.part(lo, hi) if objective is not None
                else UnitObjective(layer, torch.as_tensor(list(units[lo:hi]), device=dev), position))
+        if views or bn_weight:
+            from .variants import wrap
+
+            obj = wrap(obj, list(seeds[lo:hi]), base, target, layer, views, bn_weight)
         return optimise(param, obj, target, h0_part, n_iters=n_iters, lr_start=lr_start, lr_end=lr_end,
                         callback=callback, preview_every=preview_every, accel=accel, per_sample=per_sample)
 

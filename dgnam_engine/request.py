@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import accel as A
-from . import limits, maco, objectives, photo_init, pixel_am
+from . import limits, maco, objectives, photo_init, pixel_am, variants
 from . import priors as P
 from . import targets as T
 from . import weights as W
@@ -26,6 +26,7 @@ from .store import Identity, file_identity, identify
 
 
 METHODS = ("dgnam", "pixel", "maco")
+VARIANT_FIELDS = {"views": 0, "bn_weight": 0.0}  # Settings fields of the DGN-AM variants, with their paper values
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Settings:
     objective: Optional[str] = None  # a weighted sum of units ("bee + 0.5*daisy", objectives.py) instead of one unit
     preview: bool = False  # a quick preview (as_preview): marked, and stored apart from full runs
     accel: str = "auto"  # "auto": the fastest measured path for the device (accel.for_device); "plain": fp32 eager
+    views: int = 0  # DGN-AM variant: random views of G(h) per step (variants.py); 0: the paper's objective
+    bn_weight: float = 0.0  # DGN-AM variant: weight of the batch-norm statistics term (variants.py); 0: none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +114,9 @@ class Run:
         s = self.settings
         d = s.to_dict()
         d.pop("seed")
+        for name in VARIANT_FIELDS:  # keyed only when used: the paper's results keep the keys they always had
+            if d[name] == VARIANT_FIELDS[name]:
+                d.pop(name)
         d.update(n_iters=self.n_iters, lr_start=self.lr_start, lr_end=self.lr_end, accel=self.precision,
                  prior=self.prior)
         if s.init_image:  # the photo by its content too: an edited photo under the same name is another start
@@ -140,6 +146,11 @@ def resolve(req: Request) -> Run:
             regular_file(path, what)  # before anything hashes it: a pipe or a device is named, never read
     if s.init_image is not None:
         check_photo_file(Path(s.init_image).expanduser())
+    vp = variants.problem(s.views, s.bn_weight)
+    if vp:
+        raise UserError(vp)
+    if (s.views or s.bn_weight) and s.method != "dgnam":
+        raise UserError(f"views and the batch-norm term are DGN-AM variants; the {s.method} method takes neither")
     if s.init_image is not None and s.method != "dgnam":
         raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
     spec = T.get_spec(req.model or T.default_target())

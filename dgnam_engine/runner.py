@@ -145,7 +145,8 @@ def run(r: Run, *, callback=None, preview_every: int = 0, target: Optional[T.Tar
             init = start.code.unsqueeze(0).expand(len(units), *start.code.shape).clone()
         res = dgnam.run(pr.generator, tgt, info, units, lower=pr.lower, upper=pr.upper, seeds=seeds, n_iters=n,
                         lr_start=lr0, lr_end=lr1, decay=s.decay, position=s.position, init_codes=init,
-                        callback=callback, preview_every=preview_every, accel=r.accel, objective=combined)
+                        callback=callback, preview_every=preview_every, accel=r.accel, objective=combined,
+                        views=s.views, bn_weight=s.bn_weight)
         prior_name, prior_kind, pfile = pr.name, pr.spec.kind, pr.path
     _check_finite(tgt, info, units, res.activations)
     images = to_uint8(res.images)
