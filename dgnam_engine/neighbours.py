@@ -245,6 +245,9 @@ def folder_collection(folder: Path, space: tuple[str, str], cache_root: Path,
     files = _folder_files(folder)
     if not files:
         raise UserError(f"no photos (.jpg, .png, ...) in {folder}")
+    if len(files) < 2:  # before any indexing: one photo says nothing about what a copy is
+        raise UserError(f"the collection {folder} has 1 photo to compare with: too small to say what a copy is; "
+                        "give a folder of at least 2 different photos (--images)")
     ident = hashlib.sha256(f"{folder_identity(folder, files)}|{space}|v{INDEX_VERSION}".encode()).hexdigest()[:20]
     cache = Path(cache_root) / "neighbours" / f"{ident}.npz"
     index = _read_index(cache, say) if cache.is_file() else None

@@ -300,7 +300,7 @@ def rq2(ctx: Context):
     try:
         model = PR.scene_network()
     except UserError as exc:
-        return {**out, "answered": False, "targets_from_other_datasets": 0,
+        return {**out, "answered": False, "ran": False, "targets_from_other_datasets": 0,
                 "needs": "a network trained on Places205/365 scenes: Setup downloads one (ResNet-18 Places365), "
                          "or takes a weights file you have in its file form",
                 "command": "python -m dgnam_engine fetch resnet18_places365",
@@ -309,7 +309,7 @@ def rq2(ctx: Context):
     made = pictures(ctx, model, list(scenes.units), Settings(prior=ctx.prior, n_iters=ctx.steps))
     stored = [ctx.store.get(key) for key, _ in made]
     nov = _novelty([im for _, im in made], ctx.prior)
-    out.update(answered=True, targets_from_other_datasets=1, target=model,
+    out.update(answered=True, ran=True, targets_from_other_datasets=1, target=model,
                units={name: int(u) for name, u in zip(scenes.labels, scenes.units)},
                activation_start=[round(r.activation_start, 3) for r in stored],
                activation_final=[round(r.activation_final, 3) for r in stored],
@@ -555,7 +555,8 @@ def save(name: str, numbers: dict, pics: list, inputs: Optional[dict] = None) ->
             p.unlink(missing_ok=True)  # ours, by exact name
         return False  # a read-only data folder: shown now, not kept
     keep = {r["file"] for r in rows}
-    for old in list(folder.glob(f"{name}.*_[0-9][0-9].png")) + list(folder.glob(f"{name}_[0-9][0-9].png")):
+    stale = folder.glob(f".{name}.*.part")  # a killed save's JSON, never swapped in
+    for old in [*folder.glob(f"{name}.*_[0-9][0-9].png"), *folder.glob(f"{name}_[0-9][0-9].png"), *stale]:
         if old.name not in keep:  # the previous answer's pictures (names only this function writes)
             try:
                 old.unlink()
