@@ -83,9 +83,9 @@ def top_photos(model: str, layer: Optional[str], unit: int, progress=None) -> li
 
 def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_name: Optional[str] = None,
            photos: Optional[Sequence[str]] = None, progress: Optional[Callable] = None,
-           steps: Optional[int] = None, seed: int = 0, device: str = "cpu") -> Facets:
-    """K pictures of one unit, one from each cluster of its top photos; photos default to the examples index.
-    Facet j runs with seed `seed + j` (the jitter of its steps), on `device`."""
+           steps: Optional[int] = None, device: str = "cpu") -> Facets:
+    """K pictures of one unit, one from each cluster of its top photos (photos default to the examples index), on
+    `device`. No seed: each facet starts from its cluster's code, not a random one."""
     from . import dgnam, photo_init
     from . import accel as A
     from .neighbours import embed, space_for
@@ -112,14 +112,14 @@ def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_nam
     starts = torch.minimum(torch.maximum(starts, pr.lower), pr.upper)
     n = steps or photo_init.PHOTO_ITERS  # the photo-start schedule: a facet should stay near its cluster
     lr0 = tgt.spec.lr[0] * pr.lr_scale * photo_init.PHOTO_LR_FACTOR
-    res = dgnam.run(pr.generator, tgt, info, [unit] * k, lower=pr.lower, upper=pr.upper, seeds=[seed + j for j in range(k)],
+    res = dgnam.run(pr.generator, tgt, info, [unit] * k, lower=pr.lower, upper=pr.upper, seeds=list(range(k)),
                     n_iters=n, lr_start=lr0, lr_end=tgt.spec.lr[1], init_codes=starts,
                     accel=A.resolve("auto", tgt.device))
     images = to_uint8(res.images)
     return Facets(unit, tgt.unit_label(info, unit), images,
                   [[Path(files[i]).name for i in np.flatnonzero(labels == j)] for j in range(k)],
                   diversity(embed(images, *space)), [float(a) for a in res.activations[-1]], space,
-                  {"steps": n, "seeds": [seed + j for j in range(k)]})
+                  {"steps": n})
 
 
 def seed_diversity(images: Sequence[np.ndarray], prior_name: Optional[str]) -> float:

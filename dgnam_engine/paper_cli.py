@@ -114,13 +114,14 @@ def visualize_facets(args, units: list[int]) -> int:
     if args.weights or args.random_weights or args.prior_file or args.lr is not None or args.lr_end is not None:
         raise UserError("--facets uses the network's and the prior's own weights and the photo-start schedule: "
                         "leave out --weights, --random-weights, --prior-file, --lr and --lr-end")
+    if args.seed:
+        raise UserError("--facets starts each picture from its cluster's code, not a random one: leave out --seed")
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .png file (facets are written as <name>_facet1.png, ...)")
     check_writable(out)
     f = F.render(args.model or default_target(), units[0], args.facets, args.layer, args.prior,
-                 progress=None if args.quiet else F.print_progress, steps=args.iters, seed=args.seed,
-                 device=args.device)
+                 progress=None if args.quiet else F.print_progress, steps=args.iters, device=args.device)
     rows = []
     for j, (image, members, act) in enumerate(zip(f.images, f.clusters, f.activations), 1):
         p = out.with_name(f"{out.stem}_facet{j}{out.suffix or '.png'}")
@@ -130,7 +131,7 @@ def visualize_facets(args, units: list[int]) -> int:
             raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
         rows.append({"image": str(p), "photos": members, "activation": round(act, 3)})
     summary = {"unit": f.unit, "label": f.label, "facets": rows, "diversity": round(f.diversity, 3),
-               "space": ":".join(f.space), "steps": f.extra.get("steps"), "seed": args.seed}
+               "space": ":".join(f.space), "steps": f.extra.get("steps")}
     if args.json:
         print(json_out.dumps(summary))
     else:

@@ -95,8 +95,10 @@ def test_a_training_photo_is_a_copy_and_a_photo_start_that_still_shows_it_is_not
     assert started["verdict"] in ("copy", "close") and started["nearest"] == "skimage__coffee.jpg"
 
 
-def test_a_picture_of_another_class_from_noise_is_new():
+def test_a_picture_of_another_class_from_noise_is_new(monkeypatch):
     from dgnam_engine import paper
+
+    monkeypatch.delenv("DGNAM_ATLAS_DIR")  # the shipped atlas's pictures (DGN-AM from random codes, 200 steps)
 
     ctx = paper.Context([1, 281], model="efficientnet_lite0", prior="lite0-b3")
     made = paper.pictures(ctx, "efficientnet_lite0", [1, 281], paper.Settings(prior="lite0-b3"))  # the atlas's
