@@ -157,7 +157,7 @@ for name in paper.EXPERIMENTS:
             if n.get("answered") is False:
                 not_answered(n)
             else:
-                st.markdown("**Numbers:** " + headline(name, n))
+                st.markdown("**Number:** " + headline(name, n))
                 sanity(name, n)
                 if n.get("needs"):  # answered in part (RQ5: one unit of two)
                     not_answered(n)
