@@ -48,7 +48,9 @@ COLLAPSE = 0.25  # the prior alone "collapses" when its pictures are closer than
 SIBLING_NOTE = ("the offline judge EfficientNet-Lite2 is a sibling of the target EfficientNet-Lite0 (one family, "
                 "trained the same way): it shares the target's blind spots, so its verdicts are a weak second "
                 "opinion (the pixel baseline's noise-like pictures can fool both)")
-SECONDS_PER_STEP = {"dgnam": 0.12, "pixel": 0.1, "maco": 0.45}  # per picture on 2 CPU cores (Lite0): estimates
+# seconds per step of one picture on Lite0, 2 CPU cores with nothing else running (measured at 0.22 / 0.36 / 1.1
+# under a load of 15 on 2 cores, December 2026): the page's estimate before a press
+SECONDS_PER_STEP = {"dgnam": 0.06, "pixel": 0.08, "maco": 0.3}
 # MACO takes 6 crops a step: half its 256 default steps
 MACO_STEPS = 128
 VERSION = 2  # of the stored answers: a stored answer of another version is computed again
@@ -395,7 +397,9 @@ def rq4(ctx: Context):
 
     made = _made(ctx, ctx.model, "dgnam")
     unit_images = [im for _, im in made]
-    pixel = ctx.made.get((ctx.model, "pixel", 0, tuple(ctx.units)))  # made by rq1; rq4 alone does not render it
+    pixel = None  # RQ1's pixel-baseline pictures when they are stored (RQ4 alone does not render them)
+    if missing_count(ctx, ctx.model, ctx.units, _settings(ctx, "pixel")) == 0:
+        pixel = _made(ctx, ctx.model, "pixel")
     two = subset(ctx.units, SPEC_UNITS)
     second = [im for _, im in _made(ctx, ctx.model, "dgnam", seed=1, units=two)]
     first = [unit_images[list(ctx.units).index(u)] for u in two]
