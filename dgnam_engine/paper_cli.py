@@ -51,7 +51,8 @@ def cmd_neighbours(args) -> int:
         return 0
     words = {"copy": "a copy", "close": "close to a photo", "new": "a new picture"}[res["verdict"]]
     print(f"{what}: novelty {res['novelty']:.2f}, {words} (nearest {res['nearest']}, in {res['decided_by']} space; "
-          f"~0 = a copy, 1 = as far as the {res['photos']} photos of {res['collection']} are from each other)")
+          f"~0 = a copy, 1 = as far as the collection's {res['photos']} photos are from each other: "
+          f"{res['collection']})")
     for title, rows in (("deep features", res["deep"]), (f"pixels ({res['pixel_photos']} photos)", res["pixel"])):
         print(f"  {title}:")
         for row in rows:
