@@ -12,6 +12,8 @@ from dgnam_engine import judge
 from dgnam_engine.errors import UserError
 from dgnam_engine.store import StoredResult
 
+from dgnam_engine.neighbours import CLOSE as N_CLOSE, COPY as N_COPY
+
 from . import state
 from .plain import message
 
@@ -74,6 +76,9 @@ def nearest_photos(r: StoredResult, key: str, k: int = 5) -> None:
         else:
             col.caption(f"{name} · {row['distance']:.1f} (no thumbnail: its licence asks for terms we do not pass "
                         "on)")
-    st.caption(f"Novelty **{res['novelty']:.2f}**: the distance to the nearest of the {res['photos']} photos the "
-               f"demo priors were trained on, in {res['space']} features, divided by how far those photos are from "
-               "each other (median). Near 0 would be a copy; about 1 or more, a new picture.")
+    words = {"copy": "a copy of a training photo", "close": "close to a training photo", "new": "a new picture"}
+    st.caption(f"Novelty **{res['novelty']:.2f}**: **{words[res['verdict']]}**. The distance to the nearest of the "
+               f"{res['pixel_photos']} training photos with thumbnails ({res['nearest']}), in {res['decided_by']} "
+               "space (the picture's structure or early features, which the optimisation does not push), divided "
+               "by how far those photos are from each other. A training photo scores about 0 (a copy), coloured "
+               f"noise above 1; below {N_COPY} is called a copy, below {N_CLOSE} close.")

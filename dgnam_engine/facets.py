@@ -83,8 +83,9 @@ def top_photos(model: str, layer: Optional[str], unit: int, progress=None) -> li
 
 def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_name: Optional[str] = None,
            photos: Optional[Sequence[str]] = None, progress: Optional[Callable] = None,
-           steps: Optional[int] = None) -> Facets:
-    """K pictures of one unit, one from each cluster of its top photos; photos default to the examples index."""
+           steps: Optional[int] = None, device: str = "cpu") -> Facets:
+    """K pictures of one unit, one from each cluster of its top photos (photos default to the examples index), on
+    `device`. No seed: each facet starts from its cluster's code, not a random one."""
     from . import dgnam, photo_init
     from . import accel as A
     from .neighbours import embed, space_for
@@ -94,10 +95,10 @@ def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_nam
 
     if k < 1:
         raise UserError(f"--facets must be at least 1, not {k}")
-    tgt = get_target(model)
+    tgt = get_target(model, device)
     info = tgt.layer(layer)
     tgt.check_unit(info, unit)
-    pr = get_prior(prior_name)
+    pr = get_prior(prior_name, device=device)
     files = list(photos) if photos is not None else top_photos(model, layer, unit, progress)
     if len(files) < k:
         raise UserError(f"unit {unit} has {len(files)} top photos in the collection; cannot make {k} facets")
@@ -105,7 +106,7 @@ def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_nam
     space = space_for(pr.name)
     labels, _ = kmeans(embed(rgbs, *space), k)
     enc_model, _ = photo_init.encoder_of(pr)
-    encoder = get_target(enc_model)
+    encoder = get_target(enc_model, device)
     codes = torch.stack([photo_init.encode_photo(pr, encoder, im).code for im in rgbs])
     starts = torch.stack([codes[torch.as_tensor(labels == j)].mean(0) for j in range(k)])
     starts = torch.minimum(torch.maximum(starts, pr.lower), pr.upper)
@@ -117,7 +118,8 @@ def render(model: str, unit: int, k: int, layer: Optional[str] = None, prior_nam
     images = to_uint8(res.images)
     return Facets(unit, tgt.unit_label(info, unit), images,
                   [[Path(files[i]).name for i in np.flatnonzero(labels == j)] for j in range(k)],
-                  diversity(embed(images, *space)), [float(a) for a in res.activations[-1]], space)
+                  diversity(embed(images, *space)), [float(a) for a in res.activations[-1]], space,
+                  {"steps": n})
 
 
 def seed_diversity(images: Sequence[np.ndarray], prior_name: Optional[str]) -> float:

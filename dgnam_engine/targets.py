@@ -480,6 +480,8 @@ def _timm_spec(model_name: str) -> TargetSpec:
 def get_spec(name: str) -> TargetSpec:
     if name in TARGETS:
         return TARGETS[name]
+    if name in JUDGES:  # the judge can be a target too (the paper's RQ3 offline: Lite2 judged by Lite0)
+        return JUDGES[name]
     if name.startswith("timm/"):
         return _timm_spec(name[len("timm/"):])
     entry = user_networks.get(name)

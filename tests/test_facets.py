@@ -42,3 +42,28 @@ def test_visualize_facets_renders_one_picture_per_cluster(tmp_path, capsys):
     assert cli.main(["visualize", "--model", "efficientnet_lite0", "--unit", "967,968", "--facets", "2",
                      "--out", str(tmp_path / "x.png")]) == 2
     assert "one --unit" in capsys.readouterr().err
+
+
+def test_visualize_facets_honours_iters_and_device_and_refuses_what_it_cannot_use(tmp_path, capsys, monkeypatch):
+    import json
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee", "chelsea", "astronaut", "rocket"):
+        Image.fromarray(getattr(skimage.data, name)()).save(photos / f"{name}.jpg")
+    files = [str(p) for p in sorted(photos.iterdir())]
+    monkeypatch.setattr(F, "top_photos", lambda model, layer, unit, progress=None: files)
+    out = tmp_path / "f.png"
+    base = ["visualize", "--model", "efficientnet_lite0", "--unit", "967", "--facets", "2", "--out", str(out),
+            "--quiet", "--json", "--device", "cpu"]
+    assert cli.main(base + ["--iters", "3"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["steps"] == 3  # before: always the photo-start schedule's 30
+    assert cli.main(base + ["--iters", "1"]) == 0
+    d1 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d1["steps"] == 1 and d1["facets"][0]["activation"] != d["facets"][0]["activation"]
+    for extra, says in ((["--weights", str(tmp_path / "w.pth")], "leave out --weights"),
+                        (["--seed", "5"], "leave out --seed")):
+        assert cli.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1

@@ -70,3 +70,97 @@ def test_neighbours_cli_says_what_is_missing(tmp_path, capsys):
     assert "picture not found" in capsys.readouterr().err
     assert cli.main(["neighbours"]) == 2
     assert "--image" in capsys.readouterr().err
+
+
+# --- the novelty figure's sanity cases (issue 27): decided in spaces the optimisation does not push ------------
+
+@pytest.fixture(scope="module")
+def espresso_from_the_coffee_photo(tmp_path_factory):
+    """Espresso rendered from the coffee photo (the bell-pepper recipe's photo start: 30 steps, lr 1): it still
+    visibly is that cup."""
+    from dgnam_engine.runner import Settings, visualize
+
+    photo = tmp_path_factory.mktemp("photo") / "coffee.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    (r,) = visualize("efficientnet_lite0", [967], None, Settings(prior="lite0-b3", init_image=str(photo),
+                                                                 n_iters=30, lr_start=1.0))
+    return r.image
+
+
+def test_a_training_photo_is_a_copy_and_a_photo_start_that_still_shows_it_is_not_new(espresso_from_the_coffee_photo):
+    coll = N.shipped()
+    photo, started = N.check([skimage.data.coffee(), espresso_from_the_coffee_photo], coll, k=1)
+    assert photo["verdict"] == "copy" and photo["novelty"] < 0.1 and photo["nearest"] == "skimage__coffee.jpg"
+    # the old figure (the target's pooled features) called this 2.53, "a new picture"
+    assert started["verdict"] in ("copy", "close") and started["nearest"] == "skimage__coffee.jpg"
+
+
+def test_a_picture_of_another_class_from_noise_is_new(monkeypatch):
+    from dgnam_engine import paper
+
+    monkeypatch.delenv("DGNAM_ATLAS_DIR")  # the shipped atlas's pictures (DGN-AM from random codes, 200 steps)
+
+    ctx = paper.Context([1, 281], model="efficientnet_lite0", prior="lite0-b3")
+    made = paper.pictures(ctx, "efficientnet_lite0", [1, 281], paper.Settings(prior="lite0-b3"))  # the atlas's
+    res = N.check([im for _, im in made], N.shipped(), k=1)
+    assert [r["verdict"] for r in res] == ["new", "new"] and min(r["novelty"] for r in res) >= N.CLOSE
+    rng = np.random.default_rng(0)
+    (noise,) = N.check([(rng.random((224, 224, 3)) * 255).astype(np.uint8)], N.shipped(), k=1)
+    assert noise["verdict"] == "new"  # coloured noise is no copy (the old raw-pixel check found it near gravel)
+
+
+def test_neighbours_json_gives_the_verdict_and_the_novelty(tmp_path, capsys):
+    pic = tmp_path / "coffee.png"
+    Image.fromarray(skimage.data.coffee()).save(pic)
+    assert cli.main(["neighbours", "--image", str(pic), "--json", "-k", "1"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["verdict"] == "copy" and d["novelty"] < N.COPY and d["decided_by"] in N.DECIDING
+    assert cli.main(["neighbours", "--image", str(pic), "-k", "1"]) == 0
+    assert "a copy (nearest skimage__coffee.jpg" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("copies,says", [(1, "has 1 photo to compare with: too small"), (2, "is degenerate")])
+def test_a_one_photo_or_identical_photos_folder_is_refused_in_one_line(tmp_path, capsys, monkeypatch, copies, says):
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(copies):
+        Image.fromarray(skimage.data.chelsea()).save(photos / f"cat{i}.png")
+    pic = tmp_path / "q.png"
+    Image.fromarray(skimage.data.coffee()).save(pic)
+    assert cli.main(["neighbours", "--image", str(pic), "--images", str(photos)]) == 2
+    out = capsys.readouterr()
+    errors = [line for line in out.err.splitlines() if not line.startswith("indexing ")]
+    assert says in out.err and len(errors) == 1 and "novelty" not in out.out + out.err
+
+
+def test_a_damaged_folder_index_is_set_aside_and_built_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("chelsea", "astronaut", "rocket"):
+        Image.fromarray(getattr(skimage.data, name)()).save(photos / f"{name}.jpg")
+    pic = tmp_path / "q.png"
+    Image.fromarray(skimage.data.chelsea()).save(pic)
+    args = ["neighbours", "--image", str(pic), "--images", str(photos), "--json"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (cache,) = (tmp_path / "data" / "neighbours").glob("*.npz")
+    cache.write_bytes(b"PK\x03\x04 not a zip any more")
+    assert cli.main(args) == 0
+    again = capsys.readouterr()
+    assert "is damaged" in again.err and "set aside" in again.err and "Traceback" not in again.err
+    assert json.loads(again.out.strip().splitlines()[-1]) == first
+    assert (cache.parent / (cache.name + ".damaged")).read_bytes() == b"PK\x03\x04 not a zip any more"
+    assert cache.is_file()
+
+
+def test_an_unknown_prior_or_key_is_refused_with_what_exists(tmp_path, capsys):
+    pic = tmp_path / "q.png"
+    Image.fromarray(skimage.data.coffee()).save(pic)
+    assert cli.main(["neighbours", "--image", str(pic), "--prior", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown prior 'nope'" in err and "lite0-b3" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["neighbours", "--key", "f" * 32]) == 2
+    err = capsys.readouterr().err
+    assert "store list" not in err and "visualize ... --json" in err

@@ -52,3 +52,20 @@ def test_an_unknown_recipe_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown recipe 'nope'" in err and "caffenet-classes" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_visualize_recipe_reads_the_atlas_classes_instead_of_rendering_them(tmp_path, capsys, monkeypatch):
+    from dgnam_engine import runner
+
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DGNAM_ATLAS_DIR")  # the shipped atlas, as a user has it
+    rendered = []
+    real = runner.visualize
+    monkeypatch.setattr(runner, "visualize", lambda *a, **k: rendered.append(a) or real(*a, **k))
+    out = tmp_path / "classes"
+    assert cli.main(["visualize", "--recipe", "caffenet-classes", "--quiet", "--no-judge", "--out", str(out),
+                     "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rendered == []  # the five classes at the default settings ship in the atlas
+    assert [r["unit"] for r in d["results"]] == [643, 624, 304, 629, 437]
+    assert all((out / f"caffenet-classes_{u:04d}.png").is_file() for u in (643, 624, 304, 629, 437))
