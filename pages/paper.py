@@ -95,6 +95,28 @@ def sanity(name: str, n: dict) -> None:
         st.warning("A weak answer: " + n["note"] + ".", icon=":material/info:")
 
 
+def guess_the_neuron() -> None:
+    """How much a picture explains (issue 31): the machine's two-photo score per condition, people's tallies."""
+    from dgnam_engine import quiz_auto
+
+    g = quiz_auto.rq1(state.store().root)
+
+    def rates(conditions: dict) -> str:
+        return " · ".join(f"{c}: {v['score']:.0%} ({v['ci95'][0]:.0%}–{v['ci95'][1]:.0%}, {v['questions']} "
+                          f"questions)" for c, v in conditions.items() if v.get("questions"))
+    if g["machine"]:
+        st.caption(f"**Guess the neuron, by machine** ({g['machine']['units']} units; chance 50%, real photos the "
+                   f"ceiling): {rates(g['machine']['conditions'])}. The stand-in for a person: "
+                   f"{g['machine']['note']}.")
+    else:
+        st.caption("Guess the neuron, by machine: not computed yet"
+                   + ("" if PRESENTING else " (`python -m dgnam_engine quiz auto`)") + ".")
+    if g["people"]["answers"]:
+        st.caption(f"**Guess the neuron, by people** ({g['people']['people']} people, {g['people']['answers']} "
+                   f"answers): {rates(g['people']['conditions'])}.")
+    st.page_link("pages/quiz.py", label="Take the quiz: Guess the neuron", icon=":material/psychology_alt:")
+
+
 def not_answered(n: dict) -> None:
     needs = n.get("needs") or "; ".join(f"{v['label']}: {v['needs']}" for v in n.get("units", {}).values()
                                         if v.get("needs"))
@@ -166,6 +188,8 @@ for name in paper.EXPERIMENTS:
             if not PRESENTING:
                 with st.expander("All numbers"):
                     st.code(json.dumps(n, indent=1), language="json")
+        if name == "rq1":
+            guess_the_neuron()
         st.caption("**What the paper found:** " + paper.PAPER_FOUND[name])
 
 # The paper's own runs: its five scripts, each one button, on the closest setup present.

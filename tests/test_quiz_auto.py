@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from dgnam_engine import cli
 from dgnam_engine import quiz as Q
 from dgnam_engine import quiz_auto as A
@@ -80,3 +81,22 @@ def test_quiz_auto_json_gives_each_condition_with_intervals_on_two_layers(root, 
     hidden = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert hidden["layer"] == "pooled" and hidden["units"] == 3
     assert hidden["conditions"]["natural"]["score"] > 0.6, hidden["conditions"]
+
+
+def test_the_paper_page_shows_the_machine_score_with_intervals_and_peoples_tally_under_rq1(tmp_path, monkeypatch):
+    """RQ1 on the paper page carries Guess the neuron: the last `quiz auto` scores with their intervals, and the
+    tally of people's answers, both read from the results folder."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DGNAM_DATA_DIR", str(tmp_path))
+    A.remember(tmp_path, {"layer": "classifier", "units": 50, "perceptual_model": "efficientnet_lite2:pooled",
+                           "note": "a sibling of the target", "conditions": {
+                               "natural": Q.score(463, 500), "dgnam": Q.score(380, 500), "none": Q.score(255, 500)}})
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/paper.py").run()
+    assert not at.exception, at.exception
+    words = " ".join(str(c.value) for c in at.caption)
+    assert "Guess the neuron, by machine** (50 units" in words, words
+    assert "natural: 93% (90%–95%, 500 questions)" in words and "dgnam: 76% (72%–80%" in words, words
+    assert "by people" not in words  # nobody answered yet
