@@ -18,6 +18,7 @@ from dgnam_engine.imaging import save_png
 from dgnam_engine.photos import read_photo
 
 from . import catalog, state
+from .figures import fixed
 from .plain import message, plain
 
 SAMPLES_DIR = Path(__import__("skimage").__file__).parent / "data"  # photos scikit-image ships (CC0 / public domain)
@@ -168,10 +169,10 @@ def variant_views(r, key: str) -> None:
         st.markdown("**From a photo**: the photo, what the generator makes of its code (where the search starts) "
                     "and the result")
         c1, c2, c3 = st.columns(3)
-        c1.image(v["photo"], caption=f"photo · activation {v['photo_activation']:.1f}", width="stretch")
-        c2.image(v["reconstruction"], caption=f"reconstruction · activation {v['reconstruction_activation']:.1f}",
+        c1.image(v["photo"], caption=f"photo · activation {fixed(v['photo_activation'])}", width="stretch")
+        c2.image(v["reconstruction"], caption=f"reconstruction · activation {fixed(v['reconstruction_activation'])}",
                  width="stretch")
-        c3.image(str(r.image_path), caption=f"result · activation {r.activation_final:.1f}", width="stretch")
+        c3.image(str(r.image_path), caption=f"result · activation {fixed(r.activation_final)}", width="stretch")
     info = catalog.layers(r.model).get(r.layer)
     if info is not None and info.kind == "conv" and not s.get("objective"):
         pos = tuple(s.get("position") or info.centre())
@@ -187,5 +188,5 @@ def variant_views(r, key: str) -> None:
         stored = (r.extra or {}).get("terms")  # what the run measured; results stored before it are measured here
         rows = ([(t["label"], t["weight"], t["activation"]) for t in stored] if stored
                 else _terms(r.model, s["objective"], str(r.image_path)))
-        st.table([{"unit": name, "weight": f"{w:g}", "activation": f"{a:.2f}"} for name, w, a in rows],
+        st.table([{"unit": name, "weight": f"{w:g}", "activation": fixed(a, 2)} for name, w, a in rows],
                  hide_index=True)

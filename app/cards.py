@@ -12,6 +12,7 @@ from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
 from . import beyond, catalog, examples_view, export, layout, paper_views, pictures, runs
+from .figures import fixed
 from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
@@ -36,9 +37,10 @@ def title(r: StoredResult) -> str:
 
 
 def title_markdown(r: StoredResult) -> str:
-    """title() for Markdown: the variant's words are typed text (a combination, a file name), shown as written."""
+    """title() for Markdown: the class name (an added network's come from a user's file) and the variant's words
+    (a combination, a file name) are shown as written."""
     what = runs.variant_words(r)
-    return unit_caption(r) + (f" · {plain(what)}" if what else "")
+    return catalog.markdown_name(unit_caption(r), r.model) + (f" · {plain(what)}" if what else "")
 
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
@@ -46,7 +48,7 @@ def caption(r: StoredResult, with_model: bool = False) -> str:
     head = ("quick preview · " if runs.is_preview(r) else "") + head
     small = " · atlas picture, 128 px" if r.shipped else ""
     return (f"{head}{title(r)} · {short_prior(r.prior)} · seed {r.seed} · "
-            f"activation {r.activation_start:.1f} → {r.activation_final:.1f}{small}")
+            f"activation {fixed(r.activation_start)} → {fixed(r.activation_final)}{small}")
 
 
 def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activation over the steps") -> go.Figure:
@@ -60,7 +62,7 @@ def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activatio
 
 
 def final_bar_chart(values: dict[str, float], title: str = "Final activation") -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[f"{v:.1f}" for v in values.values()],
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[fixed(v) for v in values.values()],
                            textposition="auto"))
     fig.update_layout(title=title, yaxis_title="activation", height=320, margin=dict(l=10, r=10, t=40, b=10))
     return fig
@@ -87,7 +89,7 @@ def _settings_rows(r: StoredResult) -> list[dict]:
         rows.append(("combination", s["objective"]))
     rows += [("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
              ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
-             ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
+             ("activation", f"{fixed(r.activation_start, 2)} → {fixed(r.activation_final, 2)}"),
              ("time", f"{r.seconds:.1f} s on {r.device}")]
     if s.get("accel"):  # the precision and, on a CPU, the threads of each pass: the picture depends on both
         threads = s.get("cpu_threads")

@@ -147,7 +147,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
             except ValueError as exc:
                 st.error(str(exc))
                 return None
-            c3.caption("Selected: " + ", ".join(label(u) for u in units))
+            c3.caption("Selected: " + catalog.markdown_name(", ".join(label(u) for u in units), model))
         else:
             ukey = f"{prefix}_ucls{own}"
             _ensure(ukey, list(range(n_units)), prev[0])
@@ -292,7 +292,8 @@ def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: 
         lr = c2.number_input("Learning rate", value=None, step=0.1, format="%g", key=f"{prefix}_lr",
                              placeholder="model default",
                              help=f"How big each step is at the start ({LR_RANGE[0]:g}–{LR_RANGE[1]:g}).")
-        seed = c3.number_input("Seed", value=0, step=1, key=f"{prefix}_seed",
+        st.session_state.setdefault(f"{prefix}_seed", 0)  # a page may set it (Run's "new seed" button)
+        seed = c3.number_input("Seed", step=1, key=f"{prefix}_seed",
                                help="The random starting code. On this computer's CPU the same seed and settings "
                                "always give the same picture; on a GPU the units rendered with it can change "
                                "details.")

@@ -39,7 +39,7 @@ for i, r in enumerate(shown):
     with cols[i % 6]:
         pictures.show(r, caption=f"{cards.title(r)} · {cards.grid_caption(r)}")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
-                   f"steps · activation {r.activation_final:.1f}")
+                   f"steps · activation {fixed(r.activation_final)}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):
             chosen.append(r)
         st.download_button("PNG", r.png(), file_name=export.file_name(r), mime="image/png", key=f"gal_dl_{r.key}",

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import cards, catalog, layout, runs, widgets
+from app.figures import fixed
 from app.plain import plain
 from dgnam_engine import numbers
 from dgnam_engine.runner import Settings
@@ -56,7 +57,7 @@ for i, (m, r) in enumerate(slots):
         if r is None:
             st.caption("Not rendered yet.")
         else:
-            st.image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+            st.image(str(r.image_path), caption=f"activation {fixed(r.activation_final)}", width="stretch")
 if missing:
     st.caption(f"Not on this machine: {', '.join(catalog.model_short(m) for m in missing)}.")
     st.page_link("pages/setup.py", label="Get them on the Setup page", icon=":material/download:")

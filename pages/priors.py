@@ -3,6 +3,7 @@ Each column shows its picture as soon as its own run finished, while the others 
 import streamlit as st
 
 from app import cards, catalog, layout, runs, state, widgets
+from app.figures import fixed
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -70,7 +71,7 @@ if sel is not None:
     def show(title: str) -> bool:
         r = state.store().get(dict(requests)[title].identities(state.device())[0].key)
         if r is not None:
-            boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+            boxes[title].image(str(r.image_path), caption=f"activation {fixed(r.activation_final)}", width="stretch")
         return r is not None
 
     def forming(title: str, images: list, captions: list) -> None:
