@@ -78,15 +78,17 @@ def top5(model: str, key: str, path: str) -> list[tuple[int, str, float]]:
 
 
 def _settings_rows(r: StoredResult) -> list[dict]:
+    """The settings table's rows. st.table draws each cell as Markdown: what came from a user (a class name of an
+    added network, a photo's file name, a typed combination) is shown as written."""
     s = r.settings
-    rows = [("network", r.model), ("layer", r.layer), ("unit", unit_caption(r)),
+    rows = [("network", r.model), ("layer", r.layer), ("unit", catalog.markdown_name(unit_caption(r), r.model)),
             ("prior", catalog.prior_title(r.prior)), ("seed", r.seed)]
     if s.get("init_image"):
-        rows.append(("start", f"from the photo {Path(str(s['init_image'])).name}"))
+        rows.append(("start", f"from the photo {plain(Path(str(s['init_image'])).name)}"))
     if s.get("position"):
         rows.append(("position", "row {}, column {} of the map".format(*s["position"])))
     if s.get("objective"):
-        rows.append(("combination", s["objective"]))
+        rows.append(("combination", plain(s["objective"])))
     rows += [("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
              ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
              ("activation", f"{fixed(r.activation_start, 2)} → {fixed(r.activation_final, 2)}"),

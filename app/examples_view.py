@@ -15,6 +15,7 @@ from dgnam_engine.store import StoredResult, file_identity
 
 from . import catalog, state
 from .figures import fixed
+from .paths import shown
 from .plain import message, plain
 
 TOP = 9
@@ -112,5 +113,5 @@ def real_examples(r: StoredResult, key: str) -> None:
     if idx["done"] < 100:
         st.caption(f"Only {idx['done']} photos were looked through: too few to hold a photo of most classes "
                    "(python -m dgnam_engine index --images FOLDER indexes your own).")
-    st.caption(f"Looked through {idx['done']} photos in {plain(idx['folder'])}. With a few hundred photos, the top photos "
+    st.caption(f"Looked through {idx['done']} photos in {plain(shown(idx['folder']))}. With a few hundred photos, the top photos "
                "of many class units are not of that class: they are the closest this small collection has.")

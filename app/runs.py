@@ -127,6 +127,8 @@ def _progress_text(jobs: list[tuple[str, Job]], dev: str) -> tuple[float, str]:
     if live is None:
         return 1.0, "finished"
     name, job = live
+    if len(jobs) > 1:  # the bar is over all of them: say which one the step count is of
+        name = f"{name}, run {[j for _, j in jobs].index(job) + 1} of {len(jobs)}"
     if job.state == "queued":
         ahead = state.worker().position(job) or 0
         others = ahead - sum(1 for _, j in jobs if j.state == "running")

@@ -52,16 +52,17 @@ if sel is not None:
     with b2:
         runs.stopped_notice("cmpp")
     progress = b2.container()
-    cols = st.columns(len(slots))
+    # the headers on a row of their own and the pictures on the next: a header that wraps (MACO's) pushes no
+    # picture lower than the others
+    heads, cols = st.columns(len(slots)), st.columns(len(slots))
     boxes, short = {}, {}
-    for col, (depth, title, idx) in zip(cols, slots):
+    for head, col, (depth, title, idx) in zip(heads, cols, slots):
+        kind = "no prior" if depth in ("pixel", "maco") else "missing" if idx is None else \
+            "original" if "original" in title else "demo"
+        short[title] = "MACO · no prior" if depth == "maco" else f"{depth} · {kind}"
+        head.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
+                      help=title)
         with col:
-            # the same two short lines everywhere, so the pictures start at the same height
-            kind = "no prior" if depth in ("pixel", "maco") else "missing" if idx is None else \
-                "original" if "original" in title else "demo"
-            short[title] = "MACO · no prior" if depth == "maco" else f"{depth} · {kind}"
-            st.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
-                        help=title)
             if idx is None:
                 st.caption(f"No {depth} prior on this machine.")
                 st.page_link("pages/setup.py", label="Get it on the Setup page", icon=":material/download:")
