@@ -199,5 +199,6 @@ def variant_views(r, key: str) -> None:
         rows = ([(t["label"], t["weight"], t["activation"]) for t in stored] if stored
                 else _terms(r.model, s["objective"], str(r.image_path)))
         # st.table draws each cell as Markdown: an added network's unit names are shown as written
-        st.table([{"unit": catalog.markdown_name(name, r.model), "weight": f"{w:g}", "activation": fixed(a, 2)} for name, w, a in rows],
+        st.table([{"unit": catalog.markdown_name(name, r.model), "weight": f"{w:g}", "activation": fixed(a, 2)}
+                  for name, w, a in rows],
                  hide_index=True)

@@ -44,10 +44,11 @@ def title_markdown(r: StoredResult) -> str:
 
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
+    """A picture's caption (st.image draws captions as Markdown: the names and typed words are shown as written)."""
     head = f"{r.model} · " if with_model else ""
     head = ("quick preview · " if runs.is_preview(r) else "") + head
     small = " · atlas picture, 128 px" if r.shipped else ""
-    return (f"{head}{title(r)} · {short_prior(r.prior)} · seed {r.seed} · "
+    return (f"{head}{title_markdown(r)} · {short_prior(r.prior)} · seed {r.seed} · "
             f"activation {fixed(r.activation_start)} → {fixed(r.activation_final)}{small}")
 
 

@@ -97,7 +97,7 @@ def real_examples(r: StoredResult, key: str) -> None:
         box = receptive_field(target, info, (ex.row, ex.col)) if info.kind == "conv" else None
         img = _picture(ex.image, target.spec.input_size, box)
         if img is not None:
-            col.image(img, caption=f"{Path(ex.image).stem[:18]} · {fixed(ex.activation)}", width="stretch")
+            col.image(img, caption=f"{plain(Path(ex.image).stem[:18])} · {fixed(ex.activation)}", width="stretch")
     if rows:
         best = rows[0].activation
         ratio = f" ({r.activation_final / best:.1f}x)" if best > 0 and r.activation_final > 0 else ""
@@ -105,7 +105,8 @@ def real_examples(r: StoredResult, key: str) -> None:
             of_class = sum(_top1(r.model, ex.image) == r.unit for ex in rows)
             if _top1(r.model, rows[0].image) != r.unit:
                 ratio = ""  # a ratio to a photo of something else would compare unlike with unlike
-                st.caption(f"None of the photos that drive it most is a {catalog.markdown_name(r.label, r.model)} to this network "
+                label = catalog.markdown_name(r.label, r.model)
+                st.caption(f"None of the photos that drive it most is a {label} to this network "
                            f"({of_class} of {len(rows)} are), so no ratio is shown.")
         st.caption(f"The synthesis drives this unit to **{fixed(r.activation_final)}**{ratio}; the best real photo to "
                    f"**{fixed(best)}**" + (" (patches: what the unit sees at its strongest position)"

@@ -153,8 +153,8 @@ def _stop(key: str, then: Optional[Callable[[], None]] = None) -> None:
 
 def _preview_captions(job: Job) -> list[str]:
     req = job.request
-    return [f"{catalog.unit_name(req.model, req.layer, u)} · preview · step {job.step}"
-            for u in req.units[:len(job.preview[:4])]]
+    names = [catalog.markdown_name(catalog.unit_name(req.model, req.layer, u), req.model) for u in req.units]
+    return [f"{name} · preview · step {job.step}" for name in names[:len(job.preview[:4])]]
 
 
 PreviewSink = Callable[[str, list, list], None]  # (job name, preview images, their captions)

@@ -100,8 +100,10 @@ def _parse_units(text: str, n_units: int) -> list[int]:
     return units
 
 
-def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[Selection]:
-    """Model, layer and unit pickers. Returns None (after showing a message) when the input is unusable."""
+def pick_unit(prefix: str, multi: bool = False, link: bool = True, stacked: bool = False) -> Optional[Selection]:
+    """Model, layer and unit pickers. Returns None (after showing a message) when the input is unusable.
+    `stacked`: the unit box on a row of its own under network and layer (a narrow column: Run's controls, where
+    three in a row cut the network's name at 1280 px with the sidebar open)."""
     models = catalog.available_models()
     if not models:
         st.error("No model weights are on this machine. Reinstall with `bash run.sh`, which installs the "
@@ -113,7 +115,10 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
         if err:
             st.error(err)
     shared = _shared()
-    c1, c2, c3 = st.columns([1, 1.4, 1.6])
+    if stacked:
+        (c1, c2), c3 = st.columns([1, 1.4]), st.container()
+    else:
+        c1, c2, c3 = st.columns([1, 1.4, 1.6])
     mkey = f"{prefix}_model"
     _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
     model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,

@@ -38,7 +38,7 @@ def _stopped() -> None:
 
 controls, stage = st.columns([1.45, 1], gap="medium")
 with controls:
-    sel = widgets.pick_unit("run", multi=True)
+    sel = widgets.pick_unit("run", multi=True, stacked=True)
 if sel is None:
     st.stop()
 with controls:
@@ -75,7 +75,8 @@ req = Request(sel.model, units, sel.layer, settings, seeds)
 def next_free_seed(req: Request) -> int:
     """The first seed after this one whose pictures are not stored yet: a new seed is always rendered live."""
     for seed in range(seed0 + 1, seed0 + 1000):
-        shifted = replace(req, settings=replace(req.settings, seed=seed), seeds=[seed + s - seed0 for s in req.seed_list()])
+        shifted = replace(req, settings=replace(req.settings, seed=seed),
+                          seeds=[seed + s - seed0 for s in req.seed_list()])
         if not any(runs.stored_results(shifted)):
             return seed
     return seed0 + 1000

@@ -117,8 +117,8 @@ def _use_file_form() -> None:
             except UserError as exc:
                 st.error(str(exc), icon=":material/error:")
                 return
-            st.session_state["setup_notice"] = (f"{name} now uses a copy of your file ({plain(shown(dest))}); your file was "
-                                                "left as it is.")
+            st.session_state["setup_notice"] = (f"{name} now uses a copy of your file ({plain(shown(dest))}); your "
+                                                "file was left as it is.")
             st.rerun()
 
 

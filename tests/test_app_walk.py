@@ -4,6 +4,7 @@ live render leaves one picture and a line that tells the truth, a unit number wr
 is refused in words, and captions never print -0.0."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from test_app_pages import app, env, store, texts  # noqa: F401  (env: the module-scoped fixture)
@@ -75,3 +76,58 @@ def test_captions_never_print_minus_zero(tmp_path):
                      image_path=Path(tmp_path / "x.png"), created=1.0)
     assert "activation 0.0 → 2.0" in cards.caption(r)
     assert {"setting": "activation", "value": "0.00 → 2.00"} in cards._settings_rows(r)
+
+
+def test_compare_models_says_what_is_there_and_why_added_networks_are_not_compared(env, tmp_path):  # noqa: F811
+    """It said "only one network" with two added networks on the machine."""
+    import torch
+    import torchvision
+
+    from dgnam_engine import network_files, user_networks
+
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), weights)
+    try:
+        for name in ("pets", "birds"):
+            network_files.add(name, "torchvision:resnet18", weights)
+        at = app("pages/models.py")
+        line = texts(at.info)
+        assert "Only one network is on this machine" not in line, line
+        assert "one ImageNet network (EfficientNet-Lite0)" in line and "classes of their own" in line, line
+        assert "pets" in line and "birds" in line, line
+    finally:
+        for name in ("pets", "birds"):
+            if user_networks.get(name) is not None:
+                user_networks.remove(name)
+
+
+def test_paths_are_named_from_known_folders_in_a_zip_and_on_pages(env, tmp_path):  # noqa: F811
+    """Setup, the real-photos block and the Gallery ZIP's results.json showed the server's absolute paths."""
+    import io
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    from app import paths
+    from app.export import zip_of
+    from dgnam_engine.store import StoredResult, default_root
+
+    assert paths.shown(default_root() / "photos" / "a.jpg") == "<data folder>/photos/a.jpg"
+    assert paths.shown(Path.home() / "Downloads" / "pets.pth") == "~/Downloads/pets.pth"
+    assert paths.shown_in(f"{default_root()}/x.pt (or the Hugging Face cache)") == \
+        "<data folder>/x.pt (or the Hugging Face cache)"
+    coffee = Path(__import__("skimage").__file__).parent / "data" / "coffee.png"
+    Image.new("RGB", (8, 8)).save(tmp_path / "r.png")
+    r = StoredResult(key="abcdef0123", model="efficientnet_lite0", weights_id="w", layer="classifier", unit=1,
+                     label="goldfish", prior="lite0-b3", prior_kind="trained", seed=0,
+                     settings={"n_iters": 5, "init_image": str(coffee)}, activation_start=0.0, activation_final=1.0,
+                     activations=[1.0], seconds=1.0, device="cpu", image_path=tmp_path / "r.png", created=1.0)
+    with zipfile.ZipFile(io.BytesIO(zip_of([r]))) as z:
+        text = z.read("results.json").decode()
+    [meta] = json.loads(text)
+    assert meta["settings"]["init_image"] == "<python packages>/skimage/data/coffee.png"
+    assert str(coffee.parent) not in text
+    at = app("pages/setup.py")
+    table = " ".join(" ".join(map(str, t.value["file"])) for t in at.table)
+    assert os.environ["TORCH_HOME"] not in table and "<torch cache>/hub/checkpoints/" in table, table
