@@ -48,13 +48,19 @@ def _env(base: Path, **more) -> dict:
 
 
 def _cut_at_the_right(page) -> list[str]:
-    """Texts of the main area whose box runs past its column or the window (what a person sees cut off)."""
+    """Texts of the main column that run past its right edge (a table cell past its table's box, which clips it)
+    or are clipped in their own box (a picker's text): what a person sees cut off."""
     return page.evaluate(f"""() => {{
-        const main = document.querySelector('{MAIN}').getBoundingClientRect();
+        const col = document.querySelector('[data-testid="stMainBlockContainer"]');
+        const edge = col.getBoundingClientRect().right - parseFloat(getComputedStyle(col).paddingRight);
         return [...document.querySelectorAll('{MAIN} td, {MAIN} p, {MAIN} [data-baseweb="select"] div')]
             .filter(e => e.getBoundingClientRect().width > 0 && e.offsetParent !== null)
-            .filter(e => e.getBoundingClientRect().right > Math.min(main.right, {WIDTH}) + 1
-                         || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible'))
+            .filter(e => {{
+                const table = e.closest('[data-testid="stTable"]');
+                const right = Math.min(edge, table ? table.getBoundingClientRect().right : edge, {WIDTH});
+                return e.getBoundingClientRect().right > right + 1
+                    || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible');
+            }})
             .map(e => e.innerText.slice(0, 60)).filter(t => t.trim());
     }}""")
 
