@@ -18,6 +18,9 @@ from PIL import Image
 
 from dgnam_engine.store import ResultsStore, StoredResult
 
+from dgnam_engine import numbers
+
+from .figures import fixed
 from .links import presenting
 from .names import LayerNames
 from .plain import plain
@@ -69,7 +72,7 @@ def grid_html(results: Sequence[StoredResult], names: LayerNames, store: Results
             continue
         src = _thumb(data, r.checksum or hashlib.sha256(data).hexdigest())
         cells.append(_cell(names, r.unit, keep or {}, src,
-                           f"{names.unit_name(r.unit)} · activation {r.activation_final:.1f}"))
+                           f"{names.unit_name(r.unit)} · activation {fixed(r.activation_final)}"))
     return f'<div class="atlas-grid">{"".join(cells)}</div>'
 
 
@@ -127,7 +130,7 @@ def atlas(results: Sequence[StoredResult], names: LayerNames, store: ResultsStor
     # a unit without a picture yet: the exact one typed opens from here (its card has the Render button)
     have = {r.unit for r in results}
     wanted = names.find(query) if query and classes else \
-        [int(query)] if query.isdigit() and int(query) < n_units else []
+        [int(query)] if numbers.is_whole(query) and int(query) < n_units else []
     missing = [u for u in wanted if u not in have and match_rank(names.unit_name(u), u, query) == 0]
     if missing:
         u = missing[0]

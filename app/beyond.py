@@ -15,13 +15,22 @@ from dgnam_engine import objectives
 from dgnam_engine.convention import from_uint8
 from dgnam_engine.errors import UserError
 from dgnam_engine.imaging import save_png
-from dgnam_engine.photos import read_photo
+from dgnam_engine.photos import MAX_BYTES, read_photo
 
 from . import catalog, state
+from .figures import fixed
 from .plain import message, plain
 
 SAMPLES_DIR = Path(__import__("skimage").__file__).parent / "data"  # photos scikit-image ships (CC0 / public domain)
 SAMPLES = {"a cup of coffee": "coffee.png", "a cat (Chelsea)": "chelsea.png", "an astronaut": "astronaut.png"}
+UPLOAD_FORMATS = {"JPEG": ("jpg", "jpeg"), "PNG": ("png",), "WebP": ("webp",)}  # what the upload box takes
+MAX_MB = MAX_BYTES // 2**20
+
+
+def upload_label() -> str:
+    """'Your photo (JPEG, PNG or WebP, up to 30 MB)': the formats the box takes and the size the engine reads."""
+    names = list(UPLOAD_FORMATS)
+    return f"Your photo ({', '.join(names[:-1])} or {names[-1]}, up to {MAX_MB} MB)"
 
 
 @dataclass
@@ -50,8 +59,10 @@ def photo_start(prefix: str) -> tuple[Optional[str], Optional[str]]:
     if choice.startswith("random"):
         return None, None
     c1, c2 = st.columns([1, 1])
-    up = c1.file_uploader("Your photo (JPEG or PNG, up to 30 MB)", type=["jpg", "jpeg", "png", "webp"],
-                          key=f"{prefix}_upload")
+    # the box lets through twice the engine's limit (.streamlit/config.toml): a photo a little too big gets the
+    # engine's line in words, not just the box's red mark
+    up = c1.file_uploader(upload_label(), type=[t for ts in UPLOAD_FORMATS.values() for t in ts],
+                          key=f"{prefix}_upload", max_upload_size=2 * MAX_MB)
     sample = c2.selectbox("…or a sample photo", list(SAMPLES), key=f"{prefix}_sample")
     if up is not None:
         try:
@@ -168,10 +179,10 @@ def variant_views(r, key: str) -> None:
         st.markdown("**From a photo**: the photo, what the generator makes of its code (where the search starts) "
                     "and the result")
         c1, c2, c3 = st.columns(3)
-        c1.image(v["photo"], caption=f"photo · activation {v['photo_activation']:.1f}", width="stretch")
-        c2.image(v["reconstruction"], caption=f"reconstruction · activation {v['reconstruction_activation']:.1f}",
+        c1.image(v["photo"], caption=f"photo · activation {fixed(v['photo_activation'])}", width="stretch")
+        c2.image(v["reconstruction"], caption=f"reconstruction · activation {fixed(v['reconstruction_activation'])}",
                  width="stretch")
-        c3.image(str(r.image_path), caption=f"result · activation {r.activation_final:.1f}", width="stretch")
+        c3.image(str(r.image_path), caption=f"result · activation {fixed(r.activation_final)}", width="stretch")
     info = catalog.layers(r.model).get(r.layer)
     if info is not None and info.kind == "conv" and not s.get("objective"):
         pos = tuple(s.get("position") or info.centre())
@@ -187,5 +198,7 @@ def variant_views(r, key: str) -> None:
         stored = (r.extra or {}).get("terms")  # what the run measured; results stored before it are measured here
         rows = ([(t["label"], t["weight"], t["activation"]) for t in stored] if stored
                 else _terms(r.model, s["objective"], str(r.image_path)))
-        st.table([{"unit": name, "weight": f"{w:g}", "activation": f"{a:.2f}"} for name, w, a in rows],
+        # st.table draws each cell as Markdown: an added network's unit names are shown as written
+        st.table([{"unit": catalog.markdown_name(name, r.model), "weight": f"{w:g}", "activation": fixed(a, 2)}
+                  for name, w, a in rows],
                  hide_index=True)

@@ -12,6 +12,7 @@ from dgnam_engine import runner
 from dgnam_engine.store import StoredResult
 
 from . import beyond, catalog, examples_view, export, layout, paper_views, pictures, runs
+from .figures import fixed
 from .plain import plain
 
 CHART_CONFIG = {"displayModeBar": False}
@@ -36,17 +37,19 @@ def title(r: StoredResult) -> str:
 
 
 def title_markdown(r: StoredResult) -> str:
-    """title() for Markdown: the variant's words are typed text (a combination, a file name), shown as written."""
+    """title() for Markdown: the class name (an added network's come from a user's file) and the variant's words
+    (a combination, a file name) are shown as written."""
     what = runs.variant_words(r)
-    return unit_caption(r) + (f" · {plain(what)}" if what else "")
+    return catalog.markdown_name(unit_caption(r), r.model) + (f" · {plain(what)}" if what else "")
 
 
 def caption(r: StoredResult, with_model: bool = False) -> str:
+    """A picture's caption (st.image draws captions as Markdown: the names and typed words are shown as written)."""
     head = f"{r.model} · " if with_model else ""
     head = ("quick preview · " if runs.is_preview(r) else "") + head
     small = " · atlas picture, 128 px" if r.shipped else ""
-    return (f"{head}{title(r)} · {short_prior(r.prior)} · seed {r.seed} · "
-            f"activation {r.activation_start:.1f} → {r.activation_final:.1f}{small}")
+    return (f"{head}{title_markdown(r)} · {short_prior(r.prior)} · seed {r.seed} · "
+            f"activation {fixed(r.activation_start)} → {fixed(r.activation_final)}{small}")
 
 
 def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activation over the steps") -> go.Figure:
@@ -60,7 +63,7 @@ def activation_chart(curves: dict[str, Sequence[float]], title: str = "Activatio
 
 
 def final_bar_chart(values: dict[str, float], title: str = "Final activation") -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[f"{v:.1f}" for v in values.values()],
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[fixed(v) for v in values.values()],
                            textposition="auto"))
     fig.update_layout(title=title, yaxis_title="activation", height=320, margin=dict(l=10, r=10, t=40, b=10))
     return fig
@@ -76,18 +79,20 @@ def top5(model: str, key: str, path: str) -> list[tuple[int, str, float]]:
 
 
 def _settings_rows(r: StoredResult) -> list[dict]:
+    """The settings table's rows. st.table draws each cell as Markdown: what came from a user (a class name of an
+    added network, a photo's file name, a typed combination) is shown as written."""
     s = r.settings
-    rows = [("network", r.model), ("layer", r.layer), ("unit", unit_caption(r)),
+    rows = [("network", r.model), ("layer", r.layer), ("unit", catalog.markdown_name(unit_caption(r), r.model)),
             ("prior", catalog.prior_title(r.prior)), ("seed", r.seed)]
     if s.get("init_image"):
-        rows.append(("start", f"from the photo {Path(str(s['init_image'])).name}"))
+        rows.append(("start", f"from the photo {plain(Path(str(s['init_image'])).name)}"))
     if s.get("position"):
         rows.append(("position", "row {}, column {} of the map".format(*s["position"])))
     if s.get("objective"):
-        rows.append(("combination", s["objective"]))
+        rows.append(("combination", plain(s["objective"])))
     rows += [("steps", f"{s.get('n_iters')}" + (" (quick preview)" if runs.is_preview(r) else "")),
              ("learning rate", f"{s.get('lr_start', 0):.3g} → {s.get('lr_end', 0):.3g}"),
-             ("activation", f"{r.activation_start:.2f} → {r.activation_final:.2f}"),
+             ("activation", f"{fixed(r.activation_start, 2)} → {fixed(r.activation_final, 2)}"),
              ("time", f"{r.seconds:.1f} s on {r.device}")]
     if s.get("accel"):  # the precision and, on a CPU, the threads of each pass: the picture depends on both
         threads = s.get("cpu_threads")

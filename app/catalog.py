@@ -14,6 +14,7 @@ from dgnam_engine.imagenet import class_names as imagenet_classes
 
 from . import state
 from .names import LayerNames, find_in
+from .plain import plain
 from .terms import TERMS  # noqa: F401 (pages read catalog.TERMS)
 
 DEFAULT_UNIT = 309  # "bee": an ImageNet class (the same index in every target) that reads well with either default
@@ -117,8 +118,8 @@ def friendly_layer(model: str, layer: str) -> str:
 
 
 def layer_caption(info: T.LayerInfo, model: str | None = None) -> str:
-    plain = f"{friendly_layer(model, info.name)} · " if model else ""
-    return f"{plain}{info.name} ({info.units})"
+    where = f"{friendly_layer(model, info.name)} · " if model else ""
+    return f"{where}{info.name} ({info.units})"
 
 
 def find_classes(text: str, model: Optional[str] = None) -> list[int]:
@@ -139,6 +140,13 @@ def unit_name(model: str, layer: str, unit: int) -> str:
 
 def class_label(i: int, model: Optional[str] = None) -> str:
     return f"{class_names(model)[i]} ({i})"
+
+
+def markdown_name(text: str, model: Optional[str]) -> str:
+    """A unit's or class's name for Markdown (st.info, st.caption, a subheader): an added network's names come
+    from a user's file and may hold Markdown (`[click](https://...)`, `![i](http://...)`), so they are shown as
+    written (app/plain.py); ImageNet's names are ours and stay as they are."""
+    return text if model is None or imagenet_classifier(model) else plain(text)
 
 
 # ----- priors -----

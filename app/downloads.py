@@ -60,8 +60,6 @@ class Downloader:
         self._status = Status()
         self._cancel = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._sizes: dict[str, Optional[int]] = {}
-        self._asking: set[str] = set()
 
     def status(self) -> Status:
         with self._lock:
@@ -103,7 +101,7 @@ class Downloader:
                     s.current = None
                     return
                 name = s.current = s.queued.pop(0)
-                s.done, s.total, s.started = 0, self._sizes.get(name), time.monotonic()
+                s.done, s.total, s.started = 0, None, time.monotonic()  # the server states it as it sends
             try:
                 W.fetch(weight_file(name), self._progress, self._cancel)
             except W.DownloadCancelled:
@@ -130,33 +128,6 @@ class Downloader:
             if total:
                 self._status.total = total
 
-    # ----- sizes: what the server states, asked once per server in the background -----
-
-    def sizes(self, names) -> dict[str, Optional[int]]:
-        """Sizes in bytes of the names already asked (None: the server did not say); the others are asked in a
-        background thread (one HEAD each), so the page never waits for the network."""
-        with self._lock:
-            todo = [n for n in names if n not in self._sizes and n not in self._asking]
-            self._asking.update(todo)
-            known = {n: self._sizes[n] for n in names if n in self._sizes}
-        if todo and W.downloads_allowed():
-            threading.Thread(target=self._ask_sizes, args=(todo,), daemon=True).start()
-        return known
-
-    def server_unreachable(self) -> bool:
-        """True when every size asked so far went unanswered (each asked with a 5 s limit)."""
-        with self._lock:
-            asked = [n for n in self._sizes if weight_file(n) is not None]
-            return bool(asked) and all(self._sizes[n] is None for n in asked)
-
-    def _ask_sizes(self, names) -> None:
-        for n in names:
-            wf = weight_file(n)
-            size = W.remote_size(wf) if wf is not None else None
-            with self._lock:
-                self._sizes[n] = size
-                self._asking.discard(n)
-
 
 @st.cache_resource(show_spinner=False)
 def downloader() -> Downloader:
@@ -164,13 +135,10 @@ def downloader() -> Downloader:
     return Downloader()
 
 
-def size_label(name: str, sizes: dict[str, Optional[int]]) -> str:
-    n = sizes.get(name)
-    if n:
-        return f"{n / 1e6:.0f} MB"
-    if known_size(name):
-        return f"about {known_size(name) / 1e6:.0f} MB"
-    return "size unknown" if name in sizes else "asking the server for its size…"
+def size_label(name: str) -> str:
+    """The catalogue's figure: Setup asks no server anything until a Download button is pressed."""
+    n = known_size(name)
+    return f"about {n / 1e6:.0f} MB" if n else "size shown once it downloads"
 
 
 def human_bytes(n: float) -> str:

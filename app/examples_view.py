@@ -14,6 +14,8 @@ from dgnam_engine.photos import read_photo, square
 from dgnam_engine.store import StoredResult, file_identity
 
 from . import catalog, state
+from .figures import fixed
+from .paths import shown
 from .plain import message, plain
 
 TOP = 9
@@ -95,7 +97,7 @@ def real_examples(r: StoredResult, key: str) -> None:
         box = receptive_field(target, info, (ex.row, ex.col)) if info.kind == "conv" else None
         img = _picture(ex.image, target.spec.input_size, box)
         if img is not None:
-            col.image(img, caption=f"{Path(ex.image).stem[:18]} · {ex.activation:.1f}", width="stretch")
+            col.image(img, caption=f"{plain(Path(ex.image).stem[:18])} · {fixed(ex.activation)}", width="stretch")
     if rows:
         best = rows[0].activation
         ratio = f" ({r.activation_final / best:.1f}x)" if best > 0 and r.activation_final > 0 else ""
@@ -103,13 +105,14 @@ def real_examples(r: StoredResult, key: str) -> None:
             of_class = sum(_top1(r.model, ex.image) == r.unit for ex in rows)
             if _top1(r.model, rows[0].image) != r.unit:
                 ratio = ""  # a ratio to a photo of something else would compare unlike with unlike
-                st.caption(f"None of the photos that drive it most is a {r.label} to this network "
+                label = catalog.markdown_name(r.label, r.model)
+                st.caption(f"None of the photos that drive it most is a {label} to this network "
                            f"({of_class} of {len(rows)} are), so no ratio is shown.")
-        st.caption(f"The synthesis drives this unit to **{r.activation_final:.1f}**{ratio}; the best real photo to "
-                   f"**{best:.1f}**" + (" (patches: what the unit sees at its strongest position)"
+        st.caption(f"The synthesis drives this unit to **{fixed(r.activation_final)}**{ratio}; the best real photo to "
+                   f"**{fixed(best)}**" + (" (patches: what the unit sees at its strongest position)"
                                          if info.kind == "conv" else "") + ".")
     if idx["done"] < 100:
         st.caption(f"Only {idx['done']} photos were looked through: too few to hold a photo of most classes "
                    "(python -m dgnam_engine index --images FOLDER indexes your own).")
-    st.caption(f"Looked through {idx['done']} photos in {plain(idx['folder'])}. With a few hundred photos, the top photos "
+    st.caption(f"Looked through {idx['done']} photos in {plain(shown(idx['folder']))}. With a few hundred photos, the top photos "
                "of many class units are not of that class: they are the closest this small collection has.")

@@ -9,6 +9,8 @@ from typing import Sequence
 
 from dgnam_engine.store import StoredResult
 
+from .paths import shown
+
 
 def variant_tag(r: StoredResult) -> str:
     """'_photo-coffee', '_at2-5', '_combo' for variants (empty for a unit's own picture), so a file name says it."""
@@ -34,13 +36,25 @@ def _start_photo(r: StoredResult) -> Path | None:
     return Path(str(p)) if p and Path(str(p)).is_file() else None
 
 
+def _no_server_paths(value):
+    """A result's JSON with every absolute path named from a known folder (app/paths.py): a shared ZIP does not
+    carry the layout of the server it came from."""
+    if isinstance(value, dict):
+        return {k: _no_server_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_server_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith(("/", "~")):
+        return shown(value)
+    return value
+
+
 def zip_of(results: Sequence[StoredResult]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         meta = []
         for r in results:
             z.writestr(file_name(r), r.png())
-            entry = {**r.summary(), "image": file_name(r)}
+            entry = _no_server_paths({**r.summary(), "image": file_name(r)})
             photo = _start_photo(r)
             if photo is not None:  # the photo it started from travels with it, not just a path on the server
                 entry["start_photo"] = f"start_{photo.name}"

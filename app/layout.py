@@ -22,16 +22,23 @@ ENTRYPOINT = ASSETS.parent / "streamlit_app.py"
 log = logging.getLogger("dgnam_studio")
 
 
-def page_header(title: str, intro: str = "", help: str | None = None) -> None:
+def page_header(title: str, intro: str = "", help: str | None = None, aside=None) -> None:
     """Every page starts here. A page opened by its URL (/run, a link from a slide) before any session of this
     server called st.navigation is run by Streamlit's legacy pages-folder mode, without streamlit_app.py. Then run
-    the entrypoint instead: its st.navigation switches the server over and runs this same page inside the app."""
+    the entrypoint instead: its st.navigation switches the server over and runs this same page inside the app.
+    `aside()` draws something small on the title's row, at its right (a row less above the page's content)."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
         runpy.run_path(str(ENTRYPOINT))
         st.stop()
-    st.title(title)
+    if aside is None:
+        st.title(title)
+    else:
+        left, right = st.columns([3, 1.3], vertical_alignment="center")
+        left.title(title)
+        with right:
+            aside()
     if intro and not presenting():  # on a projector the presenter says it; the pictures get the room
         st.markdown(intro, help=help)
 

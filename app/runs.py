@@ -19,7 +19,8 @@ from dgnam_engine import accel
 from dgnam_engine.worker import DONE, FAILED, Job, Request
 
 from . import catalog, state
-from .plain import message
+from .figures import fixed
+from .plain import message, plain
 
 PREVIEW_EVERY = 5  # steps between preview images
 POLL_S = 0.2
@@ -126,19 +127,23 @@ def _progress_text(jobs: list[tuple[str, Job]], dev: str) -> tuple[float, str]:
     if live is None:
         return 1.0, "finished"
     name, job = live
+    if len(jobs) > 1:  # the bar is over all of them: say which one the step count is of
+        name = f"{name}, run {[j for _, j in jobs].index(job) + 1} of {len(jobs)}"
     if job.state == "queued":
         ahead = state.worker().position(job) or 0
         others = ahead - sum(1 for _, j in jobs if j.state == "running")
         if others > 0:
             return frac, (f"Waiting for the {dev}: {others} run{'s' if others > 1 else ''} from another tab or "
                           "user ahead of yours…")
-        return frac, f"{name}: starting…"
+        return frac, f"{plain(name)}: starting…"  # names may come from a user's class file: as written
     acts = job.curves[0][-1] if job.curves and job.curves[0] else None
-    act = f" · activation {acts:.2f}" if acts is not None else ""
-    return frac, f"{name}: step {job.step}/{job.n_iters or '…'}{act}"
+    act = f" · activation {fixed(acts, 2)}" if acts is not None else ""
+    return frac, f"{plain(name)}: step {job.step}/{job.n_iters or '…'}{act}"
 
 
-def _stop(key: str) -> None:
+def _stop(key: str, then: Optional[Callable[[], None]] = None) -> None:
+    if then is not None:  # the page's own part (before the widgets of the rerun are drawn)
+        then()
     jobs = st.session_state.pop(f"{key}_jobs", [])
     for _, job in jobs:
         job.cancel()
@@ -148,19 +153,21 @@ def _stop(key: str) -> None:
 
 def _preview_captions(job: Job) -> list[str]:
     req = job.request
-    return [f"{catalog.unit_name(req.model, req.layer, u)} · preview · step {job.step}"
-            for u in req.units[:len(job.preview[:4])]]
+    names = [catalog.markdown_name(catalog.unit_name(req.model, req.layer, u), req.model) for u in req.units]
+    return [f"{name} · preview · step {job.step}" for name in names[:len(job.preview[:4])]]
 
 
 PreviewSink = Callable[[str, list, list], None]  # (job name, preview images, their captions)
 
 
 def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str], None]] = None,
-          on_preview: Optional[PreviewSink] = None, compact: bool = False) -> None:
+          on_preview: Optional[PreviewSink] = None, compact: bool = False,
+          on_stop: Optional[Callable[[], None]] = None) -> None:
     """Show progress until every job ended; cancels them all if the page is interrupted. `on_done(name)` runs
     as soon as a job finished, so a page can show that part while the rest still renders. `on_preview` draws the
     forming pictures where the page wants them (beside the controls, in their column); without it they appear
-    under the progress bar. `compact`: Stop and one progress bar on a row, no panel, so nothing below moves."""
+    under the progress bar. `compact`: Stop and one progress bar on a row, no panel, so nothing below moves.
+    `on_stop()` runs in the Stop button's callback."""
     dev = "GPU" if state.device().startswith("cuda") else "CPU"
     mine = st.session_state[f"{key}_jobs"] = list(jobs)
     if compact:
@@ -168,7 +175,7 @@ def watch(jobs: list[tuple[str, Job]], key: str, on_done: Optional[Callable[[str
         stop, panel = stop_col.empty(), bar_col.container()
     else:
         stop, panel = st.empty(), None
-    stop.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:", on_click=_stop, args=(key,),
+    stop.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:", on_click=_stop, args=(key, on_stop),
                 help="Stops the run: what has finished is kept, the unfinished part is not saved.")
     reported: set[int] = set()
     finished = False
@@ -220,14 +227,15 @@ def stopped_notice(key: str) -> None:
     if kept is None:
         return
     if kept:
-        st.info(f"Stopped. Kept what had finished: {', '.join(kept)}. The unfinished part was not saved.")
+        st.info(f"Stopped. Kept what had finished: {plain(', '.join(kept))}. The unfinished part was not saved.")
     else:
         st.info("Stopped before anything finished: nothing of that run was saved.")
 
 
 def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
            on_done: Optional[Callable[[str], None]] = None, again: bool = False,
-           on_preview: Optional[PreviewSink] = None, compact: bool = False) -> list[list[Optional[StoredResult]]]:
+           on_preview: Optional[PreviewSink] = None, compact: bool = False,
+           on_stop: Optional[Callable[[], None]] = None) -> list[list[Optional[StoredResult]]]:
     """Stored results for every request; with `run`, renders the missing ones first (with progress). With `again`
     every request is rendered live even when stored (to watch it form); the new picture replaces the stored one
     under the same key only once it is done."""
@@ -237,7 +245,7 @@ def render(requests: Sequence[tuple[str, Request]], key: str, run: bool,
         if todo:
             w, store = state.worker(), state.store()
             watch([(name, w.submit(part, store, PREVIEW_EVERY)) for name, part in todo], key, on_done, on_preview,
-                  compact)
+                  compact, on_stop)
     return [stored_results(req) for _, req in requests]
 
 

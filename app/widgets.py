@@ -100,8 +100,10 @@ def _parse_units(text: str, n_units: int) -> list[int]:
     return units
 
 
-def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[Selection]:
-    """Model, layer and unit pickers. Returns None (after showing a message) when the input is unusable."""
+def pick_unit(prefix: str, multi: bool = False, link: bool = True, stacked: bool = False) -> Optional[Selection]:
+    """Model, layer and unit pickers. Returns None (after showing a message) when the input is unusable.
+    `stacked`: the unit box on a row of its own under network and layer (a narrow column: Run's controls, where
+    three in a row cut the network's name at 1280 px with the sidebar open)."""
     models = catalog.available_models()
     if not models:
         st.error("No model weights are on this machine. Reinstall with `bash run.sh`, which installs the "
@@ -113,7 +115,10 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
         if err:
             st.error(err)
     shared = _shared()
-    c1, c2, c3 = st.columns([1, 1.4, 1.6])
+    if stacked:
+        (c1, c2), c3 = st.columns([1, 1.4]), st.container()
+    else:
+        c1, c2, c3 = st.columns([1, 1.4, 1.6])
     mkey = f"{prefix}_model"
     _ensure(mkey, models, shared["model"] if shared["model"] in models else models[0])
     model = c1.selectbox("Network", models, key=mkey, format_func=catalog.model_short,
@@ -147,7 +152,7 @@ def pick_unit(prefix: str, multi: bool = False, link: bool = True) -> Optional[S
             except ValueError as exc:
                 st.error(str(exc))
                 return None
-            c3.caption("Selected: " + ", ".join(label(u) for u in units))
+            c3.caption("Selected: " + catalog.markdown_name(", ".join(label(u) for u in units), model))
         else:
             ukey = f"{prefix}_ucls{own}"
             _ensure(ukey, list(range(n_units)), prev[0])
@@ -292,7 +297,8 @@ def advanced(prefix: str, model: str, seeds_side_by_side: bool = True, preview: 
         lr = c2.number_input("Learning rate", value=None, step=0.1, format="%g", key=f"{prefix}_lr",
                              placeholder="model default",
                              help=f"How big each step is at the start ({LR_RANGE[0]:g}–{LR_RANGE[1]:g}).")
-        seed = c3.number_input("Seed", value=0, step=1, key=f"{prefix}_seed",
+        st.session_state.setdefault(f"{prefix}_seed", 0)  # a page may set it (Run's "new seed" button)
+        seed = c3.number_input("Seed", step=1, key=f"{prefix}_seed",
                                help="The random starting code. On this computer's CPU the same seed and settings "
                                "always give the same picture; on a GPU the units rendered with it can change "
                                "details.")

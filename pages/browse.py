@@ -9,19 +9,26 @@ from app import atlas_view, layout, pictures, state
 from app.links import presenting, wrote_link
 from app.names import LayerNames
 from app.terms import TERMS
+from dgnam_engine import numbers
 from dgnam_engine.atlas import AtlasDamaged
 from dgnam_engine.store import StoreError
 
-layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most. Click a "
-                   "picture to open its card; the page address links straight to it.")
-card_slot = st.container()  # a unit's card, above the pickers and the grid (filled once they are read)
-if not presenting() and "unit" not in st.query_params:
-    with st.expander("What am I looking at?", icon=":material/help:"):
+
+def _what_is_this() -> None:
+    """The app in a few lines, behind a button on the title's row: the grid keeps the first screen."""
+    with st.popover("What am I looking at?", icon=":material/help:", width="stretch"):
         st.markdown(
             "A network that recognises photos is built from millions of tiny detectors. This app asks one of "
             "them: *what picture would excite you most?* It starts from a random picture and changes it, step by "
             "step, until the detector fires as strongly as it can. The result shows what that detector has "
             "learned to look for.\n\n" + "\n".join(f"- {text}" for text in TERMS.values()))
+
+
+# one line of intro and the explanation on the title's row: at 1280x720 three rows of the grid on the first screen
+layout.page_header("Browse neurons", "Each picture shows what one neuron of a trained network likes most; click one "
+                   "to open its card.",
+                   aside=None if presenting() or "unit" in st.query_params else _what_is_this)
+card_slot = st.container()  # a unit's card, above the pickers and the grid (filled once they are read)
 pick_slot = st.empty()
 notice_slot = st.container()
 grid_slot = st.container()
@@ -77,7 +84,7 @@ from dgnam_engine.worker import Request  # noqa: E402
 if first is not None:  # load the network behind the placeholder pickers: the pickers' "Loading the model…"
     from dgnam_engine import runner  # noqa: E402  spinner would be drawn over the search box
 
-    runner.get_target(first[0].model, state.device()).layers
+    _ = runner.get_target(first[0].model, state.device()).layers  # probes the layers (assigned: never shown)
 
 
 def _open_unit(model: str, layer: str) -> int | None:
@@ -88,7 +95,7 @@ def _open_unit(model: str, layer: str) -> int | None:
         return None
     text = str(qp["unit"]).split(",")[0]
     n = catalog.layers(model)[layer].units
-    return int(text) if text.isdigit() and int(text) < n else None  # a bad one: the picker showed why
+    return int(text) if numbers.is_whole(text) and int(text) < n else None  # a bad one: the picker showed why
 
 
 def _close_card() -> None:
@@ -105,7 +112,7 @@ def _card(model: str, layer: str, unit: int) -> dict:
     top = st.columns([1, 2.2, 1.2], vertical_alignment="center")
     top[0].button("Back to the grid", key="browse_close", icon=":material/grid_view:", on_click=_close_card)
     if not here:
-        st.info(f"{name[:1].upper()}{name[1:]} has not been rendered yet.")
+        st.info(catalog.markdown_name(f"{name[:1].upper()}{name[1:]}", model) + " has not been rendered yet.")
         prior = catalog.default_prior()
         settings = Settings(method="pixel" if prior == catalog.PIXEL else "dgnam",
                             prior=None if prior == catalog.PIXEL else prior, n_iters=state.default_steps())

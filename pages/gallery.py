@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import cards, catalog, export, layout, pictures, state
+from app.figures import fixed
 
 SHOW_MAX = 60
 
@@ -37,9 +38,9 @@ chosen = []
 cols = st.columns(6)
 for i, r in enumerate(shown):
     with cols[i % 6]:
-        pictures.show(r, caption=f"{cards.title(r)} · {cards.grid_caption(r)}")
+        pictures.show(r, caption=f"{cards.title_markdown(r)} · {cards.grid_caption(r)}")
         st.caption(f"{catalog.model_short(r.model)} · {r.layer} · seed {r.seed} · {r.settings.get('n_iters')} "
-                   f"steps · activation {r.activation_final:.1f}")
+                   f"steps · activation {fixed(r.activation_final)}")
         if st.checkbox("Select", key=f"gal_sel_{r.key}"):
             chosen.append(r)
         st.download_button("PNG", r.png(), file_name=export.file_name(r), mime="image/png", key=f"gal_dl_{r.key}",

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import cards, catalog, layout, runs, widgets
+from app.figures import fixed
 from app.plain import plain
 from dgnam_engine import numbers
 from dgnam_engine.runner import Settings
@@ -19,10 +20,18 @@ if link is not None and widgets.is_new_link({"class": link}):  # ?class=967 open
     else:
         st.error(f"The link's class “{plain(link)}” is not an ImageNet class number (0–999)."
                  + (" Pick a class below." if len(models) > 1 else ""))
+others = [m for m in catalog.available_models() if m not in models]  # their own classes: scenes, a user's
 if len(models) < 2:
-    # nothing to compare: say so and point at the button that fetches more, instead of columns of commands
-    st.info("Only one network is on this machine, so there is nothing to compare yet. Any class can be "
-            "rendered on the **Run** page.", icon=":material/info:")
+    # nothing to compare: say what is there and why, and point at the button that fetches more
+    line = "Only one network is on this machine, so there is nothing to compare yet."
+    if others:
+        only = f"one ImageNet network ({catalog.model_short(models[0])})" if models else "no ImageNet network"
+        line = f"There is {only} on this machine, so there is nothing to compare yet."
+        names = ", ".join(plain(catalog.model_short(m)) for m in others)
+        line += (f" {names} {'has' if len(others) == 1 else 'have'} classes of {'its' if len(others) == 1 else 'their'}"
+                 " own, not ImageNet's: this page renders one ImageNet class in every network, so "
+                 f"{'it is' if len(others) == 1 else 'they are'} not compared here.")
+    st.info(line + " Any class can be rendered on the **Run** page.", icon=":material/info:")
     st.page_link("pages/setup.py", label="Get more networks on the Setup page (needs internet once)",
                  icon=":material/download:")
     st.page_link("pages/run.py", label="Render a class on the Run page", icon=":material/play_circle:")
@@ -56,7 +65,7 @@ for i, (m, r) in enumerate(slots):
         if r is None:
             st.caption("Not rendered yet.")
         else:
-            st.image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+            st.image(str(r.image_path), caption=f"activation {fixed(r.activation_final)}", width="stretch")
 if missing:
     st.caption(f"Not on this machine: {', '.join(catalog.model_short(m) for m in missing)}.")
     st.page_link("pages/setup.py", label="Get them on the Setup page", icon=":material/download:")

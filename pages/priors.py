@@ -3,6 +3,7 @@ Each column shows its picture as soon as its own run finished, while the others 
 import streamlit as st
 
 from app import cards, catalog, layout, runs, state, widgets
+from app.figures import fixed
 from dgnam_engine.runner import Settings
 from dgnam_engine.worker import Request
 
@@ -51,16 +52,17 @@ if sel is not None:
     with b2:
         runs.stopped_notice("cmpp")
     progress = b2.container()
-    cols = st.columns(len(slots))
+    # the headers on a row of their own and the pictures on the next: a header that wraps (MACO's) pushes no
+    # picture lower than the others
+    heads, cols = st.columns(len(slots)), st.columns(len(slots))
     boxes, short = {}, {}
-    for col, (depth, title, idx) in zip(cols, slots):
+    for head, col, (depth, title, idx) in zip(heads, cols, slots):
+        kind = "no prior" if depth in ("pixel", "maco") else "missing" if idx is None else \
+            "original" if "original" in title else "demo"
+        short[title] = "MACO · no prior" if depth == "maco" else f"{depth} · {kind}"
+        head.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
+                      help=title)
         with col:
-            # the same two short lines everywhere, so the pictures start at the same height
-            kind = "no prior" if depth in ("pixel", "maco") else "missing" if idx is None else \
-                "original" if "original" in title else "demo"
-            short[title] = "MACO · no prior" if depth == "maco" else f"{depth} · {kind}"
-            st.markdown(f"**{short[title]}**  \n{catalog.prior_depth_words(depth).replace('learned from ', '')}",
-                        help=title)
             if idx is None:
                 st.caption(f"No {depth} prior on this machine.")
                 st.page_link("pages/setup.py", label="Get it on the Setup page", icon=":material/download:")
@@ -70,7 +72,7 @@ if sel is not None:
     def show(title: str) -> bool:
         r = state.store().get(dict(requests)[title].identities(state.device())[0].key)
         if r is not None:
-            boxes[title].image(str(r.image_path), caption=f"activation {r.activation_final:.1f}", width="stretch")
+            boxes[title].image(str(r.image_path), caption=f"activation {fixed(r.activation_final)}", width="stretch")
         return r is not None
 
     def forming(title: str, images: list, captions: list) -> None:

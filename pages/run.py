@@ -1,5 +1,7 @@
 """Run: one button renders the chosen unit(s), with live progress, a preview and a Stop button. The controls sit on
 the left and the pictures (stored, forming, done) on the right, so at 1280x720 both are on the first screen."""
+from dataclasses import replace
+
 import streamlit as st
 
 from app import beyond, cards, catalog, layout, runs, state, widgets
@@ -10,17 +12,33 @@ layout.page_header("Render a neuron", "Pick a network and a unit, then press **R
                    "that unit responds to most.")
 
 
-def _live(how: str) -> None:
-    """'again': the same settings rendered live; 'seed': the next seed (also in presentation mode, where the
-    seed box is hidden). The request of this rerun is built with it and rendered at once."""
+def _live(how: str, seed: int | None = None, was: int | None = None) -> None:
+    """'again': the same settings rendered live; 'seed': `seed`, the next seed with nothing stored, put in the
+    Seed box (in presentation mode, where the box is hidden, kept for these units). The request of this rerun is
+    built with it and rendered at once; a Stop puts the seed of the picture that was there, `was`, back."""
     if how == "seed":
-        st.session_state["run_seed_extra"] = st.session_state.get("run_seed_extra", 0) + 1
+        _set_seed(seed)
+        st.session_state["run_seed_undo"] = was
     st.session_state["run_live"] = how
+
+
+def _set_seed(seed: int) -> None:
+    if layout.presenting():
+        st.session_state["run_seed_present"] = seed
+    else:
+        st.session_state["run_seed"] = seed
+
+
+def _stopped() -> None:
+    """Stop during a new seed's render: the picture that was there stays, and so does its seed."""
+    was = st.session_state.pop("run_seed_undo", None)
+    if was is not None:
+        _set_seed(was)
 
 
 controls, stage = st.columns([1.45, 1], gap="medium")
 with controls:
-    sel = widgets.pick_unit("run", multi=True)
+    sel = widgets.pick_unit("run", multi=True, stacked=True)
 if sel is None:
     st.stop()
 with controls:
@@ -35,11 +53,13 @@ with controls:
     adv = widgets.advanced("run", sel.model, preview=quick)
     method = catalog.method_of(prior)
     more = beyond.beyond("run", sel.model, sel.layer, method)
-# a new seed asked for with "Render live with a new seed" lasts while the same units stay picked
+# in presentation mode (no Seed box) a seed from "Render live with a new seed" lasts while the same units stay
+# picked; otherwise the Seed box holds it, so the box always says the seed of the picture
 picked_now = (sel.model, sel.layer, tuple(sel.units))
 if st.session_state.get("run_seed_for") != picked_now:
-    st.session_state["run_seed_for"], st.session_state["run_seed_extra"] = picked_now, 0
-seed0 = adv.seed + st.session_state.get("run_seed_extra", 0)
+    st.session_state["run_seed_for"] = picked_now
+    st.session_state.pop("run_seed_present", None)
+seed0 = st.session_state.get("run_seed_present", adv.seed) if layout.presenting() else adv.seed
 picked = sel.units[:1] if more.objective else sel.units  # a combination is one picture per seed
 units = [u for u in picked for _ in range(adv.n_seeds)]
 seeds = [seed0 + k for _ in picked for k in range(adv.n_seeds)]
@@ -50,6 +70,16 @@ problem = adv.problem or more.problem
 if quick:
     settings = settings.as_preview()
 req = Request(sel.model, units, sel.layer, settings, seeds)
+
+
+def next_free_seed(req: Request) -> int:
+    """The first seed after this one whose pictures are not stored yet: a new seed is always rendered live."""
+    for seed in range(seed0 + 1, seed0 + 1000):
+        shifted = replace(req, settings=replace(req.settings, seed=seed),
+                          seeds=[seed + s - seed0 for s in req.seed_list()])
+        if not any(runs.stored_results(shifted)):
+            return seed
+    return seed0 + 1000
 go = button_slot.button("Render", type="primary", key="run_go", icon=":material/play_arrow:",
                         disabled=problem is not None, width="stretch")
 live = st.session_state.pop("run_live", None) if problem is None else None
@@ -59,17 +89,20 @@ before = runs.stored_results(req) if problem is None else []
 stored_all = bool(before) and all(before)
 
 
-def offer_live(results: list) -> None:
-    """The offer to render live, in its slot beside the pictures it would replace."""
+def offer_live(results: list, just_now: bool = False) -> None:
+    """The offer to render live, in its slot beside the pictures it would replace; `just_now`: they were."""
     where = "the shipped atlas" if any(r.shipped for r in results) else "stored results"
     with offer.container():
-        st.caption(f"Shown from {where}, so it was instant; render live to watch it form.")
+        st.caption("Rendered live just now (and stored); render again to watch it once more, or try another seed."
+                   if just_now else f"Shown from {where}, so it was instant; render live to watch it form.")
         b1, b2 = st.columns(2)
         b1.button("Render live again", key="run_again", icon=":material/replay:", on_click=_live,
-                  args=("again",), width="stretch", help="The same settings once more, with the pictures "
-                  "forming step by step; the stored picture stays until the new one is done.")
+                  args=("again",), width="stretch", help="The same settings once more, with the picture forming "
+                  "step by step; it replaces the stored one when it is done (Stop keeps the stored one).")
+        nxt = next_free_seed(req)
         b2.button("Render live with a new seed", key="run_newseed", icon=":material/casino:", on_click=_live,
-                  args=("seed",), width="stretch", help="Another random start: a new picture of the same unit.")
+                  args=("seed", nxt, seed0), width="stretch",
+                  help=f"Another random start (seed {nxt}, not rendered yet): a new picture of the same unit.")
 
 
 offer = controls.empty()  # one slot: the offer to render live, or what the live render does
@@ -77,30 +110,25 @@ offered = stored_all and not live
 if offered:
     offer_live(before)
 elif live:
-    offer.caption("Rendering live: " + ("the stored picture stays until the new one is done." if live == "again"
-                                        else f"a new seed ({seed0}), a new picture."))
+    offer.caption("Rendering live: " + ("the same settings again; the new picture replaces the stored one when "
+                                        "it is done." if live == "again" else f"a new seed ({seed0}), a new picture."))
 
 with stage:
     runs.stopped_notice("run")
     progress = st.container()  # the progress bar and Stop above the pictures, which keep their place
     pics = st.empty()
     if problem is None and (go or live):
-        old = [r for r in before if r is not None]
-
         def forming(name: str, images: list, captions: list) -> None:
-            with pics.container():
-                now, kept = st.columns([2, 1]) if old else (st.container(), None)
-                now.image(images if len(images) > 1 else images[0], caption=captions if len(images) > 1
-                          else captions[0], width=140 if len(images) > 1 else "stretch")
-                if kept is not None:  # the stored picture stays until the new one is done
-                    kept.image([str(r.image_path) for r in old[:4]], width=90 if len(old) > 1 else "stretch",
-                               caption=["stored, until the new one is done"] * len(old[:4]))
+            # one picture: the forming one in the place of the stored one (which stays stored until it is done)
+            pics.image(images if len(images) > 1 else images[0], caption=captions if len(images) > 1
+                       else captions[0], width=140 if len(images) > 1 else "stretch")
 
-        with progress:
-            [results] = runs.render([(runs.names_of(req), req)], "run", run=True, again=live == "again",
-                                    on_preview=forming)
+        with progress:  # a new seed renders live even if another tab stored it meanwhile
+            [results] = runs.render([(runs.names_of(req), req)], "run", run=True, again=live in ("again", "seed"),
+                                    on_preview=forming, on_stop=_stopped if live == "seed" else None)
+        st.session_state.pop("run_seed_undo", None)
         if not offered and results and all(results):
-            offer_live(results)  # once more, or another seed
+            offer_live(results, just_now=True)  # once more, or another seed
     else:
         results = before
     done = [r for r in results if r is not None]

@@ -5,6 +5,8 @@ import time
 import streamlit as st
 
 from app import catalog, downloads, layout, state
+from app.paths import from_home, shown, shown_in
+from app.plain import plain
 from dgnam_engine import catalog as C
 
 layout.page_header("Setup", "What this machine has: the device, and which weights are present, missing or "
@@ -18,7 +20,9 @@ else:
             icon=":material/memory:")
 store_problem = state.store_problem()  # the page opens whatever is wrong with the results folder
 if store_problem is None:
-    st.caption(f"Results are saved in `{state.store().root}` (set `DGNAM_DATA_DIR` to use another folder).")
+    # the data folder as plain text (it wraps, a code span did not); the paths below are named from it
+    st.caption(f"Results are saved in the data folder, {plain(from_home(state.store().root))} (set "
+               "`DGNAM_DATA_DIR` to use another folder).")
 else:
     st.error(store_problem, icon=":material/error:")
 
@@ -28,7 +32,6 @@ online = C.downloads_allowed()
 networks, priors = C.networks(), C.priors()  # the one catalogue, read once per rerun
 missing_nets = [e.name for e in networks if e.fetch]
 missing_priors = [e.name for e in priors if e.fetch]
-sizes = dl.sizes(missing_nets + missing_priors) if online else {}
 
 
 def _download_area() -> None:
@@ -58,13 +61,9 @@ if not online:
     st.info("Offline: downloads are off because the dashboard was started with HF_HUB_OFFLINE=1; start it with "
             "`HF_HUB_OFFLINE=0 bash run.sh` to download from here.", icon=":material/cloud_off:")
 else:
-    if dl.server_unreachable():
-        st.warning("The download servers did not answer a size request within 5 s (no network, or the server is "
-                   "down): downloads will most likely fail until they do.",
-                   icon=":material/cloud_off:")
     paper = [n for n in downloads.PAPER_SETUP if n in missing_nets + missing_priors]
     if paper:
-        known = [sizes.get(n) or downloads.known_size(n) for n in paper]
+        known = [downloads.known_size(n) for n in paper]  # the catalogue's sizes: no request before a click
         size = f"{sum(k for k in known if k) / 1e6:.0f} MB" + ("" if all(known) else " and more")
         st.button(f"Paper setup: download {', '.join(paper)} ({size})", key="dl_paper", type="primary",
                   icon=":material/download:", disabled=dl.status().active, on_click=dl.start, args=(paper,),
@@ -80,7 +79,7 @@ def _download_buttons(names) -> None:
     for name in names:
         a, b, c = st.columns([2, 1, 1], vertical_alignment="center")
         a.markdown(f"**{name}** · missing")
-        b.caption(downloads.size_label(name, sizes))
+        b.caption(downloads.size_label(name))
         c.button("Download", key=f"dl_{name}", icon=":material/download:", disabled=busy or not online,
                  on_click=dl.start, args=([name],))
 
@@ -90,7 +89,7 @@ rows = []
 for e in networks:
     rows.append({"network": e.name, "weights": "present" if e.available else "missing",
                  "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
-                 "description": e.title, "file": e.place})
+                 "description": e.title, "file": shown_in(e.place)})
 st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 _download_buttons(missing_nets)
 
@@ -118,8 +117,8 @@ def _use_file_form() -> None:
             except UserError as exc:
                 st.error(str(exc), icon=":material/error:")
                 return
-            st.session_state["setup_notice"] = (f"{name} now uses a copy of your file ({dest}); your file was "
-                                                "left as it is.")
+            st.session_state["setup_notice"] = (f"{name} now uses a copy of your file ({plain(shown(dest))}); your "
+                                                "file was left as it is.")
             st.rerun()
 
 
@@ -157,7 +156,7 @@ for e in priors:  # in depth order, conv3 to fc7
                  "get it with": catalog.fetch_command(e.fetch) if e.fetch else "",
                  "plays": e.depth or "",
                  "kind": "demo (trained here)" if e.prior_kind == "trained" else "original (paper)",
-                 "description": e.title, "file": e.place})
+                 "description": e.title, "file": shown_in(e.place)})
 st.table(rows, border="horizontal", hide_index=True)  # wraps long paths: nothing cut at the right edge
 for e in priors:
     if e.damaged:
