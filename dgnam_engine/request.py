@@ -141,11 +141,6 @@ def resolve(req: Request) -> Run:
     if len(seeds) != len(units):
         raise UserError("give one seed per unit")
     limits.check_settings(s, seeds)
-    for path, what in ((req.model_weights, "weights file"), (req.prior_file, "prior file")):
-        if path is not None:
-            regular_file(path, what)  # before anything hashes it: a pipe or a device is named, never read
-    if s.init_image is not None:
-        check_photo_file(Path(s.init_image).expanduser())
     vp = variants.problem(s.views, s.bn_weight)
     if vp:
         raise UserError(vp)
@@ -153,6 +148,11 @@ def resolve(req: Request) -> Run:
         raise UserError(f"views and the batch-norm term are DGN-AM variants; the {s.method} method takes neither")
     if s.init_image is not None and s.method != "dgnam":
         raise UserError(f"starting from a photo needs a generator prior; the {s.method} method has none")
+    for path, what in ((req.model_weights, "weights file"), (req.prior_file, "prior file")):
+        if path is not None:
+            regular_file(path, what)  # before anything hashes it: a pipe or a device is named, never read
+    if s.init_image is not None:
+        check_photo_file(Path(s.init_image).expanduser())
     spec = T.get_spec(req.model or T.default_target())
     dev = T.resolve_device(req.device)
     layer, terms = req.layer or spec.output_layer, None

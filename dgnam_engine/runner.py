@@ -2,6 +2,7 @@
 cache) the target and the prior, run DGN-AM, the pixel baseline or MACO in one batch, and return plain results."""
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
@@ -12,6 +13,7 @@ import torch
 from . import dgnam, maco, pixel_am
 from . import priors as P
 from . import targets as T
+from . import weights as W
 from .errors import UserError
 from . import objectives, photo_init
 from .convention import from_uint8, gen_to_rgb, to_uint8
@@ -71,8 +73,26 @@ def get_target(model: str, device: str = "cpu", weights: Optional[str] = None,
         return _targets[key]
 
 
+def _prior_file_identity(name: Optional[str], prior_file: Optional[str]) -> Optional[tuple]:
+    """The file a prior would load from, as (path, size, mtime, inode): a replaced or damaged file (or another
+    demo-prior folder) is loaded, and so checked, again rather than served from the cache."""
+    path = prior_file
+    if path is None:
+        try:
+            spec = P.get_spec(name or P.default_prior_name())
+        except UserError:
+            return None  # load_prior says why
+        path = spec.file or (spec.weights is not None and W.find(spec.weights)) or None
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def get_prior(name: Optional[str], prior_file: Optional[str] = None, device: str = "cpu") -> P.Prior:
-    key = (name or P.default_prior_name() if not prior_file else name, prior_file, str(T.resolve_device(device)))
+    key = (name or P.default_prior_name() if not prior_file else name, prior_file, str(T.resolve_device(device)),
+           _prior_file_identity(name, prior_file))
     with _cache_lock:
         if key not in _priors:
             _priors[key] = P.load_prior(name, prior_file, T.resolve_device(device))

@@ -463,3 +463,14 @@ def test_an_entry_being_staged_is_not_listed_or_warned_about(data, caplog):
     folder.mkdir(parents=True)
     (folder / "weights.pth").write_bytes(b"half")
     assert user_networks.entries() == [] and "skipping" not in caplog.text
+
+
+def test_a_prior_damaged_after_it_was_cached_is_checked_again(demo_priors):
+    """The runner's prior cache is keyed by the file's identity: a file damaged (or replaced) after the dashboard
+    or an earlier command loaded it is read, and so checked, again instead of being served from memory."""
+    from dgnam_engine import runner
+
+    runner.get_prior("lite0-b3")
+    _flip_a_bit(demo_priors / "lite0-b3.safetensors")
+    with pytest.raises(UserError, match="SHA256SUMS"):
+        runner.get_prior("lite0-b3")

@@ -35,9 +35,17 @@ def installed(tmp_path_factory):
     # The heavy dependencies (torch, ...) come from the test environment's site-packages by a path line; a path
     # line does not run that folder's own .pth files, so the editable install's finder (back to ROOT) stays out.
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix",
-                           str(env_dir), str(wheel)], capture_output=True, text=True, timeout=600)
+
+    def ours() -> str:  # where this test environment's own python finds the engine (the editable install)
+        return subprocess.run([sys.executable, "-c", "import dgnam_engine; print(dgnam_engine.__file__)"],
+                              capture_output=True, text=True, cwd=tmp).stdout.strip()
+    before = ours()
+    # --ignore-installed: without it pip first uninstalls the dgnam-studio it finds in the running environment
+    # (the developer's editable install), even when installing into another prefix
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--ignore-installed",
+                           "--prefix", str(env_dir), str(wheel)], capture_output=True, text=True, timeout=600)
     assert inst.returncode == 0, inst.stderr[-2000:]
+    assert ours() == before, "installing the wheel elsewhere changed this environment's own install"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DGNAM_ATLAS_DIR")}
     env["DGNAM_DATA_DIR"] = str(tmp / "data")
     py = env_dir / "bin" / "python"
