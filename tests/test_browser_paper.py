@@ -43,7 +43,10 @@ def test_paper_page_runs_five_experiments_with_pictures_and_numbers(server):  # 
                 expect(section.locator('[data-testid="stExpanderIconError"]')).to_have_count(1)
                 expect(section.locator('[data-testid="stExpanderIconCheck"]')).to_have_count(0)
                 continue
-            expect(section.locator('[data-testid="stExpanderIconCheck"]')).to_have_count(1)
+            # answered: its status says done and shows no error (the tick icon itself is not asserted: after the
+            # later sections' reruns the browser sometimes draws a finished status without its icon)
+            expect(section.get_by_text(f"RQ{n} done", exact=False).first).to_be_visible()
+            expect(section.locator('[data-testid="stExpanderIconError"]')).to_have_count(0)
             expect(section.get_by_text(re.compile("^Number:"))).to_be_visible()
             if n != 2:  # RQ2 needs a Places network, which is not here: it says so instead of showing pictures
                 expect(section.locator('[data-testid="stImage"]').first).to_be_visible()
